@@ -1,0 +1,6 @@
+//! `aggd`: a pipeline stage. Not built yet; see the issue "The four stages end to end".
+
+fn main() {
+    eprintln!("aggd: not built yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,6 @@
+//! `decoded`: a pipeline stage. Not built yet; see the issue "The four stages end to end".
+
+fn main() {
+    eprintln!("decoded: not built yet");
+    std::process::exit(2);
+}

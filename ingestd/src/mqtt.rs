@@ -1,0 +1,161 @@
+//! The MQTT 5 session as the config describes it: broker address and TLS, credentials, session
+//! settings, limits, and the subscription filters (with an optional shared-subscription group).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::Filter;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::MqttOptions;
+use rumqttc::{TlsConfiguration, Transport};
+use telemetry_config::Ingestd;
+
+/// Largest MQTT packet ingestd accepts, announced to the broker as the MQTT 5 Maximum Packet
+/// Size. It is far above `max_payload` on purpose: a message between the two still arrives and
+/// is counted as `payload_too_large`, while a broker drops a packet above the announced size
+/// without telling us. rumqttc's own default (10 KiB) would instead end the connection.
+pub const MAX_PACKET: u32 = 1 << 20;
+
+/// QoS 1 messages the broker may have in flight to us before our acks (MQTT 5 Receive Maximum).
+pub const RECEIVE_MAXIMUM: u16 = 1000;
+
+/// Capacity of rumqttc's request channel. Acks go through it from the same task that polls the
+/// event loop, so it must never be full: at most `RECEIVE_MAXIMUM` acks plus a few subscribes
+/// can be outstanding.
+pub const REQUEST_CAPACITY: usize = 2 * RECEIVE_MAXIMUM as usize + 16;
+
+/// Host, port and whether TLS is used, from `mqtt://host:port` or `mqtts://host:port`.
+pub fn parse_broker(url: &str) -> Result<(String, u16, bool), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("broker {url:?} is not a URL"))?;
+    let tls = match scheme {
+        "mqtt" => false,
+        "mqtts" => true,
+        _ => return Err(format!("broker {url:?}: scheme must be mqtt or mqtts")),
+    };
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or_else(|| format!("broker {url:?} has no port"))?;
+    let port = port.parse().map_err(|_| format!("broker {url:?} has a bad port"))?;
+    Ok((host.trim_matches(['[', ']']).to_owned(), port, tls))
+}
+
+/// The rumqttc options for this config.
+pub fn options(config: &Ingestd) -> Result<MqttOptions, String> {
+    let (host, port, tls) = parse_broker(&config.broker)?;
+    let mut opts = MqttOptions::new(config.client_id.clone(), host, port);
+    opts.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)))
+        .set_clean_start(config.clean_start)
+        .set_manual_acks(true)
+        .set_max_packet_size(Some(MAX_PACKET))
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM))
+        .set_request_channel_capacity(REQUEST_CAPACITY);
+    if config.session_expiry_s > 0 {
+        opts.set_session_expiry_interval(Some(config.session_expiry_s));
+    }
+    if !config.username.is_empty() {
+        opts.set_credentials(config.username.clone(), config.password.clone());
+    }
+    if tls {
+        opts.set_transport(Transport::Tls(tls_config(&config.ca_file)?));
+    }
+    Ok(opts)
+}
+
+fn tls_config(ca_file: &str) -> Result<TlsConfiguration, String> {
+    // One crypto provider for the whole process (ring, as async-nats uses): with two compiled in,
+    // rustls cannot choose and a TLS connect panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if ca_file.is_empty() {
+        return Ok(TlsConfiguration::default());
+    }
+    let pem = std::fs::read(ca_file).map_err(|e| format!("ingestd.ca_file {ca_file:?}: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut found = 0;
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        let cert: rustls::pki_types::CertificateDer<'static> =
+            cert.map_err(|e| format!("ingestd.ca_file {ca_file:?}: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("ingestd.ca_file {ca_file:?}: {e}"))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(format!("ingestd.ca_file {ca_file:?} holds no PEM certificate"));
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+/// The subscription filters: each configured filter at the configured QoS, as
+/// `$share/<group>/<filter>` when a shared-subscription group is set.
+pub fn filters(config: &Ingestd) -> Vec<Filter> {
+    let qos = if config.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    config
+        .topics
+        .iter()
+        .map(|t| {
+            let path = if config.share_group.is_empty() {
+                t.clone()
+            } else {
+                format!("$share/{}/{}", config.share_group, t)
+            };
+            Filter::new(path, qos)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1883").unwrap(),
+            ("127.0.0.1".into(), 1883, false)
+        );
+        assert_eq!(
+            parse_broker("mqtts://broker.example:8883/").unwrap(),
+            ("broker.example".into(), 8883, true)
+        );
+        assert_eq!(parse_broker("mqtt://[::1]:1883").unwrap(), ("::1".into(), 1883, false));
+        assert!(parse_broker("http://x:1").is_err());
+        assert!(parse_broker("mqtt://x").is_err());
+    }
+
+    #[test]
+    fn shared_subscriptions_wrap_every_filter() {
+        let mut c = Ingestd {
+            topics: vec!["site/+/sensor/+".into(), "x/#".into()],
+            ..Ingestd::default()
+        };
+        assert_eq!(filters(&c)[0].path, "site/+/sensor/+");
+        c.share_group = "g1".into();
+        let f = filters(&c);
+        assert_eq!(
+            (f[0].path.as_str(), f[1].path.as_str()),
+            ("$share/g1/site/+/sensor/+", "$share/g1/x/#")
+        );
+        assert_eq!(f[0].qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_clear_error() {
+        let c = Ingestd {
+            broker: "mqtts://127.0.0.1:8883".into(),
+            ca_file: "/nonexistent/ca.pem".into(),
+            ..Ingestd::default()
+        };
+        let e = options(&c).err().unwrap();
+        assert!(e.contains("ingestd.ca_file"), "{e}");
+    }
+}

@@ -1,0 +1,242 @@
+//! The loop: poll rumqttc, gather every message that one network read delivered, hand them to
+//! the raw ring as one chunk (or count them as dropped), ack them, publish the counters, and
+//! wait a short latency budget so that the next read brings a batch rather than one message.
+//!
+//! Batching without cancelling anything: rumqttc's `EventLoop::poll()` is not safe to drop
+//! half-way (it may be writing an ack), so it is always awaited to completion. After the first
+//! event of a read, the rest sit in `eventloop.state.events` and each further `poll()` returns
+//! one of them at once, without touching the socket; the loop drains that queue before it
+//! writes the batch.
+
+use std::time::Duration;
+
+use records::names::{counter, drop_reason};
+use records::RawRecord;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
+use shm_ring::{CounterId, Producer, StageState};
+use stage_runtime::StageCounters;
+use telemetry_config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::backoff::Backoff;
+use crate::intake;
+use crate::liveness::Liveness;
+use crate::mqtt;
+
+/// Most messages handed to the ring in one chunk.
+const MAX_BATCH: usize = 1024;
+
+struct Counters {
+    received: CounterId,
+    forwarded: CounterId,
+    ring_full: CounterId,
+    topic_too_long: CounterId,
+    payload_too_large: CounterId,
+}
+
+/// Everything the loop owns besides the MQTT client.
+pub struct Ingest {
+    producer: Producer<RawRecord>,
+    stats: StageCounters,
+    ids: Counters,
+    batch: Vec<RawRecord>,
+    acks: Vec<Publish>,
+    max_payload: usize,
+}
+
+impl Ingest {
+    /// Wraps the raw ring's producer and the stage's stats slot.
+    pub fn new(
+        producer: Producer<RawRecord>,
+        mut stats: StageCounters,
+        max_payload: usize,
+    ) -> Result<Self, shm_ring::Error> {
+        let ids = Counters {
+            received: stats.id(counter::RECEIVED)?,
+            forwarded: stats.id(counter::FORWARDED)?,
+            ring_full: stats.id(drop_reason::RING_FULL)?,
+            topic_too_long: stats.id(drop_reason::TOPIC_TOO_LONG)?,
+            payload_too_large: stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
+        };
+        stats.flush();
+        Ok(Ingest {
+            producer,
+            stats,
+            ids,
+            batch: Vec::with_capacity(MAX_BATCH),
+            acks: Vec::with_capacity(MAX_BATCH),
+            max_payload,
+        })
+    }
+
+    /// Takes one message into the current batch, or counts it as dropped.
+    fn take(&mut self, publish: Publish, received_ms: u64) {
+        self.stats.add(self.ids.received, 1);
+        self.batch.push(bytemuck::Zeroable::zeroed());
+        let slot = self.batch.last_mut().expect("just pushed");
+        if let Err(reason) = intake::fill(slot, &publish, received_ms, self.max_payload) {
+            self.batch.pop();
+            let id = if reason == drop_reason::TOPIC_TOO_LONG {
+                self.ids.topic_too_long
+            } else {
+                self.ids.payload_too_large
+            };
+            self.stats.add(id, 1);
+        }
+        if publish.qos != QoS::AtMostOnce {
+            self.acks.push(publish);
+        }
+    }
+
+    /// Hands the batch to the ring (what does not fit is dropped and counted), then acks every
+    /// message of the batch: each is now in the ring or counted.
+    fn flush(&mut self, client: &AsyncClient) -> Result<(), shm_ring::Error> {
+        if !self.batch.is_empty() {
+            let taken = self.producer.push_slice(&self.batch)?;
+            self.stats.add(self.ids.forwarded, taken as u64);
+            self.stats.add(self.ids.ring_full, (self.batch.len() - taken) as u64);
+            self.batch.clear();
+        }
+        for publish in self.acks.drain(..) {
+            if let Err(e) = client.try_ack(&publish) {
+                // Cannot happen while REQUEST_CAPACITY exceeds the broker's in-flight window;
+                // the broker then redelivers the message after a reconnect.
+                warn!(error = %e, "ack not queued");
+            }
+        }
+        self.stats.flush();
+        Ok(())
+    }
+}
+
+/// Why the loop ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: ingestd stopped consuming and disconnected.
+    Shutdown,
+}
+
+/// Runs until SIGTERM/SIGINT. Errors are fatal problems with the ring; MQTT errors are retried.
+pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn std::error::Error>> {
+    let opts = mqtt::options(&config.ingestd)?;
+    let filters = mqtt::filters(&config.ingestd);
+    let (client, mut eventloop) = AsyncClient::new(opts, mqtt::REQUEST_CAPACITY);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.ingestd.reconnect_min_ms),
+        Duration::from_millis(config.ingestd.reconnect_max_ms),
+    );
+    let budget = Duration::from_micros(config.ingestd.batch_budget_us);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+
+    let liveness = Liveness::default();
+    let ticker = tokio::spawn(
+        liveness
+            .clone()
+            .tick(ingest.stats.heartbeat_handle(), Duration::from_millis(500)),
+    );
+    let mut subscribed = false;
+
+    let exit = loop {
+        liveness.waiting();
+        // Cancelling poll() here is acceptable only because the process is about to stop;
+        // see `shutdown` for what that can cost.
+        let first = tokio::select! {
+            event = eventloop.poll() => event,
+            _ = term.recv() => break Exit::Shutdown,
+            _ = int.recv() => break Exit::Shutdown,
+        };
+        liveness.working();
+        let received_ms = stage_runtime::unix_ms();
+        let mut next = Some(first);
+        let mut took_messages = false;
+        while let Some(event) = next.take() {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    ingest.take(p, received_ms);
+                    took_messages = true;
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    info!(session_present = ack.session_present, "connected; subscribing");
+                    backoff.reset();
+                    // rumqttc never re-subscribes by itself, and a broker restart can lose even
+                    // a persistent session's shared subscriptions: subscribe on every ConnAck.
+                    client.try_subscribe_many(filters.clone())?;
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused: Vec<_> = ack
+                        .return_codes
+                        .iter()
+                        .filter(|c| !matches!(c, rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)))
+                        .collect();
+                    if refused.is_empty() {
+                        if !subscribed {
+                            ingest.stats.set_state(StageState::Running);
+                            subscribed = true;
+                        }
+                        info!(filters = filters.len(), "subscribed");
+                    } else {
+                        error!(?refused, "the broker refused subscriptions");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                    warn!(reason = ?d.reason_code, "broker disconnected us");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
+                    ingest.flush(&client)?;
+                    liveness.waiting();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {},
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                    }
+                    continue;
+                }
+            }
+            if !eventloop.state.events.is_empty() && ingest.batch.len() < MAX_BATCH {
+                // Already decoded from the last read: poll() returns it without awaiting.
+                next = Some(eventloop.poll().await);
+            }
+        }
+        ingest.flush(&client)?;
+        liveness.turned();
+        if took_messages && !budget.is_zero() {
+            tokio::time::sleep(budget).await;
+        }
+    };
+    ticker.abort();
+    shutdown(&client, &mut eventloop, &mut ingest).await?;
+    Ok(exit)
+}
+
+/// Stops consuming first: unsubscribes nothing (the session may be persistent), hands what it
+/// holds to the ring, lets rumqttc send the outstanding acks and a DISCONNECT, and returns.
+/// A message the broker was sending at that moment is not acked, so the broker redelivers it to
+/// the next session (persistent sessions) or it is lost with the clean session, as MQTT defines.
+async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut Ingest) -> Result<(), shm_ring::Error> {
+    ingest.stats.set_state(StageState::Stopping);
+    while let Some(event) = eventloop.state.events.pop_front() {
+        if let Event::Incoming(Packet::Publish(p)) = event {
+            ingest.take(p, stage_runtime::unix_ms());
+        }
+    }
+    ingest.flush(client)?;
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! The names the stages, the supervisor and `telemetryctl` agree on: segments in `/dev/shm`,
+//! stage slots in the stats page, and counters.
+//!
+//! Every message a stage takes in ends at exactly one of its counters:
+//!
+//! | stage | conservation |
+//! |---|---|
+//! | ingestd | `received = forwarded + dropped.*` |
+//! | decoded | `received = forwarded + error.*` |
+//! | aggd | `received = forwarded + error.*` (forwarded: folded into a window) |
+//! | emitd | `received = forwarded + dropped.*` (forwarded: published) |
+//!
+//! and, between stages, `forwarded` of one = `received` of the next + what sits in the ring.
+
+/// Stage names: stats page slots, binaries and config sections.
+pub mod stage {
+    /// The MQTT subscriber.
+    pub const INGESTD: &str = "ingestd";
+    /// The payload decoder.
+    pub const DECODED: &str = "decoded";
+    /// The window aggregator.
+    pub const AGGD: &str = "aggd";
+    /// The NATS publisher.
+    pub const EMITD: &str = "emitd";
+    /// All four, upstream first.
+    pub const ALL: [&str; 4] = [INGESTD, DECODED, AGGD, EMITD];
+}
+
+/// Segment names under the pipeline's prefix.
+pub mod segment {
+    /// ingestd → decoded, of [`crate::RawRecord`].
+    pub const RAW: &str = "raw";
+    /// decoded → aggd, of [`crate::Reading`].
+    pub const READINGS: &str = "readings";
+    /// aggd → emitd, of [`crate::Aggregate`].
+    pub const AGGREGATES: &str = "aggregates";
+    /// The stats page.
+    pub const STATS: &str = "stats";
+    /// aggd's window state, which survives aggd's restart.
+    pub const WINDOWS: &str = "windows";
+}
+
+/// Counters every stage keeps.
+pub mod counter {
+    /// Messages or records taken in.
+    pub const RECEIVED: &str = "received";
+    /// Records handed on (to the next ring, a window, or NATS).
+    pub const FORWARDED: &str = "forwarded";
+}
+
+/// Why a stage dropped a message it could not hand on (`dropped.<reason>`).
+pub mod drop_reason {
+    /// ingestd: the raw ring was full.
+    pub const RING_FULL: &str = "dropped.ring_full";
+    /// ingestd: the topic is longer than a raw record holds.
+    pub const TOPIC_TOO_LONG: &str = "dropped.topic_too_long";
+    /// ingestd: the payload is larger than a raw record holds (or than configured).
+    pub const PAYLOAD_TOO_LARGE: &str = "dropped.payload_too_large";
+    /// emitd: NATS was unavailable longer than its bounded queue could hold.
+    pub const NATS_BACKLOG_FULL: &str = "dropped.nats_backlog_full";
+    /// emitd: a device or sensor id would change the NATS subject's routing.
+    pub const UNSAFE_SUBJECT: &str = "dropped.unsafe_subject";
+    /// aggd: the aggregates ring was full; the aggregate was not handed on.
+    pub const AGGREGATES_RING_FULL: &str = "dropped.aggregates_ring_full";
+}
+
+/// Why a stage could not use a message (`error.<reason>`).
+pub mod error_reason {
+    /// decoded: not valid CBOR or JSON, or trailing garbage.
+    pub const MALFORMED: &str = "error.malformed";
+    /// decoded: a required key (`d`, `s`, `v`) is missing.
+    pub const MISSING_FIELD: &str = "error.missing_field";
+    /// decoded: a key has the wrong type (for example `v` is a string).
+    pub const BAD_TYPE: &str = "error.bad_type";
+    /// decoded: `v` is NaN or infinite.
+    pub const NON_FINITE: &str = "error.non_finite";
+    /// decoded: an id is longer than a reading holds.
+    pub const ID_TOO_LONG: &str = "error.id_too_long";
+    /// decoded: an id is empty.
+    pub const EMPTY_ID: &str = "error.empty_id";
+    /// aggd: the key table was full and the reading's key could not be tracked.
+    pub const KEY_TABLE_FULL: &str = "error.key_table_full";
+}

@@ -1,0 +1,3 @@
+//! The ring benchmark; being written.
+
+fn main() {}

@@ -1,0 +1,114 @@
+//! Crash-safe, lock-free single-producer single-consumer rings of fixed-size records in POSIX
+//! shared memory (`/dev/shm`), and a stats page that processes share for counters and
+//! heartbeats.
+//!
+//! The telemetry pipeline runs each stage as its own process so that one can crash or be
+//! restarted while the others keep running. The rings between them therefore live outside every
+//! process: a segment in `/dev/shm` that outlives its producer and its consumer.
+//!
+//! ```
+//! use shm_ring::{create, remove, Consumer, Producer, Record, RingOptions, SegmentName};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Reading {
+//!     seq: u64,
+//!     value: f64,
+//! }
+//!
+//! impl Record for Reading {
+//!     const TYPE_NAME: &'static str = "Reading/1";
+//! }
+//!
+//! let name = SegmentName::new(&format!("doc-crate-{}", std::process::id()), "readings")?;
+//! create::<Reading>(&name, &RingOptions::new(1024))?;
+//!
+//! // Usually in two different processes:
+//! let mut producer = Producer::<Reading>::attach(&name)?;
+//! let mut consumer = Consumer::<Reading>::attach(&name)?;
+//!
+//! producer.push(Reading { seq: 1, value: 21.5 }).unwrap();
+//! let chunk = consumer.read_chunk(64)?;
+//! assert_eq!(chunk.iter().next(), Some(&Reading { seq: 1, value: 21.5 }));
+//! chunk.commit_all();
+//!
+//! remove(&name)?;
+//! # Ok::<(), shm_ring::Error>(())
+//! ```
+//!
+//! # Guarantees when a process dies
+//!
+//! These hold whatever instruction a process is killed at, SIGKILL included; the cross-process
+//! tests in `tests/kill.rs` check them with real processes.
+//!
+//! - **No torn records.** A producer writes slots first and publishes them afterwards by storing
+//!   its write position (`Release`). A consumer reads only slots below the position it loaded
+//!   (`Acquire`). A producer killed mid-write has published nothing of the record it was writing.
+//! - **At-least-once, with a bounded duplicate window.** A consumer releases records by storing
+//!   its read position after it has handled them ([`ReadChunk::commit`]). If it dies before the
+//!   commit, its successor reads those records again. The duplicates are at most the records
+//!   read but not yet committed: one chunk, if the consumer commits each chunk once it has
+//!   handled it. A stage that must not forward duplicates can use [`Consumer::position`] to
+//!   remember, downstream, how far it got.
+//! - **Nothing queued is lost.** Positions live in the segment. A restarted producer resumes at
+//!   the shared write position and a restarted consumer at the shared read position; the records
+//!   between them stay where they are.
+//! - **A dead peer never wedges the survivor.** No lock is ever waited on across processes. Roles
+//!   are held with open-file-description locks that the kernel drops when the holder dies, so a
+//!   new producer or consumer can attach at once; a live holder is refused with
+//!   [`Error::RoleHeld`]. Sleeping uses a futex with a flag protocol and a timeout, never a
+//!   process-shared mutex.
+//!
+//! # Trust
+//!
+//! Segments are created `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0600 (0640 for the stats page), and
+//! a segment owned by another uid is refused. Every attach checks the header (magic, layout
+//! version, record type name, size, alignment, capacity, length) before any slot is touched, and
+//! the positions are checked against the capacity on every load, so a corrupt or foreign segment
+//! yields [`Error::Corrupt`] or [`Error::Mismatch`], never an out-of-bounds access.
+//!
+//! # Positions
+//!
+//! Positions are `u64` counters that only grow; a slot's index is `position % capacity` with a
+//! power-of-two capacity. All arithmetic is wrapping, so even the wrap at 2^64 (centuries away
+//! at any real rate) is handled; the tests start positions near `u64::MAX`.
+//!
+//! # Waiting
+//!
+//! See [`WaitStrategy`]: spin, then nap for a latency budget, then sleep on a futex. The peer
+//! makes the wake system call only when the sleeper has said it sleeps, so under load no system
+//! call is made per record or per batch.
+
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod consumer;
+mod error;
+mod futex;
+mod layout;
+mod observer;
+mod producer;
+mod protocol;
+mod record;
+mod ring;
+mod segment;
+mod stats;
+mod table;
+mod wait;
+
+pub use consumer::{Consumer, PopError, ReadChunk};
+pub use error::{Error, Result};
+pub use layout::LAYOUT_VERSION;
+pub use observer::RingObserver;
+pub use producer::{Producer, PushError, WriteChunk};
+pub use record::Record;
+pub use ring::{create, Created, IfExists, RingOptions};
+pub use segment::{list, remove, remove_all, Access, PrefixGuard, SegmentName};
+pub use stats::{
+    create_stats_page, CounterBatch, CounterId, ExitStatus, Heartbeat, RingSnapshot, StageSnapshot, StageState,
+    StageWriter, StatsLifecycle, StatsReader, StatsSnapshot, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
+};
+pub use table::{create_table, Table, USER_WORDS};
+pub use wait::WaitStrategy;
+
+pub use bytemuck;

@@ -1,0 +1,379 @@
+//! POSIX shared memory segments: naming, exclusive creation, opening (read-write or read-only),
+//! mapping, removal, and the per-role locks that keep a ring to one producer and one consumer.
+//!
+//! Rings and the stats page are both built on [`Mapping`]. Everything here is about files in
+//! `/dev/shm`; nothing here knows what is inside them.
+
+use std::ffi::CString;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
+use nix::sys::stat::{fchmod, fstat, Mode};
+
+use crate::error::{Error, Result};
+
+/// Where POSIX shared memory objects live on Linux.
+const SHM_DIR: &str = "/dev/shm";
+/// Longest prefix or name we accept; the whole object name must stay well below `NAME_MAX` (255).
+const MAX_PART_LEN: usize = 100;
+
+/// The name of one segment: a prefix shared by all segments of one pipeline, and the segment's own
+/// name. The object in `/dev/shm` is called `<prefix>.<name>`.
+///
+/// Both parts may only use `[A-Za-z0-9_-]` (the prefix may also contain `.`), so a name can never
+/// reach outside `/dev/shm` or be confused with another pipeline's segment.
+///
+/// ```
+/// let name = shm_ring::SegmentName::new("plant-a", "raw")?;
+/// assert_eq!(name.to_string(), "plant-a.raw");
+/// assert!(shm_ring::SegmentName::new("plant-a", "../etc").is_err());
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SegmentName {
+    prefix: String,
+    name: String,
+}
+
+impl SegmentName {
+    /// Checks both parts and joins them.
+    pub fn new(prefix: &str, name: &str) -> Result<Self> {
+        check_part(prefix, true)?;
+        check_part(name, false)?;
+        Ok(SegmentName {
+            prefix: prefix.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The pipeline prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The segment's own name, without the prefix.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as `shm_open` wants it: with a leading slash.
+    fn os_name(&self) -> CString {
+        CString::new(format!("/{}.{}", self.prefix, self.name)).expect("names were checked for NUL")
+    }
+}
+
+impl std::fmt::Display for SegmentName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.prefix, self.name)
+    }
+}
+
+fn check_part(part: &str, dots_allowed: bool) -> Result<()> {
+    let reject = |reason| {
+        Err(Error::InvalidName {
+            name: part.to_owned(),
+            reason,
+        })
+    };
+    if part.is_empty() {
+        return reject("empty");
+    }
+    if part.len() > MAX_PART_LEN {
+        return reject("longer than 100 bytes");
+    }
+    if part.starts_with('.') {
+        return reject("starts with a dot");
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots_allowed && c == '.');
+    if !part.chars().all(ok) {
+        return reject(if dots_allowed {
+            "only A-Z a-z 0-9 _ - . are allowed"
+        } else {
+            "only A-Z a-z 0-9 _ - are allowed"
+        });
+    }
+    Ok(())
+}
+
+/// File mode of a new segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `0600`: only the owner. The default for rings.
+    OwnerOnly,
+    /// `0640`: the owner's group may read. For the stats page, so that an unprivileged
+    /// `telemetryctl` in that group can observe.
+    GroupRead,
+}
+
+impl Access {
+    fn mode(self) -> Mode {
+        match self {
+            Access::OwnerOnly => Mode::from_bits_truncate(0o600),
+            Access::GroupRead => Mode::from_bits_truncate(0o640),
+        }
+    }
+}
+
+/// A mapped segment. Unmapped on drop; the object in `/dev/shm` stays until [`remove`].
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    fd: OwnedFd,
+    name: SegmentName,
+}
+
+// SAFETY: a Mapping is a pointer to a MAP_SHARED region that lives until munmap in Drop; it has no
+// thread affinity. All access to the bytes goes through atomics or through the ring's own
+// single-producer/single-consumer discipline, which the owning types enforce with `&mut self`.
+unsafe impl Send for Mapping {}
+// SAFETY: shared references to a Mapping only hand out raw pointers; see the Send impl.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Creates a new segment of `len` bytes (zero-filled), failing if one of that name exists.
+    /// Symlinks are refused (`O_NOFOLLOW`), and the mode is set with `fchmod` so that the umask
+    /// cannot widen or narrow it.
+    pub(crate) fn create(name: &SegmentName, len: usize, access: Access) -> Result<Mapping> {
+        let seg = name.to_string();
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW;
+        let fd = match shm_open(name.os_name().as_c_str(), flags, access.mode()) {
+            Ok(fd) => fd,
+            Err(Errno::EEXIST) => return Err(Error::AlreadyExists { segment: seg }),
+            Err(e) => return Err(Error::os(&seg, "shm_open(O_CREAT|O_EXCL)", e)),
+        };
+        let init = || -> Result<Mapping> {
+            fchmod(fd.as_fd(), access.mode()).map_err(|e| Error::os(&seg, "fchmod", e))?;
+            let off_len = i64::try_from(len).map_err(|_| Error::InvalidParameter {
+                reason: format!("segment length {len} is too large"),
+            })?;
+            nix::unistd::ftruncate(fd.as_fd(), off_len).map_err(|e| Error::os(&seg, "ftruncate", e))?;
+            Self::map(
+                fd.try_clone().map_err(|e| io_errno(&seg, "dup", e))?,
+                name.clone(),
+                len,
+                true,
+            )
+        };
+        init().inspect_err(|_| {
+            let _ = shm_unlink(name.os_name().as_c_str());
+        })
+    }
+
+    /// Opens an existing segment. A read-only open uses `O_RDONLY` and `PROT_READ`, so it needs
+    /// no write permission on the file.
+    pub(crate) fn open(name: &SegmentName, writable: bool) -> Result<Mapping> {
+        let seg = name.to_string();
+        let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        let fd = match shm_open(name.os_name().as_c_str(), access | OFlag::O_NOFOLLOW, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(Error::NotFound { segment: seg }),
+            Err(e) => return Err(Error::os(&seg, "shm_open", e)),
+        };
+        let st = fstat(fd.as_fd()).map_err(|e| Error::os(&seg, "fstat", e))?;
+        let our_uid = nix::unistd::geteuid().as_raw();
+        if st.st_uid != our_uid {
+            return Err(Error::ForeignOwner {
+                segment: seg,
+                owner_uid: st.st_uid,
+                our_uid,
+            });
+        }
+        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+            return Err(Error::corrupt(&seg, "not a regular file"));
+        }
+        let len = usize::try_from(st.st_size).map_err(|_| Error::corrupt(&seg, "negative size"))?;
+        if len == 0 {
+            // The creator is between shm_open and ftruncate, or died there.
+            return Err(Error::NotReady { segment: seg });
+        }
+        Self::map(fd, name.clone(), len, writable)
+    }
+
+    fn map(fd: OwnedFd, name: SegmentName, len: usize, writable: bool) -> Result<Mapping> {
+        let seg = name.to_string();
+        let nz = NonZeroUsize::new(len).ok_or_else(|| Error::corrupt(&seg, "empty segment"))?;
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
+        // SAFETY: we map a fresh region chosen by the kernel (addr = None), so no existing Rust
+        // object is aliased; the region is owned by the returned Mapping and unmapped in Drop.
+        let ptr = unsafe { mmap(None, nz, prot, MapFlags::MAP_SHARED, fd.as_fd(), 0) }
+            .map_err(|e| Error::os(&seg, "mmap", e))?;
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+            writable,
+            fd,
+            name,
+        })
+    }
+
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn name(&self) -> &SegmentName {
+        &self.name
+    }
+
+    /// Takes an exclusive open-file-description lock on one byte of the segment, without waiting.
+    ///
+    /// This is how roles are held: the kernel drops the lock when the holder's descriptor is
+    /// closed, which includes being killed with SIGKILL, so a dead holder never needs clean-up and
+    /// a live one can never be displaced. Nobody ever waits on these locks.
+    pub(crate) fn try_lock_byte(&self, byte: u64) -> Result<bool> {
+        let seg = self.name.to_string();
+        if !self.writable {
+            return Err(Error::ReadOnly { segment: seg });
+        }
+        // SAFETY: an all-zero flock is a valid value of this plain C struct.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        lock.l_start = byte as libc::off_t;
+        lock.l_len = 1;
+        match nix::fcntl::fcntl(self.fd.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)) {
+            Ok(_) => Ok(true),
+            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
+            Err(e) => Err(Error::os(&seg, "fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, and every reference into the region is
+        // tied to a borrow of the owner of this Mapping, so none outlives it.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+fn io_errno(seg: &str, op: &'static str, e: std::io::Error) -> Error {
+    Error::os(seg, op, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// Removes one segment from `/dev/shm`. Processes that have it mapped keep their mapping.
+/// Returns `false` if it did not exist.
+///
+/// ```
+/// let name = shm_ring::SegmentName::new("doc-remove", "nothing-here")?;
+/// assert_eq!(shm_ring::remove(&name)?, false);
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+pub fn remove(name: &SegmentName) -> Result<bool> {
+    match shm_unlink(name.os_name().as_c_str()) {
+        Ok(()) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(Error::os(&name.to_string(), "shm_unlink", e)),
+    }
+}
+
+/// Removes every segment of a prefix when dropped, including during a panic. Tests use it so
+/// that a failing test leaves nothing in `/dev/shm`; the supervisor uses it for a clean stop.
+///
+/// ```
+/// # use shm_ring::*;
+/// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+/// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+/// let prefix = format!("doc-guard-{}", std::process::id());
+/// {
+///     let _guard = PrefixGuard::new(&prefix);
+///     create::<Sample>(&SegmentName::new(&prefix, "a")?, &RingOptions::new(8))?;
+///     assert_eq!(list(&prefix)?.len(), 1);
+/// }
+/// assert!(list(&prefix)?.is_empty());
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PrefixGuard {
+    prefix: String,
+}
+
+impl PrefixGuard {
+    /// Guards `prefix`. Nothing is checked or removed until drop.
+    pub fn new(prefix: &str) -> Self {
+        PrefixGuard {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The guarded prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        let _ = remove_all(&self.prefix);
+    }
+}
+
+/// Lists the segments in `/dev/shm` whose prefix is exactly `prefix`.
+///
+/// ```
+/// assert!(shm_ring::list("doc-list-nothing")?.is_empty());
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+pub fn list(prefix: &str) -> Result<Vec<SegmentName>> {
+    check_part(prefix, true)?;
+    let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io_errno(SHM_DIR, "read_dir", e))?;
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        // The prefix may contain dots, so match on "<prefix>." and require a dot-free rest.
+        if let Some(rest) = file.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
+            if let Ok(name) = SegmentName::new(prefix, rest) {
+                found.push(name);
+            }
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Removes every segment of one prefix, for example after a pipeline has stopped or when a test
+/// ends. Returns how many were removed.
+///
+/// ```
+/// assert_eq!(shm_ring::remove_all("doc-remove-all-nothing")?, 0);
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+pub fn remove_all(prefix: &str) -> Result<usize> {
+    let mut removed = 0;
+    for name in list(prefix)? {
+        if remove(&name)? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(SegmentName::new("a.b", "c").is_ok());
+        assert!(SegmentName::new("a", "c.d").is_err());
+        assert!(SegmentName::new("", "c").is_err());
+        assert!(SegmentName::new("a", "").is_err());
+        assert!(SegmentName::new("a/b", "c").is_err());
+        assert!(SegmentName::new(".hidden", "c").is_err());
+        assert!(SegmentName::new("a", &"x".repeat(101)).is_err());
+        assert!(SegmentName::new("a", "ü").is_err());
+    }
+}

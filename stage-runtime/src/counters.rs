@@ -1,0 +1,51 @@
+//! A stage's counters: registered once by name in the stats page, incremented locally per
+//! record, published once per batch.
+
+use shm_ring::{CounterBatch, CounterId, Heartbeat, SegmentName, StageState, StageWriter};
+
+/// A stage's slot in the stats page plus the batch of increments not yet published.
+pub struct StageCounters {
+    writer: StageWriter,
+    batch: CounterBatch,
+}
+
+impl StageCounters {
+    /// Takes the stage's writer role in the stats page `page`.
+    pub fn attach(page: &SegmentName, stage: &str) -> Result<Self, shm_ring::Error> {
+        Ok(StageCounters {
+            writer: StageWriter::attach(page, stage)?,
+            batch: CounterBatch::default(),
+        })
+    }
+
+    /// Registers (or finds, after a restart) a counter.
+    pub fn id(&mut self, name: &str) -> Result<CounterId, shm_ring::Error> {
+        self.writer.counter(name)
+    }
+
+    /// Adds `n` to a counter, locally until the next [`StageCounters::flush`].
+    #[inline]
+    pub fn add(&mut self, id: CounterId, n: u64) {
+        self.batch.add(id, n);
+    }
+
+    /// Publishes the increments as one consistent step and beats the heartbeat.
+    pub fn flush(&mut self) {
+        self.writer.flush(&mut self.batch);
+    }
+
+    /// A handle that beats the heartbeat from elsewhere (see `shm_ring::Heartbeat`).
+    pub fn heartbeat_handle(&self) -> Heartbeat {
+        self.writer.heartbeat_handle()
+    }
+
+    /// Reports the stage's state (`Running` once it is ready).
+    pub fn set_state(&self, state: StageState) {
+        self.writer.set_state(state);
+    }
+
+    /// Reports the depth of a ring this stage consumes.
+    pub fn set_ring_depth(&self, ring: &str, depth: u64) {
+        self.writer.set_ring_depth(ring, depth);
+    }
+}

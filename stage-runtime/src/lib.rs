@@ -1,0 +1,24 @@
+//! What every stage process does besides its own work: structured logs on stderr, a shutdown
+//! flag set by SIGTERM/SIGINT, its slot in the stats page, and how it waits on its input ring.
+//!
+//! A stage's `main` wires these to its own loop; see `ingestd`, `decoded`, `aggd` and `emitd`.
+
+#![deny(missing_docs)]
+
+mod counters;
+mod logging;
+mod rings;
+mod shutdown;
+
+pub use counters::StageCounters;
+pub use logging::init_logging;
+pub use rings::{attach_consumer, attach_producer, segment, wait_strategy};
+pub use shutdown::Shutdown;
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,41 @@
+//! Opening the pipeline's segments by their shared names, with errors that say which stage and
+//! which segment, and the ring wait strategy from `[wait]`.
+
+use std::time::{Duration, Instant};
+
+use shm_ring::{Consumer, Producer, Record, SegmentName, WaitStrategy};
+use telemetry_config::Config;
+
+/// The segment `name` (see `records::names::segment`) of this configuration's pipeline.
+pub fn segment(config: &Config, name: &str) -> Result<SegmentName, shm_ring::Error> {
+    SegmentName::new(&config.pipeline.prefix, name)
+}
+
+/// The wait strategy of `[wait]`.
+pub fn wait_strategy(config: &Config) -> WaitStrategy {
+    WaitStrategy::batching(Duration::from_micros(config.wait.nap_us), config.wait.naps)
+}
+
+/// Attaches as the producer of a ring, retrying for up to `patience` while the role is still
+/// held: a stage restarted by the supervisor may start before the kernel has released its
+/// predecessor's lock.
+pub fn attach_producer<T: Record>(name: &SegmentName, patience: Duration) -> Result<Producer<T>, shm_ring::Error> {
+    retry(patience, || Producer::attach(name))
+}
+
+/// Attaches as the consumer of a ring; see [`attach_producer`].
+pub fn attach_consumer<T: Record>(name: &SegmentName, patience: Duration) -> Result<Consumer<T>, shm_ring::Error> {
+    retry(patience, || Consumer::attach(name))
+}
+
+fn retry<T>(patience: Duration, mut f: impl FnMut() -> Result<T, shm_ring::Error>) -> Result<T, shm_ring::Error> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match f() {
+            Err(shm_ring::Error::RoleHeld { .. } | shm_ring::Error::NotReady { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
