@@ -1,19 +1,92 @@
 #!/usr/bin/env bash
-# The main job, end to end on loopback. Installs what is missing (scripts/install-deps.sh),
-# builds in release mode, and shows the pipeline's substrate at work: producer and consumer
-# processes SIGKILLed tens of times with every record still delivered, and the cross-process ring
-# benchmark against rtrb. (The full MQTT -> NATS demo replaces this once the supervisor exists.)
+# The main job, end to end on loopback, for a newcomer:
+#   1. installs what is missing (scripts/install-deps.sh) and builds the release binaries;
+#   2. starts its own mosquitto and nats-server on free loopback ports;
+#   3. starts telemetry-supervisor, which creates the rings and starts the four stages;
+#   4. publishes a stream of readings with loadgen (DEVICES x SENSORS keys, RATE msg/s, LOAD_SECONDS s);
+#   5. shows aggregates arriving on NATS and `telemetryctl stats`;
+#   6. stops everything cleanly (the supervisor stops the stages upstream first).
+# Everything it starts is stopped on exit, also on Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+DEVICES="${DEVICES:-100}"
+SENSORS="${SENSORS:-5}"
+RATE="${RATE:-5000}"
+SECONDS_OF_LOAD="${LOAD_SECONDS:-10}"
+
 ./scripts/install-deps.sh
-cargo build --release --workspace
+echo "== building (release)"
+cargo build --release --workspace --bins -q
+bin="$PWD/target/release"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+
+mqtt_port=$(free_port)
+nats_port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' \
+  "$mqtt_port" > "$work/mosquitto.conf"
+/usr/sbin/mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" & pids+=($!)
+nats-server -a 127.0.0.1 -p "$nats_port" >"$work/nats.log" 2>&1 & pids+=($!)
+wait_port "$mqtt_port"
+wait_port "$nats_port"
+echo "== mosquitto on 127.0.0.1:$mqtt_port, nats-server on 127.0.0.1:$nats_port"
+
+prefix="demo-$$"
+cat > "$work/telemetry.toml" <<EOF
+[pipeline]
+prefix = "$prefix"
+instance = "demo"
+[ingestd]
+broker = "mqtt://127.0.0.1:$mqtt_port"
+[emitd]
+nats = "nats://127.0.0.1:$nats_port"
+[aggd]
+window_ms = 10000
+emit_every_ms = 2000
+EOF
+
+echo "== starting telemetry-supervisor (config: $work/telemetry.toml)"
+"$bin/telemetry-supervisor" --config "$work/telemetry.toml" 2>"$work/supervisor.log" & supervisor=$!
+pids+=("$supervisor")
+for _ in $(seq 300); do
+  "$bin/telemetryctl" --config "$work/telemetry.toml" status >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$bin/telemetryctl" --config "$work/telemetry.toml" status
+
+# A plain NATS subscriber over /dev/tcp: the protocol is text, so the aggregates can be shown as
+# they arrive without another client.
+exec 5<>"/dev/tcp/127.0.0.1/$nats_port"
+printf 'CONNECT {"verbose":false}\r\nSUB telemetry.agg.> 1\r\n' >&5
+(timeout $((SECONDS_OF_LOAD + 4)) cat <&5 | tr -d '\r' > "$work/nats-messages.txt") & pids+=($!)
+
+echo "== publishing $((RATE * SECONDS_OF_LOAD)) readings: $DEVICES devices x $SENSORS sensors at $RATE msg/s, QoS 1"
+"$bin/loadgen" --broker "mqtt://127.0.0.1:$mqtt_port" --devices "$DEVICES" --sensors "$SENSORS" \
+  --rate "$RATE" --duration-s "$SECONDS_OF_LOAD" --qos 1
+sleep 3
 
 echo
-echo "== crash safety: real producer and consumer processes, SIGKILLed at random moments"
-cargo test --release -p shm-ring --test kill -- --nocapture --test-threads 1 2>&1 \
-  | grep -E "records|test result|KILL_SEED"
+echo "== some aggregates received from NATS (subject, then payload)"
+grep -A1 '^MSG' "$work/nats-messages.txt" | grep -v '^--' | head -6 || true
+echo "   ... $(grep -c '^MSG' "$work/nats-messages.txt" || true) aggregates in total"
 
 echo
-echo "== ring benchmark (shm-ring across processes vs rtrb in one process)"
-cargo bench -p shm-ring --bench ring
+echo "== telemetryctl stats"
+"$bin/telemetryctl" --config "$work/telemetry.toml" stats
+
+echo
+echo "== stopping (SIGTERM to the supervisor: ingestd first, then each stage once its input is drained)"
+kill -TERM "$supervisor"
+wait "$supervisor" && echo "supervisor exited 0"
+ls /dev/shm | grep -q "^$prefix\." && echo "segments left in /dev/shm" || echo "no segments left in /dev/shm"

@@ -16,6 +16,10 @@ if [ -n "$leftover" ]; then
   echo "$leftover" >&2
 fi
 
+./scripts/check-deploy.sh
+
+# The end-to-end tests run the stage binaries (and loadgen) from the target directory.
+cargo build --workspace --bins
 cargo test --workspace
 
 LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-4}" RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

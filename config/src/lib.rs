@@ -17,10 +17,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Settings shared by every process.
@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 /// `[pipeline]`
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pipeline {
     /// Prefix of every segment in `/dev/shm` (`<prefix>.raw`, `<prefix>.stats`, …). Two
@@ -70,7 +70,7 @@ impl Default for Pipeline {
 }
 
 /// `[wait]`: how an idle stage waits on its input ring (see `shm_ring::WaitStrategy`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Wait {
     /// Length of one nap in µs: the latency a burst may wait so that it is taken as one batch.
@@ -86,7 +86,7 @@ impl Default for Wait {
 }
 
 /// `[ingestd]`
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ingestd {
     /// `mqtt://host:port` or `mqtts://host:port` (TLS).
@@ -148,7 +148,7 @@ impl Default for Ingestd {
 }
 
 /// How a payload is encoded.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
     /// From the MQTT 5 content type, then the per-topic lists, then the first byte.
@@ -160,7 +160,7 @@ pub enum PayloadFormat {
 }
 
 /// `[decoded]`
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Decoded {
     /// Format of payloads that declare no content type and match no list below.
@@ -182,7 +182,7 @@ impl Default for Decoded {
 }
 
 /// `[aggd]`
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Aggd {
     /// Window length in ms; a multiple of `emit_every_ms`.
@@ -214,7 +214,7 @@ impl Default for Aggd {
 }
 
 /// How emitd encodes an aggregate.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AggregateFormat {
     /// A JSON object.
@@ -224,7 +224,7 @@ pub enum AggregateFormat {
 }
 
 /// `[emitd]`
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Emitd {
     /// `nats://host:port` or `tls://host:port`.
@@ -256,7 +256,7 @@ impl Default for Emitd {
 }
 
 /// `[supervisor]`, in Erlang/OTP terms: one_for_one, with restart intensity and period.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Supervisor {
     /// Directory of the stage binaries; empty for the supervisor's own directory.
@@ -273,6 +273,13 @@ pub struct Supervisor {
     pub keep_segments: bool,
     /// Prometheus text endpoint, for example `127.0.0.1:9108`; empty for none.
     pub metrics_listen: String,
+    /// A stage that dies this many times in a row on the same input record has that record
+    /// skipped (counted, and written to `dead_letter_file`); 0 never skips.
+    pub poison_attempts: u32,
+    /// Where skipped records go, one JSON object per line; empty for nowhere (still counted).
+    pub dead_letter_file: String,
+    /// The dead-letter file's size limit in bytes; records beyond it are counted, not written.
+    pub dead_letter_max_bytes: u64,
 }
 
 impl Default for Supervisor {
@@ -285,6 +292,9 @@ impl Default for Supervisor {
             hang_timeout_ms: 10_000,
             keep_segments: false,
             metrics_listen: String::new(),
+            poison_attempts: 3,
+            dead_letter_file: String::new(),
+            dead_letter_max_bytes: 1 << 20,
         }
     }
 }
@@ -589,6 +599,26 @@ mod tests {
         assert!(e.contains("qos") || e.contains("invalid type"), "{e}");
         assert!(err("[nonesuch]\n").contains("nonesuch"));
         assert!(err("not toml at all").starts_with("config: "));
+    }
+
+    /// The documented example lists every key with its default value.
+    #[test]
+    fn the_deploy_example_is_valid_and_shows_the_defaults() {
+        let example = Config::from_toml(include_str!("../../deploy/telemetry.toml")).unwrap();
+        let mut expected = Config::default();
+        expected.supervisor.dead_letter_file = "/var/lib/telemetry/dead-letter.jsonl".into();
+        assert_eq!(example, expected);
+        // And it spells out every key, so that it documents them all.
+        let written: toml::Table = toml::from_str(include_str!("../../deploy/telemetry.toml")).unwrap();
+        let fields = serde_json::to_value(Config::default()).unwrap();
+        for (section, keys) in fields.as_object().unwrap() {
+            for key in keys.as_object().unwrap().keys() {
+                assert!(
+                    written.get(section).and_then(|t| t.get(key)).is_some(),
+                    "deploy/telemetry.toml does not document {section}.{key}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,13 +3,11 @@
 //!
 //! - `mqtt`: connection options and subscription filters from the config;
 //! - `intake`: one message to a raw record or a drop reason;
-//! - `backoff`: reconnect delays;
 //! - `liveness`: the heartbeat while the loop waits on its socket;
 //! - `stage`: the loop.
 
 #![deny(missing_docs)]
 
-pub mod backoff;
 pub mod intake;
 pub mod liveness;
 pub mod mqtt;

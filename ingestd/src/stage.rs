@@ -8,6 +8,7 @@
 //! one of them at once, without touching the socket; the loop drains that queue before it
 //! writes the batch.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use records::names::{counter, drop_reason};
@@ -16,23 +17,26 @@ use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use shm_ring::{CounterId, Producer, StageState};
-use stage_runtime::StageCounters;
+use stage_runtime::{Backoff, StageCounters};
 use telemetry_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::backoff::Backoff;
 use crate::intake;
 use crate::liveness::Liveness;
 use crate::mqtt;
 
 /// Most messages handed to the ring in one chunk.
 const MAX_BATCH: usize = 1024;
+/// How far back a redelivered message is looked for in the raw ring: more than the broker's
+/// in-flight window (`mqtt::RECEIVE_MAXIMUM`) plus one batch.
+const DUPLICATE_WINDOW: usize = 2 * mqtt::RECEIVE_MAXIMUM as usize + MAX_BATCH;
 
 struct Counters {
     received: CounterId,
     forwarded: CounterId,
     ring_full: CounterId,
+    duplicate: CounterId,
     topic_too_long: CounterId,
     payload_too_large: CounterId,
 }
@@ -44,6 +48,9 @@ pub struct Ingest {
     ids: Counters,
     batch: Vec<RawRecord>,
     acks: Vec<Publish>,
+    /// Acks that did not fit in rumqttc's request channel yet (it takes them one per `poll()`);
+    /// sent, in order, before any newer ack.
+    unsent: VecDeque<Publish>,
     max_payload: usize,
 }
 
@@ -58,6 +65,7 @@ impl Ingest {
             received: stats.id(counter::RECEIVED)?,
             forwarded: stats.id(counter::FORWARDED)?,
             ring_full: stats.id(drop_reason::RING_FULL)?,
+            duplicate: stats.id(drop_reason::DUPLICATE)?,
             topic_too_long: stats.id(drop_reason::TOPIC_TOO_LONG)?,
             payload_too_large: stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
         };
@@ -68,13 +76,28 @@ impl Ingest {
             ids,
             batch: Vec::with_capacity(MAX_BATCH),
             acks: Vec::with_capacity(MAX_BATCH),
+            unsent: VecDeque::new(),
             max_payload,
         })
+    }
+
+    /// Whether a redelivered message is already in this batch or in the raw ring. Only messages
+    /// with MQTT's DUP flag are looked up, so the scan runs only after a reconnect.
+    fn already_stored(&self, publish: &Publish) -> bool {
+        let same = |r: &RawRecord| r.topic() == &publish.topic[..] && r.payload() == &publish.payload[..];
+        self.batch.iter().any(same) || self.producer.recent(DUPLICATE_WINDOW).any(|r| same(&r))
     }
 
     /// Takes one message into the current batch, or counts it as dropped.
     fn take(&mut self, publish: Publish, received_ms: u64) {
         self.stats.add(self.ids.received, 1);
+        if publish.dup && self.already_stored(&publish) {
+            self.stats.add(self.ids.duplicate, 1);
+            if publish.qos != QoS::AtMostOnce {
+                self.acks.push(publish);
+            }
+            return;
+        }
         self.batch.push(bytemuck::Zeroable::zeroed());
         let slot = self.batch.last_mut().expect("just pushed");
         if let Err(reason) = intake::fill(slot, &publish, received_ms, self.max_payload) {
@@ -100,12 +123,14 @@ impl Ingest {
             self.stats.add(self.ids.ring_full, (self.batch.len() - taken) as u64);
             self.batch.clear();
         }
-        for publish in self.acks.drain(..) {
-            if let Err(e) = client.try_ack(&publish) {
-                // Cannot happen while REQUEST_CAPACITY exceeds the broker's in-flight window;
-                // the broker then redelivers the message after a reconnect.
-                warn!(error = %e, "ack not queued");
+        // An ack is never dropped: one the channel cannot take now waits here, and the broker
+        // sends no more than its in-flight window until acks flow again.
+        self.unsent.extend(self.acks.drain(..));
+        while let Some(publish) = self.unsent.front() {
+            if client.try_ack(publish).is_err() {
+                break;
             }
+            self.unsent.pop_front();
         }
         self.stats.flush();
         Ok(())

@@ -24,6 +24,8 @@ pub mod stage {
     pub const EMITD: &str = "emitd";
     /// All four, upstream first.
     pub const ALL: [&str; 4] = [INGESTD, DECODED, AGGD, EMITD];
+    /// The supervisor's own slot in the stats page (state, pid, heartbeat, its counters).
+    pub const SUPERVISOR: &str = "supervisor";
 }
 
 /// Segment names under the pipeline's prefix.
@@ -56,12 +58,27 @@ pub mod drop_reason {
     pub const TOPIC_TOO_LONG: &str = "dropped.topic_too_long";
     /// ingestd: the payload is larger than a raw record holds (or than configured).
     pub const PAYLOAD_TOO_LARGE: &str = "dropped.payload_too_large";
+    /// ingestd: the broker redelivered (MQTT DUP flag) a message that is already in the raw ring,
+    /// because the previous ingestd died after storing it but before its ack left.
+    pub const DUPLICATE: &str = "dropped.duplicate";
     /// emitd: NATS was unavailable longer than its bounded queue could hold.
     pub const NATS_BACKLOG_FULL: &str = "dropped.nats_backlog_full";
     /// emitd: a device or sensor id would change the NATS subject's routing.
     pub const UNSAFE_SUBJECT: &str = "dropped.unsafe_subject";
     /// aggd: the aggregates ring was full; the aggregate was not handed on.
     pub const AGGREGATES_RING_FULL: &str = "dropped.aggregates_ring_full";
+}
+
+/// The supervisor's counters.
+pub mod supervisor_counter {
+    /// Records skipped because a stage died on them repeatedly, written to the dead-letter file.
+    pub const POISON_SKIPPED: &str = "poison.skipped";
+    /// Dead-letter records not written because the file reached its size limit.
+    pub const DEAD_LETTER_FULL: &str = "poison.dead_letter_full";
+    /// Restarts of any stage.
+    pub const RESTARTS: &str = "restarts";
+    /// Restarts because a heartbeat went stale.
+    pub const HANGS: &str = "hangs";
 }
 
 /// Why a stage could not use a message (`error.<reason>`).

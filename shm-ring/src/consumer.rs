@@ -191,6 +191,46 @@ impl<T: Record> Consumer<T> {
         Ok(write.wrapping_sub(read) as usize)
     }
 
+    /// Replaces the ready, not yet committed record at `position` with `record` and returns the
+    /// record that was there. Every position stays where it was, so the records around it, and
+    /// any bookkeeping a stage keeps by position, are untouched. Only the consumer owns the slots
+    /// between the read and write positions, so this is safe while the producer runs. The
+    /// supervisor uses it to neutralise a poison record a stage keeps dying on: it puts an empty
+    /// record in its place, which the stage then counts as bad input.
+    ///
+    /// ```
+    /// # use shm_ring::*;
+    /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+    /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+    /// # let name = SegmentName::new(&format!("doc-replace-at-{}", std::process::id()), "samples")?;
+    /// # let _guard = PrefixGuard::new(name.prefix());
+    /// # create::<Sample>(&name, &RingOptions::new(8))?;
+    /// # let mut producer = Producer::<Sample>::attach(&name)?;
+    /// let mut consumer = Consumer::<Sample>::attach(&name)?;
+    /// producer.push_slice(&[Sample { seq: 1 }, Sample { seq: 2 }, Sample { seq: 3 }])?;
+    /// let second = consumer.position() + 1;
+    /// assert_eq!(consumer.replace_at(second, Sample { seq: 0 })?, Sample { seq: 2 });
+    /// let now: Vec<u64> = consumer.read_chunk(8)?.iter().map(|s| s.seq).collect();
+    /// assert_eq!(now, [1, 0, 3]);
+    /// # Ok::<(), shm_ring::Error>(())
+    /// ```
+    pub fn replace_at(&mut self, position: u64, record: T) -> Result<T> {
+        self.refresh()?;
+        let offset = position.wrapping_sub(self.read);
+        let ready = self.cached_write.wrapping_sub(self.read);
+        if offset >= ready {
+            return Err(Error::InvalidParameter {
+                reason: format!(
+                    "position {position} is not a ready record (read {}, ready {ready})",
+                    self.read
+                ),
+            });
+        }
+        // SAFETY: the slot holds a published record that only the consumer may touch until it
+        // advances the read position past it; T is Pod, so the copies are plain byte copies.
+        Ok(unsafe { self.ring.slot(position).replace(record) })
+    }
+
     fn release(&mut self, n: u64) {
         self.read = self.read.wrapping_add(n);
         release_to(&self.ring, self.read);
@@ -230,9 +270,21 @@ impl<T: Record> ReadChunk<'_, T> {
         (self.first, self.second)
     }
 
-    /// The records, in order.
+    /// The records, in order. As it yields each one, it records that record's position in the
+    /// ring (one store to the consumer's own cache line), so that if the process dies while
+    /// handling it, a supervisor can tell which record it died on (see
+    /// [`RingObserver::processing`](crate::RingObserver::processing)).
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.first.iter().chain(self.second.iter())
+        let marker = &self.ring.consumer_line().processing;
+        let start = *self.consumer_read;
+        self.first
+            .iter()
+            .chain(self.second.iter())
+            .enumerate()
+            .map(move |(i, r)| {
+                marker.store(start.wrapping_add(i as u64), Ordering::Relaxed);
+                r
+            })
     }
 
     /// Releases the first `n` records (clamped to the chunk's length) with one store, letting the

@@ -277,6 +277,10 @@ pub(crate) struct ConsumerLine {
     pub pid: AtomicU32,
     /// How many times a consumer has attached.
     pub attaches: AtomicU32,
+    /// Position of the record the consumer is handling now (stored as `ReadChunk::iter` yields
+    /// it). Meaningful only while it lies in `read_pos..write_pos`: after a crash it names the
+    /// record the consumer died on, which is how a supervisor finds a poison record.
+    pub processing: AtomicU64,
 }
 
 /// The futex words. On their own line because they change only when a side goes to sleep or is

@@ -62,7 +62,8 @@
 //! # Trust
 //!
 //! Segments are created `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0600 (0640 for the stats page), and
-//! a segment owned by another uid is refused. Every attach checks the header (magic, layout
+//! a segment owned by another uid is never written to (read-only observers may read what
+//! the file mode allows them to). Every attach checks the header (magic, layout
 //! version, record type name, size, alignment, capacity, length) before any slot is touched, and
 //! the positions are checked against the capacity on every load, so a corrupt or foreign segment
 //! yields [`Error::Corrupt`] or [`Error::Mismatch`], never an out-of-bounds access.

@@ -70,6 +70,17 @@ impl RingObserver {
         (w, r)
     }
 
+    /// The position of the record the consumer is handling, or was handling when it died, if
+    /// that record is still in the ring (not committed). `None` when the consumer is between
+    /// chunks or has not used [`ReadChunk::iter`](crate::ReadChunk::iter).
+    pub fn processing(&self) -> Option<u64> {
+        let (_, c, _) = lines(&self.map);
+        let marker = c.processing.load(Ordering::Relaxed);
+        let (w, r) = self.positions();
+        let depth = w.wrapping_sub(r);
+        (marker.wrapping_sub(r) < depth).then_some(marker)
+    }
+
     /// Pids that took the producer and consumer roles last (0 = never). Informational: the
     /// process may have exited since.
     pub fn last_pids(&self) -> (u32, u32) {

@@ -114,6 +114,39 @@ impl<T: Record> Producer<T> {
         Some(unsafe { self.ring.slot(self.write.wrapping_sub(1)).read() })
     }
 
+    /// Copies of the last `n` records published into this ring, newest first (fewer if the ring
+    /// has not held that many). They may have been consumed already; they are still in their
+    /// slots until the producer writes over them. ingestd uses this to recognise a message the
+    /// broker redelivers after a restart (MQTT's DUP flag) that is already in the ring.
+    ///
+    /// ```
+    /// # use shm_ring::*;
+    /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+    /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+    /// # let name = SegmentName::new(&format!("doc-recent-{}", std::process::id()), "samples")?;
+    /// # let _guard = PrefixGuard::new(name.prefix());
+    /// # create::<Sample>(&name, &RingOptions::new(4))?;
+    /// let mut producer = Producer::<Sample>::attach(&name)?;
+    /// producer.push_slice(&[Sample { seq: 1 }, Sample { seq: 2 }])?;
+    /// let seqs: Vec<u64> = producer.recent(10).map(|s| s.seq).collect();
+    /// assert_eq!(seqs, [2, 1]);
+    /// # Ok::<(), shm_ring::Error>(())
+    /// ```
+    pub fn recent(&self, n: usize) -> impl Iterator<Item = T> + '_ {
+        let held = self
+            .write
+            .wrapping_sub(self.ring.start_position)
+            .min(self.ring.geo.capacity);
+        let n = (n as u64).min(held);
+        (1..=n).map(move |back| {
+            // SAFETY: the slot `back` places before `write` holds a record published by this or
+            // an earlier producer and is not written again until this producer wraps around to
+            // it; the consumer only reads it (a supervisor's `replace_at` may overwrite it, which
+            // at worst changes which complete record we copy: a volatile copy of Pod bytes).
+            unsafe { std::ptr::read_volatile(self.ring.slot(self.write.wrapping_sub(back))) }
+        })
+    }
+
     /// Slots free for writing now. Always reloads the consumer's position (one atomic load).
     pub fn free_slots(&mut self) -> Result<usize> {
         self.refresh()?;

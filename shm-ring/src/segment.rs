@@ -165,7 +165,7 @@ impl Mapping {
     }
 
     /// Opens an existing segment. A read-only open uses `O_RDONLY` and `PROT_READ`, so it needs
-    /// no write permission on the file.
+    /// no write permission on the file; a writable open of another user's segment is refused.
     pub(crate) fn open(name: &SegmentName, writable: bool) -> Result<Mapping> {
         let seg = name.to_string();
         let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
@@ -176,7 +176,9 @@ impl Mapping {
         };
         let st = fstat(fd.as_fd()).map_err(|e| Error::os(&seg, "fstat", e))?;
         let our_uid = nix::unistd::geteuid().as_raw();
-        if st.st_uid != our_uid {
+        // Writing into another user's segment is refused. Reading one the file mode lets us read
+        // is allowed: that is what the stats page's 0640 is for (an operator in the group).
+        if writable && st.st_uid != our_uid {
             return Err(Error::ForeignOwner {
                 segment: seg,
                 owner_uid: st.st_uid,

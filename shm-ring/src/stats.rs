@@ -145,6 +145,9 @@ struct StageSlot {
     last_exit: AtomicU64,
     /// Wall-clock milliseconds since the epoch when the current process started.
     started_unix_ms: AtomicU64,
+    /// Restarts asked for by an operator (`telemetryctl restart`); the supervisor restarts the
+    /// stage whenever this grows. Written by whoever asks (with write access to the page).
+    restart_requests: AtomicU64,
     /// Number of registered counter names; stored with `Release` after the name is written, and
     /// names below it never change.
     counter_count: AtomicU32,
@@ -552,6 +555,16 @@ impl StatsLifecycle {
             s.hangs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Asks the supervisor to restart `stage` (it watches this count).
+    pub fn request_restart(&self, stage: &str) -> Result<u64> {
+        Ok(self.slot(stage)?.restart_requests.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// How many restarts have been asked for `stage` so far.
+    pub fn restart_requests(&self, stage: &str) -> Result<u64> {
+        Ok(self.slot(stage)?.restart_requests.load(Ordering::Acquire))
     }
 
     /// Milliseconds since the stage's last heartbeat (CLOCK_MONOTONIC).

@@ -246,6 +246,8 @@ fn a_segment_of_another_user_is_refused() {
         .unwrap();
     assert!(matches!(err, Error::ForeignOwner { .. }), "{err}");
     assert_eq!(std::fs::metadata(path(&name)).unwrap().uid(), 65534, "not replaced");
+    // Reading it is a matter for the file mode (an operator in the owner's group).
+    assert_eq!(RingObserver::attach(&name).unwrap().capacity(), 8);
 }
 
 #[test]
@@ -408,4 +410,35 @@ fn bad_parameters_are_clear_errors() {
         assert!(err.to_string().contains("power of two"), "{err}");
     }
     assert!(matches!(Producer::<Rec>::attach(&name), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn the_record_a_consumer_died_on_is_named_and_can_be_replaced_in_place() {
+    let (_g, name) = scratch("poison");
+    create::<Rec>(&name, &RingOptions::new(8).start_position(u64::MAX - 2)).unwrap();
+    let mut producer = Producer::<Rec>::attach(&name).unwrap();
+    producer.push_slice(&[rec(0), rec(1), rec(2), rec(3), rec(4)]).unwrap();
+    {
+        let mut consumer = Consumer::<Rec>::attach(&name).unwrap();
+        let chunk = consumer.read_chunk(8).unwrap();
+        // Handles records 0..=3 and "dies" on record 3 (never commits).
+        for r in chunk.iter() {
+            if r.seq == 3 {
+                break;
+            }
+        }
+    }
+    let observer = RingObserver::attach(&name).unwrap();
+    let poison = observer.processing().expect("a record was being handled");
+    assert_eq!(poison, (u64::MAX - 2).wrapping_add(3), "crosses the wrap at 2^64");
+    let mut consumer = Consumer::<Rec>::attach(&name).unwrap();
+    assert_eq!(consumer.replace_at(poison, rec(99)).unwrap(), rec(3));
+    let now: Vec<u64> = consumer.read_chunk(8).unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(now, [0, 1, 2, 99, 4]);
+    assert!(
+        consumer
+            .replace_at(consumer.position().wrapping_add(5), rec(1))
+            .is_err(),
+        "not a ready record"
+    );
 }

@@ -5,11 +5,13 @@
 
 #![deny(missing_docs)]
 
+pub mod backoff;
 mod counters;
 mod logging;
 mod rings;
 mod shutdown;
 
+pub use backoff::Backoff;
 pub use counters::StageCounters;
 pub use logging::init_logging;
 pub use rings::{attach_consumer, attach_producer, segment, wait_strategy};

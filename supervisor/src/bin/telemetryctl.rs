@@ -1,6 +1,27 @@
-//! `telemetryctl`: reads the stats page. Not built yet; see the issue "Supervisor, telemetryctl and deploy/".
+//! `telemetryctl`: the operator's view of a running pipeline.
+//!
+//! ```text
+//! telemetryctl [--config PATH] [--prefix P] stats [--json] [--watch [--count N] [--interval-ms MS]]
+//! telemetryctl [--config PATH] [--prefix P] status [--heartbeat-timeout-ms MS]
+//! telemetryctl [--config PATH] [--prefix P] restart <ingestd|decoded|aggd|emitd>
+//! ```
+//!
+//! Parsing and wiring only; the logic is in `supervisor::ctl` and the guide in
+//! `docs/telemetryctl.md`.
+
+use supervisor::ctl::{args, commands, error};
 
 fn main() {
-    eprintln!("telemetryctl: not built yet");
-    std::process::exit(2);
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let code = match args::parse(argv) {
+        Ok(invocation) => commands::run(&invocation),
+        Err(message) => {
+            eprintln!("telemetryctl: {message}\n{}", args::USAGE);
+            error::EXIT_USAGE
+        }
+    };
+    std::process::exit(code);
 }

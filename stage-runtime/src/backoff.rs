@@ -1,6 +1,7 @@
-//! Reconnect delays: capped exponential backoff with jitter. rumqttc reconnects on the next
-//! `poll()` with no delay at all (40–55k attempts per second against a dead port, per
-//! `shared/notes/dependencies.md`), so ingestd waits this long between attempts.
+//! Retry delays: capped exponential backoff with jitter. ingestd waits this long between MQTT
+//! reconnects (rumqttc itself retries with no delay at all: 40–55k attempts per second against a
+//! dead port, per `shared/notes/dependencies.md`), and the supervisor between restarts of a
+//! stage that keeps failing.
 
 use std::time::Duration;
 

@@ -1,0 +1,341 @@
+//! The stage process: its segments, how it resumes after a restart, and one turn of its loop.
+//!
+//! # Segments
+//!
+//! aggd consumes the readings ring and produces into the aggregates ring (both created by the
+//! supervisor), writes its slot of the stats page, and owns the `windows` table, which it creates
+//! itself (adopting one that is already there with the same shape, so a restart keeps every
+//! key's window).
+//!
+//! # The loop
+//!
+//! One turn ([`Stage::step`]) reads a chunk of up to [`CHUNK`] readings in place, folds each
+//! (no allocation), publishes the counters, records the counted position, and only then commits
+//! the chunk to the ring. If the chunk drained the ring, every boundary due by the wall clock is
+//! emitted; if the ring has stayed non-empty for a whole emit interval, they are emitted anyway
+//! (readings still queued from before them then count as late). An empty ring is waited on
+//! (`wait_for_records` with the `[wait]` strategy) until the next boundary, or at most 250 ms
+//! (the heartbeat; also how soon an idle aggd sees SIGTERM), so emissions are on time with no
+//! input.
+//!
+//! Emitting never waits for the aggregates ring: what does not fit is counted as
+//! `dropped.aggregates_ring_full` and the loop goes back to the readings.
+//!
+//! # Positions after a restart
+//!
+//! Three readings-ring positions: the ring's read position `r` (committed last), `COUNTED` and
+//! `FOLDED` in the table, with `r ≤ COUNTED ≤ FOLDED ≤ write position` at every instruction.
+//! On start, readings in `[r, FOLDED)` are already in the windows and are not folded again;
+//! those in `[COUNTED, FOLDED)` were not yet counted and are counted now (their verdicts are
+//! recomputed from the readings). If the positions are impossible (a new table, or a readings
+//! ring that was recreated), aggd starts at `r`.
+//!
+//! A kill between the counter flush and the store of `COUNTED` that follows it counts that
+//! chunk's readings twice in the stats page; everything else about counters is exact, except
+//! that the event counters (`aggregates.*`, `evicted.*`, `keys.*`, `*.clamped`) of the chunk in
+//! progress are lost with the process.
+
+use std::time::{Duration, Instant};
+
+use records::names::segment;
+use records::{Aggregate, Reading};
+use shm_ring::{create_table, Consumer, Created, IfExists, Producer, SegmentName, StageState, Table, WaitStrategy};
+use stage_runtime::{attach_consumer, attach_producer, unix_ms, wait_strategy};
+use telemetry_config::Config;
+use tracing::{info, warn};
+
+use crate::counters::Counters;
+use crate::store::{TableStore, Word};
+use crate::window::{Opened, Reject, WindowConfig, Windows};
+
+/// Readings taken from the ring per turn.
+pub const CHUNK: usize = 1024;
+
+/// Longest idle wait: the heartbeat interval (at most a quarter of the hang timeout) and how
+/// soon an idle aggd notices SIGTERM.
+const MAX_IDLE_WAIT_MS: u64 = 250;
+
+/// How long to wait for a role that a predecessor still holds (it may be dying).
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// The segments aggd uses.
+pub struct Segments {
+    /// Input: readings from decoded.
+    pub readings: SegmentName,
+    /// Output: aggregates for emitd.
+    pub aggregates: SegmentName,
+    /// The stats page.
+    pub stats: SegmentName,
+    /// aggd's own window state.
+    pub windows: SegmentName,
+}
+
+impl Segments {
+    /// The segments of this configuration's pipeline.
+    pub fn of(config: &Config) -> Result<Segments, shm_ring::Error> {
+        let name = |n| stage_runtime::segment(config, n);
+        Ok(Segments {
+            readings: name(segment::READINGS)?,
+            aggregates: name(segment::AGGREGATES)?,
+            stats: name(segment::STATS)?,
+            windows: name(segment::WINDOWS)?,
+        })
+    }
+}
+
+/// Why aggd could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The `[aggd]` section does not describe a valid window.
+    Config(String),
+    /// A segment could not be created, opened or attached.
+    Segment(shm_ring::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "config: {e}"),
+            StartError::Segment(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<shm_ring::Error> for StartError {
+    fn from(e: shm_ring::Error) -> Self {
+        StartError::Segment(e)
+    }
+}
+
+/// The running stage.
+pub struct Stage {
+    consumer: Consumer<Reading>,
+    producer: Producer<Aggregate>,
+    windows: Windows<TableStore>,
+    counters: Counters,
+    wait: WaitStrategy,
+    heartbeat_ms: u64,
+    lag_grace: Duration,
+    undrained_since: Option<Instant>,
+}
+
+impl Stage {
+    /// Opens the windows table, attaches to the rings and the stats page, and resumes where a
+    /// predecessor stopped.
+    pub fn start(config: &Config, segments: &Segments) -> Result<Stage, StartError> {
+        let cfg = WindowConfig::from_config(&config.aggd).ok_or_else(|| {
+            StartError::Config(format!(
+                "aggd.window_ms = {} is not 1 to 64 × aggd.emit_every_ms = {}",
+                config.aggd.window_ms, config.aggd.emit_every_ms
+            ))
+        })?;
+        let (windows, opened) = open_windows(&segments.windows, cfg)?;
+        let consumer = attach_consumer::<Reading>(&segments.readings, PATIENCE)?;
+        let producer = attach_producer::<Aggregate>(&segments.aggregates, PATIENCE)?;
+        let counters = retry(|| Counters::attach(&segments.stats))?;
+        let mut stage = Stage {
+            consumer,
+            producer,
+            windows,
+            counters,
+            wait: wait_strategy(config),
+            heartbeat_ms: (config.supervisor.hang_timeout_ms / 4).clamp(10, MAX_IDLE_WAIT_MS),
+            lag_grace: Duration::from_millis(cfg.panes.emit_every_ms),
+            undrained_since: None,
+        };
+        let resumed = stage.resume()?;
+        let w = &stage.windows;
+        let max_keys = u64::from(cfg.max_keys);
+        info!(
+            window_ms = cfg.panes.window_ms(),
+            emit_every_ms = cfg.panes.emit_every_ms,
+            max_keys,
+            idle_ttl_ms = cfg.idle_ttl_ms,
+            fresh = opened.fresh,
+            keys = opened.rows.live,
+            invalid_rows = opened.rows.invalid + opened.rows.duplicate,
+            fold_undone = opened.journal_undone,
+            emission_resumed = resumed,
+            position = w.folded(),
+            table_bytes = w.store_bytes(),
+            table_bytes_per_key = w.store_bytes() as u64 / max_keys,
+            heap_bytes_per_key = w.heap_bytes() as u64 / max_keys,
+            "aggd running"
+        );
+        if opened.rows.invalid + opened.rows.duplicate > 0 {
+            warn!(
+                invalid = opened.rows.invalid,
+                duplicate = opened.rows.duplicate,
+                "windows table rows failed validation and were freed"
+            );
+        }
+        stage.counters.slot().set_state(StageState::Running);
+        Ok(stage)
+    }
+
+    /// Reconciles the ring and table positions, counts readings folded but not yet counted, and
+    /// finishes an interrupted emission. Returns whether there was one.
+    fn resume(&mut self) -> Result<bool, shm_ring::Error> {
+        let r = self.consumer.position();
+        let available = self.consumer.available()? as u64;
+        let (folded, counted) = (self.windows.folded(), self.windows.counted());
+        let (f, c) = (folded.wrapping_sub(r), counted.wrapping_sub(r));
+        if c > f || f > available {
+            if folded != 0 || counted != 0 {
+                warn!(
+                    ring_position = r,
+                    folded, counted, "the windows table's positions do not fit the readings ring (was it recreated?); resuming at the ring's position"
+                );
+            }
+            self.windows.reset_positions(r);
+        } else if f > 0 {
+            let chunk = self.consumer.read_chunk(f as usize)?;
+            for reading in chunk.iter().skip(c as usize) {
+                self.counters.reading(Reject::check(reading));
+            }
+            self.counters.flush();
+            self.windows.set_counted(folded);
+            chunk.commit_all();
+            info!(
+                skipped = f,
+                counted = f - c,
+                "readings already folded before the restart"
+            );
+        }
+        let resumed = self.windows.finish_interrupted_emission(&mut self.producer);
+        self.publish()?;
+        Ok(resumed)
+    }
+
+    /// One turn of the loop: fold a chunk, emit what is due, or wait for input.
+    pub fn step(&mut self) -> Result<(), shm_ring::Error> {
+        let n = self.fold_chunk(unix_ms())?;
+        if n < CHUNK {
+            self.undrained_since = None;
+            self.windows.emit_due(unix_ms(), &mut self.producer);
+        } else {
+            let since = *self.undrained_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.lag_grace {
+                self.undrained_since = None;
+                self.windows.emit_due(unix_ms(), &mut self.producer);
+            }
+        }
+        self.publish()?;
+        if n == 0 {
+            let timeout = self
+                .windows
+                .ms_until_next_boundary(unix_ms())
+                .clamp(1, self.heartbeat_ms);
+            self.consumer
+                .wait_for_records(&self.wait, Duration::from_millis(timeout))?;
+        }
+        Ok(())
+    }
+
+    /// Folds what is in the readings ring now, emits the open pane's boundary early so that every
+    /// reading is in an emitted aggregate (see `Windows::flush`), then publishes the counters
+    /// (SIGTERM). The windows stay in the table for the next start.
+    pub fn drain(&mut self) -> Result<(), shm_ring::Error> {
+        self.counters.slot().set_state(StageState::Stopping);
+        let mut left = self.consumer.available()?;
+        while left > 0 {
+            let n = self.fold_chunk(unix_ms())?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        self.windows.flush(unix_ms(), &mut self.producer);
+        self.publish()?;
+        info!(
+            keys = self.windows.keys(),
+            position = self.windows.folded(),
+            "drained the readings ring"
+        );
+        Ok(())
+    }
+
+    /// Reads one chunk, folds it, counts it, and commits it. Returns its length.
+    fn fold_chunk(&mut self, now: u64) -> Result<usize, shm_ring::Error> {
+        let Stage {
+            consumer,
+            producer,
+            windows,
+            counters,
+            ..
+        } = self;
+        let mut pos = consumer.position();
+        let chunk = consumer.read_chunk(CHUNK)?;
+        let n = chunk.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut now = now;
+        let mut clock = unix_ms;
+        for r in chunk.iter() {
+            let verdict = windows.fold(pos, r, &mut now, &mut clock, producer);
+            counters.reading(verdict);
+            pos = pos.wrapping_add(1);
+        }
+        counters.tally(windows.take_tally());
+        counters.flush();
+        windows.set_counted(pos);
+        chunk.commit(n);
+        Ok(n)
+    }
+
+    /// Publishes the counters, the heartbeat and the readings ring's depth.
+    fn publish(&mut self) -> Result<(), shm_ring::Error> {
+        self.counters.tally(self.windows.take_tally());
+        self.counters.flush();
+        let depth = self.consumer.available()? as u64;
+        self.counters.slot().set_ring_depth(segment::READINGS, depth);
+        Ok(())
+    }
+
+    /// The windows (for inspection).
+    pub fn windows(&self) -> &Windows<TableStore> {
+        &self.windows
+    }
+}
+
+/// Creates (or adopts) and opens the windows table. A table of another shape (the window or key
+/// settings changed) is replaced by a new one: its windows cannot be carried over.
+pub fn open_windows(name: &SegmentName, cfg: WindowConfig) -> Result<(Windows<TableStore>, Opened), shm_ring::Error> {
+    for _ in 0..2 {
+        match retry(|| create_table::<Word>(name, cfg.words(), IfExists::Adopt))? {
+            Created::Replaced { reason } => {
+                warn!(segment = %name, reason, "replaced the windows table; window state starts afresh")
+            }
+            Created::New => info!(segment = %name, "created the windows table"),
+            Created::Adopted { .. } => {}
+        }
+        let table = retry(|| Table::<Word>::attach(name))?;
+        match Windows::open(TableStore(table), cfg, unix_ms()) {
+            Ok(opened) => return Ok(opened),
+            Err(mismatch) => {
+                warn!(segment = %name, reason = mismatch.reason, "the windows table has another shape; window state starts afresh");
+                drop(mismatch.store);
+                shm_ring::remove(name)?;
+            }
+        }
+    }
+    Err(shm_ring::Error::InvalidParameter {
+        reason: format!("the windows table {name} keeps another shape after being recreated"),
+    })
+}
+
+/// Retries `f` while another process still holds the role (a predecessor that is exiting).
+fn retry<T>(mut f: impl FnMut() -> Result<T, shm_ring::Error>) -> Result<T, shm_ring::Error> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match f() {
+            Err(shm_ring::Error::RoleHeld { .. } | shm_ring::Error::NotReady { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! decoded: the pipeline stage that turns raw MQTT payloads into typed readings.
+//!
+//! It consumes the raw ring (`records::RawRecord`, written by ingestd), decodes each payload as
+//! CBOR or JSON, and produces into the readings ring (`records::Reading`, read by aggd). A payload
+//! that does not make a reading is counted under exactly one `error.<reason>` and goes no further.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`format`](mod@format) | which parser a payload gets: content type, per-topic lists, first byte |
+//! | [`cbor`] | a non-allocating CBOR reader for the reading document |
+//! | [`json`] | the same document as JSON, through serde_json without a `Value` tree |
+//! | [`fields`] | what both parsers produce: the document's keys, typed as the wire says |
+//! | [`decode`](mod@decode) | payload → [`records::Reading`] or one [`Reason`] |
+//! | [`reason`] | the reasons and their counters |
+//! | [`resume`] | exactly-once across a restart: which raw records were already forwarded |
+//! | [`stage`] | the loop over the rings, backpressure, counters and shutdown |
+//! | [`fault`] | a fault-injection hook for the supervisor's poison tests (inert unless set) |
+//!
+//! `src/main.rs` only wires the configuration, logging, signals and rings to [`stage::Stage`].
+
+#![deny(missing_docs)]
+
+pub mod cbor;
+pub mod decode;
+pub mod fault;
+pub mod fields;
+pub mod format;
+pub mod json;
+pub mod reason;
+pub mod resume;
+pub mod stage;
+
+pub use decode::{decode, Format};
+pub use reason::Reason;

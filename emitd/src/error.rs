@@ -1,0 +1,36 @@
+//! What stops emitd with an error (exit 1; the supervisor restarts it). Nothing queued is lost
+//! by such an exit: uncommitted aggregates stay in the ring for the next emitd.
+
+use std::fmt;
+
+/// A fatal error.
+#[derive(Debug)]
+pub enum Error {
+    /// The aggregates ring or the stats page is unusable (missing, foreign, corrupt).
+    Ring(shm_ring::Error),
+    /// The NATS client could not be created, or was closed under us.
+    Nats(String),
+    /// The process could not be set up (signal handlers, the async runtime).
+    Setup(String),
+    /// A bug: an internal invariant did not hold.
+    Internal(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Ring(e) => write!(f, "{e}"),
+            Error::Nats(e) => write!(f, "{e}"),
+            Error::Setup(e) => write!(f, "{e}"),
+            Error::Internal(e) => write!(f, "internal error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<shm_ring::Error> for Error {
+    fn from(e: shm_ring::Error) -> Self {
+        Error::Ring(e)
+    }
+}

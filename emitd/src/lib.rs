@@ -1,0 +1,44 @@
+//! `emitd`: the pipeline's last stage. It takes [`records::Aggregate`]s from the aggregates ring
+//! (written by aggd) and publishes each to NATS on `<subject_prefix>.<device>.<sensor>`.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`subject`] | subjects; device and sensor ids escaped so that none changes routing |
+//! | [`payload`] | the JSON (or CBOR) body of a message |
+//! | [`msg_id`] | the JetStream `Nats-Msg-Id` that deduplicates a re-publish |
+//! | [`message`] | an aggregate as a message, built in a shared per-batch buffer |
+//! | [`publisher`] | the NATS client: reconnects, core backlog, JetStream acks and stream |
+//! | [`stage`] | the loop: read, publish, release from the ring once NATS has it, count |
+//! | [`ring_wait`] | waiting on the ring without blocking the async runtime |
+//! | [`stats`] | the counters in the stats page and what they conserve |
+//!
+//! # Guarantees
+//!
+//! - **Routing**: an aggregate lands on exactly `<prefix>.<escaped device>.<escaped sensor>`;
+//!   no id can add a token or a wildcard ([`subject`]).
+//! - **Core NATS** (`jetstream = false`, the default): at-most-once. An aggregate is released
+//!   from the ring once the client has queued it. While NATS is away up to `max_backlog`
+//!   aggregates wait in the client and the rest are dropped and counted
+//!   (`dropped.nats_backlog_full`); messages in the client's write buffer when a connection
+//!   breaks, or queued when emitd is killed, are lost without a count.
+//! - **JetStream** (`jetstream = true`): at-least-once into the stream, and no duplicate stored
+//!   within the stream's duplicate window. An aggregate is released only once its ack arrived;
+//!   an emitd killed at any point publishes the unreleased ones again with the same
+//!   `Nats-Msg-Id` ([`msg_id`]), which the server deduplicates.
+//! - **Counting**: `received = forwarded + dropped.*` in every stats snapshot ([`stats`]).
+//! - **Shutdown**: SIGTERM drains the ring, flushes the client and exits 0 ([`stage`]).
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod message;
+pub mod msg_id;
+pub mod payload;
+pub mod publisher;
+pub mod ring_wait;
+pub mod stage;
+pub mod stats;
+pub mod subject;
+
+pub use error::Error;
+pub use stage::Stage;

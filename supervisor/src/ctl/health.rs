@@ -1,0 +1,127 @@
+//! `telemetryctl status`: is every stage healthy? A pure evaluation of one snapshot.
+//!
+//! A stage (ingestd, decoded, aggd, emitd) is healthy when the stats page has its slot, its
+//! state is `running`, and its heartbeat is younger than the limit. The limit is the
+//! configuration's `supervisor.hang_timeout_ms` (default 10 s): past it the supervisor itself
+//! declares the stage hung and restarts it, so an older heartbeat means the stage is hung and the
+//! supervisor is not acting on it. `--heartbeat-timeout-ms` overrides it.
+//!
+//! The supervisor's own slot is reported as a note but does not decide the exit code.
+
+use records::names::stage;
+use shm_ring::{StageState, StatsSnapshot};
+
+use super::format;
+
+/// One unhealthy stage and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The stage.
+    pub stage: String,
+    /// One line, for example `state exited (last exit: signal 9 (SIGKILL))`.
+    pub reason: String,
+}
+
+/// Why one stage is unhealthy, or `None` if it is healthy.
+fn problem_of(stats: &StatsSnapshot, name: &str, max_heartbeat_age_ms: u64) -> Option<String> {
+    let Some(s) = stats.stage(name) else {
+        return Some("no slot for it in the stats page".into());
+    };
+    if s.state != Some(StageState::Running) {
+        let mut reason = format!("state {}", format::state(s.state));
+        if s.last_exit != shm_ring::ExitStatus::None {
+            reason.push_str(&format!(" (last exit: {})", format::exit_status(s.last_exit)));
+        }
+        if s.restarts > 0 {
+            reason.push_str(&format!(", {} restart(s)", s.restarts));
+        }
+        return Some(reason);
+    }
+    match s.heartbeat_age_ms {
+        None => Some("running but has never sent a heartbeat".into()),
+        Some(age) if age >= max_heartbeat_age_ms => Some(format!(
+            "heartbeat {} old (limit {}): hung, or the supervisor is not restarting it",
+            format::duration_ms(age),
+            format::duration_ms(max_heartbeat_age_ms)
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The unhealthy stages among ingestd, decoded, aggd and emitd, upstream first.
+pub fn evaluate(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Vec<Problem> {
+    stage::ALL
+        .iter()
+        .filter_map(|name| {
+            problem_of(stats, name, max_heartbeat_age_ms).map(|reason| Problem {
+                stage: (*name).to_owned(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// A note about the supervisor's slot if it is present and not healthy (it does not change the
+/// exit code: the stages run without it, but nothing restarts them).
+pub fn supervisor_note(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Option<String> {
+    stats.stage(stage::SUPERVISOR)?;
+    problem_of(stats, stage::SUPERVISOR, max_heartbeat_age_ms)
+        .map(|r| format!("note: supervisor: {r} (not counted in the exit code; stages are not restarted meanwhile)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::counters::tests::stage as snap;
+    use super::*;
+    use shm_ring::ExitStatus;
+
+    fn all_running() -> StatsSnapshot {
+        StatsSnapshot {
+            stages: ["ingestd", "decoded", "aggd", "emitd", "supervisor"]
+                .iter()
+                .map(|n| snap(n, &[]))
+                .collect(),
+            rings: vec![],
+        }
+    }
+
+    #[test]
+    fn all_running_with_fresh_heartbeats_is_healthy() {
+        assert!(evaluate(&all_running(), 10_000).is_empty());
+        assert_eq!(supervisor_note(&all_running(), 10_000), None);
+    }
+
+    #[test]
+    fn each_problem_is_one_line_per_stage() {
+        let mut stats = all_running();
+        stats.stages[1].state = Some(StageState::Exited);
+        stats.stages[1].last_exit = ExitStatus::Signal(9);
+        stats.stages[1].restarts = 2;
+        stats.stages[2].heartbeat_age_ms = Some(12_300);
+        stats.stages[3].heartbeat_age_ms = None;
+        stats.stages.remove(0);
+        let p = evaluate(&stats, 10_000);
+        let lines: Vec<String> = p.iter().map(|p| format!("{}: {}", p.stage, p.reason)).collect();
+        assert_eq!(
+            lines,
+            [
+                "ingestd: no slot for it in the stats page",
+                "decoded: state exited (last exit: signal 9 (SIGKILL)), 2 restart(s)",
+                "aggd: heartbeat 12.3s old (limit 10.0s): hung, or the supervisor is not restarting it",
+                "emitd: running but has never sent a heartbeat",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_supervisor_is_a_note() {
+        let mut stats = all_running();
+        stats.stages[4].state = Some(StageState::Idle);
+        assert!(evaluate(&stats, 10_000).is_empty());
+        assert!(supervisor_note(&stats, 10_000)
+            .unwrap()
+            .contains("supervisor: state idle"));
+        stats.stages.pop();
+        assert_eq!(supervisor_note(&stats, 10_000), None);
+    }
+}

@@ -1,0 +1,28 @@
+//! The supervisor and `telemetryctl`.
+//!
+//! The supervisor follows Erlang/OTP's vocabulary: each stage has a child spec, the strategy is
+//! one_for_one (a stage that exits is restarted alone, the others keep their pids), and more
+//! than `restart_intensity` restarts within `restart_period_s` escalate: the supervisor stops
+//! everything in order and exits non-zero, so that systemd's `Restart=` takes over.
+//!
+//! - `child_spec`: the four stages, their binaries and start order;
+//! - `segments`: creating or re-adopting the rings and the stats page;
+//! - `spawn`: starting a stage so that it dies with the supervisor;
+//! - `intensity`: restart intensity and period;
+//! - `supervisor`: the loop (exits, readiness, hangs, restart requests, ordered stop);
+//! - `poison`: taking out a record a stage keeps dying on, into a dead-letter file;
+//! - `notify`: systemd's notify protocol;
+//! - `metrics`: the Prometheus endpoint;
+//! - `ctl`: what `telemetryctl` shows and does (stats table and JSON, conservation, Prometheus text).
+
+#![deny(missing_docs)]
+
+pub mod child_spec;
+pub mod ctl;
+pub mod intensity;
+pub mod metrics;
+pub mod notify;
+pub mod poison;
+pub mod segments;
+pub mod spawn;
+pub mod supervisor;

@@ -1,0 +1,34 @@
+//! Starting a stage so that it dies with the supervisor.
+//!
+//! Each child gets `PR_SET_PDEATHSIG(SIGKILL)`. Linux sends that signal when the *thread* that
+//! forked the child exits, not the process, so children are only ever spawned from the
+//! supervisor's main thread, which lives as long as the process (never from a thread pool).
+//! SIGKILL rather than SIGTERM: the rings make any stop safe, and a stage that ignored SIGTERM
+//! must not outlive its supervisor and block its successor's roles.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+
+/// Spawns `program --config <config>`, inheriting stdout and stderr (journald under systemd).
+pub fn spawn_stage(program: &Path, config: &Path) -> io::Result<Child> {
+    let parent = std::process::id() as libc::pid_t;
+    let mut cmd = Command::new(program);
+    cmd.arg("--config").arg(config);
+    // SAFETY: the closure runs in the child between fork and exec and calls only prctl, getppid
+    // and _exit, which are async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The supervisor may have died before prctl took effect: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
