@@ -28,7 +28,7 @@ use crate::window::{Reject, Tally};
 /// `error.pane_full` (aggd's own; not in `records::names`).
 pub const PANE_FULL: &str = "error.pane_full";
 /// Aggregates handed on.
-pub const AGGREGATES_EMITTED: &str = "aggregates.emitted";
+pub const AGGREGATES_EMITTED: &str = records::names::counter::AGGREGATES_EMITTED;
 /// Keys evicted for idleness.
 pub const EVICTED_IDLE: &str = "evicted.idle";
 /// Keys evicted for room.

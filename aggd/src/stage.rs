@@ -328,14 +328,6 @@ pub fn open_windows(name: &SegmentName, cfg: WindowConfig) -> Result<(Windows<Ta
 }
 
 /// Retries `f` while another process still holds the role (a predecessor that is exiting).
-fn retry<T>(mut f: impl FnMut() -> Result<T, shm_ring::Error>) -> Result<T, shm_ring::Error> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match f() {
-            Err(shm_ring::Error::RoleHeld { .. } | shm_ring::Error::NotReady { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
+fn retry<T>(f: impl FnMut() -> Result<T, shm_ring::Error>) -> Result<T, shm_ring::Error> {
+    stage_runtime::patiently(PATIENCE, f)
 }

@@ -26,7 +26,7 @@
 //! stopped after this one and frees the room; if it never does, the supervisor's SIGKILL loses
 //! nothing, since unhandled raw records stay queued.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use records::names::{counter, segment};
 use records::{RawRecord, Reading};
@@ -72,17 +72,9 @@ pub fn decode_raw(raw: &RawRecord, chooser: &FormatChooser, source: u64) -> Resu
 }
 
 /// Takes the stage's writer role in the stats page, retrying for up to `patience` while a
-/// predecessor's role is still being released (see `stage_runtime::attach_consumer`).
+/// predecessor's role is still being released.
 pub fn attach_counters(page: &SegmentName, stage: &str, patience: Duration) -> Result<StageCounters, shm_ring::Error> {
-    let deadline = Instant::now() + patience;
-    loop {
-        match StageCounters::attach(page, stage) {
-            Err(shm_ring::Error::RoleHeld { .. } | shm_ring::Error::NotReady { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
+    StageCounters::attach_patiently(page, stage, patience)
 }
 
 impl Stage {
@@ -261,6 +253,7 @@ mod tests {
     use telemetry_config::Decoded;
 
     use super::*;
+    use std::time::Instant;
 
     /// Rings and a stats page under a unique prefix, removed on drop.
     struct Rings {

@@ -35,7 +35,11 @@ fn main() -> ExitCode {
 
 fn run(config: telemetry_config::Config) -> Result<(), emitd::Error> {
     let shutdown = Shutdown::install().map_err(|e| emitd::Error::Setup(format!("signal handlers: {e}")))?;
-    let counters = StageCounters::attach(&stage_runtime::segment(&config, segment::STATS)?, stage::EMITD)?;
+    let counters = StageCounters::attach_patiently(
+        &stage_runtime::segment(&config, segment::STATS)?,
+        stage::EMITD,
+        ATTACH_PATIENCE,
+    )?;
     let consumer =
         attach_consumer::<Aggregate>(&stage_runtime::segment(&config, segment::AGGREGATES)?, ATTACH_PATIENCE)?;
     // One thread runs the NATS client and the loop; ring waits go to the blocking pool.

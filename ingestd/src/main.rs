@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         let raw = stage_runtime::segment(&config, segment::RAW)?;
         let stats = stage_runtime::segment(&config, segment::STATS)?;
         let producer = attach_producer::<RawRecord>(&raw, Duration::from_secs(10))?;
-        let counters = StageCounters::attach(&stats, stage::INGESTD)?;
+        let counters = StageCounters::attach_patiently(&stats, stage::INGESTD, Duration::from_secs(10))?;
         ingestd::stage::Ingest::new(producer, counters, config.ingestd.max_payload)
     };
     let ingest = match setup() {

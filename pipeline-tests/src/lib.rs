@@ -116,6 +116,39 @@ impl Collector {
     }
 }
 
+/// Per (device, sensor): what the aggregates must show (from `loadgen --expect`).
+pub type Expected = BTreeMap<(String, String), serde_json::Value>;
+
+impl Collector {
+    /// Waits until, for every key in `expected`, an aggregate with exactly the expected count has
+    /// arrived (the aggregate whose window holds every reading).
+    pub fn wait_covering(&self, what: &str, expected: &Expected) {
+        test_brokers::wait_for(what, PATIENCE, || {
+            let fullest = self.fullest();
+            expected
+                .iter()
+                .all(|(k, v)| {
+                    fullest
+                        .get(k)
+                        .is_some_and(|a| a.num("count") == v["count"].as_f64().unwrap())
+                })
+                .then_some(())
+        });
+    }
+}
+
+/// `expected` with every count multiplied by `factor` (the same readings sent again).
+pub fn times(expected: &Expected, factor: f64) -> Expected {
+    expected
+        .iter()
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            v["count"] = (factor * v["count"].as_f64().unwrap()).into();
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
@@ -250,6 +283,14 @@ impl Pipeline {
         }
     }
 
+    /// Waits until `victim` runs with a pid other than `before[victim]`, and returns all pids.
+    pub fn wait_replaced(&self, before: &BTreeMap<String, u32>, victim: &str) -> BTreeMap<String, u32> {
+        test_brokers::wait_for(&format!("{victim} to be replaced"), PATIENCE, || {
+            let now = self.wait_running();
+            (now[victim] != before[victim]).then_some(now)
+        })
+    }
+
     /// The NATS subject pattern of this pipeline's aggregates.
     pub fn subjects(&self) -> String {
         format!("{}.>", self.config.emitd.subject_prefix)
@@ -379,7 +420,7 @@ pub fn field(line: &str, key: &str) -> f64 {
 }
 
 /// Per-key expectations written by `loadgen --expect`.
-pub fn expectations(path: &std::path::Path) -> BTreeMap<(String, String), serde_json::Value> {
+pub fn expectations(path: &std::path::Path) -> Expected {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

@@ -4,16 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use pipeline_tests::{expectations, field, loadgen, Collector, Pipeline, Published, PATIENCE};
+use pipeline_tests::{expectations, field, loadgen, times, Collector, Expected, Pipeline, Published, PATIENCE};
 use records::names::{counter, error_reason, stage};
 use test_brokers::{wait_for, Mosquitto, Nats, TempDir};
 
 /// Asserts that, per key, the fullest aggregate received equals the expectation exactly
 /// (count, min, max) and to float-summation accuracy (sum, mean).
-fn assert_exact(
-    fullest: &BTreeMap<(String, String), Published>,
-    expected: &BTreeMap<(String, String), serde_json::Value>,
-) {
+fn assert_exact(fullest: &BTreeMap<(String, String), Published>, expected: &Expected) {
     assert_eq!(fullest.len(), expected.len(), "one aggregate stream per key");
     for (key, want) in expected {
         let got = &fullest[key];
@@ -32,21 +29,6 @@ fn assert_exact(
             "{key:?} mean"
         );
     }
-}
-
-/// Waits until every expected key has an aggregate with the expected count.
-fn wait_complete(collector: &Collector, expected: &BTreeMap<(String, String), serde_json::Value>) {
-    wait_for("aggregates covering every reading", PATIENCE, || {
-        let fullest = collector.fullest();
-        expected
-            .iter()
-            .all(|(k, v)| {
-                fullest
-                    .get(k)
-                    .is_some_and(|p| p.num("count") == v["count"].as_f64().unwrap())
-            })
-            .then_some(())
-    });
 }
 
 #[test]
@@ -78,7 +60,7 @@ fn published_readings_come_out_as_exact_aggregates() {
     );
     assert_eq!(field(&line, "sent"), 2000.0);
     let expected = expectations(&expect);
-    wait_complete(&collector, &expected);
+    collector.wait_covering("aggregates covering every reading", &expected);
     assert_exact(&collector.fullest(), &expected);
 
     // Every message is accounted for, stage by stage.
@@ -131,7 +113,7 @@ fn malformed_payloads_are_counted_by_reason_and_the_rest_still_aggregates() {
     let bad = field(&line, "bad") as u64;
     assert!(bad > 0);
     let expected = expectations(&expect);
-    wait_complete(&collector, &expected);
+    collector.wait_covering("aggregates covering every reading", &expected);
     assert_exact(&collector.fullest(), &expected);
 
     wait_for("decoded to count everything", PATIENCE, || {
@@ -260,17 +242,7 @@ fn an_aggd_killed_mid_window_keeps_the_samples_from_before() {
         ],
     );
     let first = expectations(&first);
-    wait_for("aggregates covering both batches", PATIENCE, || {
-        let fullest = collector.fullest();
-        first
-            .iter()
-            .all(|(k, v)| {
-                fullest
-                    .get(k)
-                    .is_some_and(|p| p.num("count") >= 2.0 * v["count"].as_f64().unwrap())
-            })
-            .then_some(())
-    });
+    collector.wait_covering("aggregates covering both batches", &times(&first, 2.0));
     for (k, v) in &first {
         let got = &collector.fullest()[k];
         assert_eq!(

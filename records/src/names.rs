@@ -10,7 +10,8 @@
 //! | aggd | `received = forwarded + error.*` (forwarded: folded into a window) |
 //! | emitd | `received = forwarded + dropped.*` (forwarded: published) |
 //!
-//! and, between stages, `forwarded` of one = `received` of the next + what sits in the ring.
+//! and, between stages, `forwarded` of one = `received` of the next + what sits in the ring
+//! (for aggd → emitd, aggd's `aggregates.emitted` takes the place of `forwarded`).
 
 /// Stage names: stats page slots, binaries and config sections.
 pub mod stage {
@@ -48,6 +49,8 @@ pub mod counter {
     pub const RECEIVED: &str = "received";
     /// Records handed on (to the next ring, a window, or NATS).
     pub const FORWARDED: &str = "forwarded";
+    /// aggd: aggregates handed to the aggregates ring (its `forwarded` counts readings folded).
+    pub const AGGREGATES_EMITTED: &str = "aggregates.emitted";
 }
 
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).

@@ -18,6 +18,16 @@ impl StageCounters {
         })
     }
 
+    /// [`StageCounters::attach`], retrying for up to `patience` while a predecessor still holds
+    /// the slot (see [`crate::patiently`]).
+    pub fn attach_patiently(
+        page: &SegmentName,
+        stage: &str,
+        patience: std::time::Duration,
+    ) -> Result<Self, shm_ring::Error> {
+        crate::patiently(patience, || Self::attach(page, stage))
+    }
+
     /// Registers (or finds, after a restart) a counter.
     pub fn id(&mut self, name: &str) -> Result<CounterId, shm_ring::Error> {
         self.writer.counter(name)

@@ -14,7 +14,7 @@ mod shutdown;
 pub use backoff::Backoff;
 pub use counters::StageCounters;
 pub use logging::init_logging;
-pub use rings::{attach_consumer, attach_producer, segment, wait_strategy};
+pub use rings::{attach_consumer, attach_producer, patiently, segment, wait_strategy};
 pub use shutdown::Shutdown;
 
 /// Milliseconds since the Unix epoch, by the wall clock.

@@ -20,15 +20,21 @@ pub fn wait_strategy(config: &Config) -> WaitStrategy {
 /// held: a stage restarted by the supervisor may start before the kernel has released its
 /// predecessor's lock.
 pub fn attach_producer<T: Record>(name: &SegmentName, patience: Duration) -> Result<Producer<T>, shm_ring::Error> {
-    retry(patience, || Producer::attach(name))
+    patiently(patience, || Producer::attach(name))
 }
 
 /// Attaches as the consumer of a ring; see [`attach_producer`].
 pub fn attach_consumer<T: Record>(name: &SegmentName, patience: Duration) -> Result<Consumer<T>, shm_ring::Error> {
-    retry(patience, || Consumer::attach(name))
+    patiently(patience, || Consumer::attach(name))
 }
 
-fn retry<T>(patience: Duration, mut f: impl FnMut() -> Result<T, shm_ring::Error>) -> Result<T, shm_ring::Error> {
+/// Retries `f` for up to `patience` while it fails because a role is still held or a segment is
+/// not initialised yet (a predecessor exiting, a supervisor still creating segments); any other
+/// result is returned at once.
+pub fn patiently<T>(
+    patience: Duration,
+    mut f: impl FnMut() -> Result<T, shm_ring::Error>,
+) -> Result<T, shm_ring::Error> {
     let deadline = Instant::now() + patience;
     loop {
         match f() {

@@ -3,13 +3,12 @@
 //! by the next one, restart intensity, hang detection, operator restarts, poison records, a
 //! clean stop, systemd's notify protocol and the metrics endpoint.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
-use pipeline_tests::{alive, expectations, loadgen, Collector, Pipeline, PATIENCE};
+use pipeline_tests::{alive, expectations, loadgen, times, Collector, Expected, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, segment, stage, supervisor_counter};
 use test_brokers::{binary, free_port, wait_for, Mosquitto, Nats, Process, TempDir};
 
@@ -25,21 +24,9 @@ fn kill(pid: u32, signal: i32) {
         .status();
 }
 
-type Expected = BTreeMap<(String, String), serde_json::Value>;
-
 /// Waits for aggregates that cover every expected reading, and checks them exactly.
 fn assert_all_aggregated(p: &Pipeline, collector: &Collector, expected: &Expected) {
-    wait_for("aggregates covering every reading", PATIENCE, || {
-        let fullest = collector.fullest();
-        expected
-            .iter()
-            .all(|(k, v)| {
-                fullest
-                    .get(k)
-                    .is_some_and(|a| a.num("count") == v["count"].as_f64().unwrap())
-            })
-            .then_some(())
-    });
+    collector.wait_covering("aggregates covering every reading", expected);
     let dropped: u64 = p
         .stats()
         .stages
@@ -95,10 +82,7 @@ fn each_stage_killed_under_load_restarts_alone_and_nothing_is_lost() {
             (p.counter(stage::INGESTD, counter::RECEIVED) > 0).then_some(())
         });
         kill(pids[victim], 9);
-        let after = wait_for("the victim to be restarted", PATIENCE, || {
-            let now = p.wait_running();
-            (now[victim] != pids[victim]).then_some(now)
-        });
+        let after = p.wait_replaced(&pids, victim);
         for (name, pid) in &pids {
             if name != victim {
                 assert_eq!(after[name], *pid, "{name} kept its pid when {victim} was killed");
@@ -166,24 +150,7 @@ fn stages_die_with_the_supervisor_and_the_next_one_readopts_the_rings() {
     let _second = p.supervise(&[]);
     let again = p.wait_running();
     assert!(again.iter().all(|(s, pid)| *pid != pids[s]));
-    let doubled: Expected = expectations(&a)
-        .into_iter()
-        .map(|(k, mut v)| {
-            v["count"] = (2.0 * v["count"].as_f64().unwrap()).into();
-            (k, v)
-        })
-        .collect();
-    wait_for("aggregates covering both batches", PATIENCE, || {
-        let fullest = collector.fullest();
-        doubled
-            .iter()
-            .all(|(k, v)| {
-                fullest
-                    .get(k)
-                    .is_some_and(|a| a.num("count") == v["count"].as_f64().unwrap())
-            })
-            .then_some(())
-    });
+    collector.wait_covering("aggregates covering both batches", &times(&expectations(&a), 2.0));
     let received = p.counter(stage::INGESTD, counter::RECEIVED) - p.counter(stage::INGESTD, drop_reason::DUPLICATE);
     assert_eq!(received, 1200, "counters carried over the supervisor's restart");
 }
@@ -223,10 +190,7 @@ fn a_stopped_stage_is_detected_as_hung_and_restarted() {
     let _supervisor = p.supervise(&[]);
     let pids = p.wait_running();
     kill(pids[stage::DECODED], 19); // SIGSTOP
-    let after = wait_for("decoded to be replaced", PATIENCE, || {
-        let now = p.wait_running();
-        (now[stage::DECODED] != pids[stage::DECODED]).then_some(now)
-    });
+    let after = p.wait_replaced(&pids, stage::DECODED);
     assert_eq!(after[stage::INGESTD], pids[stage::INGESTD]);
     assert_eq!(p.stats().stage(stage::DECODED).unwrap().hangs, 1);
     assert_eq!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS), 1);
@@ -246,10 +210,7 @@ fn telemetryctl_restart_changes_only_that_stages_pid() {
         .status()
         .unwrap();
     assert!(status.success());
-    let after = wait_for("decoded to be restarted", PATIENCE, || {
-        let now = p.wait_running();
-        (now[stage::DECODED] != pids[stage::DECODED]).then_some(now)
-    });
+    let after = p.wait_replaced(&pids, stage::DECODED);
     for s in [stage::INGESTD, stage::AGGD, stage::EMITD] {
         assert_eq!(after[s], pids[s], "{s}");
     }
@@ -332,18 +293,7 @@ fn a_clean_stop_loses_nothing_and_leaves_no_segments() {
     assert!(pids.values().all(|pid| !alive(*pid)), "every stage stopped");
     assert!(shm_ring::list(&p.prefix).unwrap().is_empty(), "segments removed");
     // Everything ingestd accepted was aggregated and published before the stages exited.
-    let expected = expectations(&expect);
-    wait_for("the final aggregates", PATIENCE, || {
-        let fullest = collector.fullest();
-        expected
-            .iter()
-            .all(|(k, v)| {
-                fullest
-                    .get(k)
-                    .is_some_and(|a| a.num("count") == v["count"].as_f64().unwrap())
-            })
-            .then_some(())
-    });
+    collector.wait_covering("the final aggregates", &expectations(&expect));
 }
 
 #[test]

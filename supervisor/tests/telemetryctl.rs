@@ -124,7 +124,14 @@ impl Fixture {
                 (error_reason::MISSING_FIELD, 2),
             ],
         );
-        self.count(stage::AGGD, &[(counter::RECEIVED, 90), (counter::FORWARDED, 90)]);
+        self.count(
+            stage::AGGD,
+            &[
+                (counter::RECEIVED, 90),
+                (counter::FORWARDED, 90),
+                (counter::AGGREGATES_EMITTED, 12),
+            ],
+        );
         self.count(
             stage::EMITD,
             &[
@@ -302,7 +309,7 @@ fn stats_json_has_the_documented_fields() {
     assert_eq!(link["right"][1]["name"], "raw depth");
     assert_eq!(link["right"][1]["value"], 3);
     assert_eq!(link["off_by"], 0);
-    assert_eq!(balance["unchecked"][0]["at"], "aggd->emitd");
+    assert!(balance["unchecked"].as_array().unwrap().is_empty());
     assert!(doc["note"].as_str().unwrap().contains("in flight"));
 }
 

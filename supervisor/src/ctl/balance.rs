@@ -26,7 +26,10 @@
 //! |---|---|
 //! | ingestd->decoded | `ingestd.forwarded = decoded.received + raw depth` |
 //! | decoded->aggd | `decoded.forwarded = aggd.received + readings depth` |
-//! | aggd->emitd | not checked: aggd's `forwarded` counts readings folded into a window, and no counter counts the aggregates aggd writes into the aggregates ring |
+//! | aggd->emitd | `aggd.aggregates.emitted = emitd.received + aggregates depth` (aggd's `forwarded` counts readings folded into windows) |
+//!
+//! A poison record the supervisor neutralised stays in its ring as an empty record, which the
+//! stage then counts as bad input, so it needs no term of its own.
 //!
 //! `off_by` is left minus right: positive means messages are missing (taken in but not
 //! accounted for), negative means more is accounted for than was taken in.
@@ -166,22 +169,18 @@ const STAGE_OUTCOMES: [(&str, &[&str]); 4] = [
     (stage::EMITD, &[DROPPED_PREFIX, ERROR_PREFIX]),
 ];
 
-/// A link between two stages through a ring: `(upstream, ring, downstream)`.
-const LINKS: [(&str, &str, &str); 2] = [
-    (stage::INGESTD, segment::RAW, stage::DECODED),
-    (stage::DECODED, segment::READINGS, stage::AGGD),
+/// A link between two stages through a ring: `(upstream, its counter of records written into
+/// the ring, ring, downstream)`.
+const LINKS: [(&str, &str, &str, &str); 3] = [
+    (stage::INGESTD, counter::FORWARDED, segment::RAW, stage::DECODED),
+    (stage::DECODED, counter::FORWARDED, segment::READINGS, stage::AGGD),
+    (
+        stage::AGGD,
+        counter::AGGREGATES_EMITTED,
+        segment::AGGREGATES,
+        stage::EMITD,
+    ),
 ];
-
-/// Links that are shown as not checked, with the reason.
-const UNCHECKED_LINKS: [(&str, &str); 1] = [(
-    "aggd->emitd",
-    "aggd's forwarded counts readings folded into a window; no counter counts the aggregates it writes to the \
-     aggregates ring",
-)];
-
-/// The supervisor counter of records it skipped as poison: they leave a ring without any stage
-/// counting them, which a link check cannot attribute to a ring.
-const POISON_SKIPPED: &str = records::names::supervisor_counter::POISON_SKIPPED;
 
 fn off_by(left: u64, right: u64) -> i64 {
     let d = i128::from(left) - i128::from(right);
@@ -233,11 +232,7 @@ pub fn compute(stats: &StatsSnapshot, ring_depths: &[(&str, u64)]) -> Balance {
         checks.push(check);
     }
 
-    let poison = stats
-        .stage(stage::SUPERVISOR)
-        .and_then(|s| s.counter(POISON_SKIPPED))
-        .unwrap_or(0);
-    for (up, ring, down) in LINKS {
+    for (up, up_counter, ring, down) in LINKS {
         let at = format!("{up}->{down}");
         let (Some(u), Some(d)) = (stats.stage(up), stats.stage(down)) else {
             unchecked.push(Unchecked {
@@ -253,11 +248,11 @@ pub fn compute(stats: &StatsSnapshot, ring_depths: &[(&str, u64)]) -> Balance {
             });
             continue;
         };
-        let left = value(u, counter::FORWARDED);
+        let left = value(u, up_counter);
         let mut check = Check {
             kind: CheckKind::Link,
             at,
-            left_name: format!("{up}.{}", counter::FORWARDED),
+            left_name: format!("{up}.{up_counter}"),
             left,
             right: vec![
                 Term {
@@ -273,18 +268,7 @@ pub fn compute(stats: &StatsSnapshot, ring_depths: &[(&str, u64)]) -> Balance {
             note: inconsistent_note(u).or_else(|| inconsistent_note(d)),
         };
         check.off_by = off_by(left, check.right_total());
-        if check.off_by > 0 && poison > 0 {
-            check.note = Some(format!(
-                "the supervisor skipped {poison} poison record(s), which leave a ring without a stage counting them"
-            ));
-        }
         checks.push(check);
-    }
-    for (at, reason) in UNCHECKED_LINKS {
-        unchecked.push(Unchecked {
-            at: at.into(),
-            reason: reason.into(),
-        });
     }
     Balance { checks, unchecked }
 }
@@ -321,6 +305,7 @@ mod tests {
                         ("forwarded", 77),
                         ("error.key_table_full", 1),
                         ("dropped.aggregates_ring_full", 9),
+                        ("aggregates.emitted", 24),
                     ],
                 ),
                 snap(
@@ -339,7 +324,7 @@ mod tests {
         let b = compute(&pipeline(85), &DEPTHS);
         assert!(b.ok(), "{b:#?}");
         assert_eq!(b.summary(), "BALANCE: ok");
-        assert_eq!(b.checks.len(), 6);
+        assert_eq!(b.checks.len(), 7);
         let ingestd = &b.checks[0];
         assert_eq!(
             ingestd.describe(),
@@ -353,8 +338,11 @@ mod tests {
             link.describe(),
             "ingestd.forwarded 90 = decoded.received 85 + raw depth 5"
         );
-        assert_eq!(b.unchecked.len(), 1);
-        assert_eq!(b.unchecked[0].at, "aggd->emitd");
+        assert!(b.unchecked.is_empty());
+        assert_eq!(
+            b.checks[6].describe(),
+            "aggd.aggregates.emitted 24 = emitd.received 20 + aggregates depth 4"
+        );
     }
 
     #[test]
@@ -403,16 +391,15 @@ mod tests {
     }
 
     #[test]
-    fn notes_explain_inconsistent_counters_and_poison() {
+    fn notes_explain_inconsistent_counters() {
         let mut stats = pipeline(80);
         stats.stages[1].consistent = false;
-        stats.stages.push(snap("supervisor", &[("poison.skipped", 5)]));
         let b = compute(&stats, &DEPTHS);
         let decoded = b.checks.iter().find(|c| c.at == "decoded").unwrap();
         assert!(decoded.note.as_deref().unwrap().contains("different batches"));
         let link = b.checks.iter().find(|c| c.at == "ingestd->decoded").unwrap();
         assert_eq!(link.off_by, 5);
-        assert!(link.note.as_deref().unwrap().contains("poison"));
+        assert!(link.note.as_deref().unwrap().contains("different batches"));
     }
 
     #[test]
