@@ -21,6 +21,8 @@ fi
 # The end-to-end tests run the stage binaries (and loadgen) from the target directory.
 cargo build --workspace --bins
 cargo test --workspace
+# The ring benchmark's sub-second smoke run: it still compiles and its processes still work.
+cargo test -p shm-ring --benches
 
 LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-4}" RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p shm-ring --lib --release loom

@@ -226,9 +226,16 @@ impl<T: Record> Consumer<T> {
                 ),
             });
         }
-        // SAFETY: the slot holds a published record that only the consumer may touch until it
-        // advances the read position past it; T is Pod, so the copies are plain byte copies.
-        Ok(unsafe { self.ring.slot(position).replace(record) })
+        let slot = self.ring.slot(position);
+        // SAFETY: the slot holds a published record that only the consumer may change until it
+        // advances the read position past it (the producer may still copy it, see
+        // `Producer::recent`); T is Pod, so the copies are plain byte copies. Volatile, because
+        // another process may read the slot meanwhile.
+        Ok(unsafe {
+            let old = std::ptr::read_volatile(slot);
+            std::ptr::write_volatile(slot, record);
+            old
+        })
     }
 
     fn release(&mut self, n: u64) {

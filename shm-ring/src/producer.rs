@@ -119,6 +119,9 @@ impl<T: Record> Producer<T> {
     /// slots until the producer writes over them. ingestd uses this to recognise a message the
     /// broker redelivers after a restart (MQTT's DUP flag) that is already in the ring.
     ///
+    /// A copy of a record that is still queued can be torn if a supervisor replaces that very
+    /// record at the same moment (`Consumer::replace_at`): use the copies as hints only.
+    ///
     /// ```
     /// # use shm_ring::*;
     /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
@@ -140,9 +143,14 @@ impl<T: Record> Producer<T> {
         let n = (n as u64).min(held);
         (1..=n).map(move |back| {
             // SAFETY: the slot `back` places before `write` holds a record published by this or
-            // an earlier producer and is not written again until this producer wraps around to
-            // it; the consumer only reads it (a supervisor's `replace_at` may overwrite it, which
-            // at worst changes which complete record we copy: a volatile copy of Pod bytes).
+            // an earlier producer, in bounds and aligned, and this producer does not write it
+            // again until it wraps around to it. The consumer only reads it, with one exception:
+            // `Consumer::replace_at` (the supervisor neutralising a poison record while the
+            // consumer is dead) may overwrite a slot that is still queued, and then this copy
+            // can mix old and new bytes. T is Pod, so the mix is still a valid T; it is wrong
+            // data, and callers must treat a copy as a hint (ingestd only compares it, to drop
+            // a redelivered duplicate). The copy is volatile so that it is one read of memory
+            // another process may change, not something the compiler may split or repeat.
             unsafe { std::ptr::read_volatile(self.ring.slot(self.write.wrapping_sub(back))) }
         })
     }

@@ -109,8 +109,7 @@ fn stats(s: &Settings, a: &StatsArgs) -> Result<i32, CtlError> {
         code: super::error::EXIT_OTHER,
         message: format!("cannot install the SIGINT handler: {e}"),
     })?;
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = !a.json && unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let tty = !a.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let interval = Duration::from_millis(a.interval_ms);
     let mut previous: Option<Sample> = None;
     let mut shown = 0u64;
