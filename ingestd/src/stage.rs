@@ -28,6 +28,12 @@ use crate::mqtt;
 
 /// Most messages handed to the ring in one chunk.
 const MAX_BATCH: usize = 1024;
+/// rumqttc hands at most this many packets out of one network read (`Network::readb` stops at
+/// `max_readb_count = 10`, counting from 1; there is no setter). A round that brings this many
+/// publishes most likely left data in the socket, so the loop reads again at once instead of
+/// sleeping its latency budget: sleeping after full rounds capped ingestd at ~9 messages per
+/// ~2 ms (~4.5k msg/s) whatever the offered rate (docs/benchmarks.md, run A).
+const FULL_ROUND: usize = 9;
 /// How far back a redelivered message is looked for in the raw ring: more than the broker's
 /// in-flight window (`mqtt::RECEIVE_MAXIMUM`) plus one batch.
 const DUPLICATE_WINDOW: usize = 2 * mqtt::RECEIVE_MAXIMUM as usize + MAX_BATCH;
@@ -94,7 +100,7 @@ impl Ingest {
         if publish.dup && self.already_stored(&publish) {
             self.stats.add(self.ids.duplicate, 1);
             if publish.qos != QoS::AtMostOnce {
-                self.acks.push(publish);
+                self.acks.push(ack_only(&publish));
             }
             return;
         }
@@ -110,7 +116,7 @@ impl Ingest {
             self.stats.add(id, 1);
         }
         if publish.qos != QoS::AtMostOnce {
-            self.acks.push(publish);
+            self.acks.push(ack_only(&publish));
         }
     }
 
@@ -135,6 +141,15 @@ impl Ingest {
         self.stats.flush();
         Ok(())
     }
+}
+
+/// What an ack needs of a message: its packet id and QoS. Keeping the whole `Publish` until the
+/// ack goes out would keep its topic and payload, which are slices of rumqttc's read buffer, and
+/// with them whole read buffers alive while acks queue up.
+fn ack_only(publish: &Publish) -> Publish {
+    let mut ack = Publish::new("", publish.qos, Vec::new(), None);
+    ack.pkid = publish.pkid;
+    ack
 }
 
 /// Why the loop ended.
@@ -177,12 +192,12 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
         liveness.working();
         let received_ms = stage_runtime::unix_ms();
         let mut next = Some(first);
-        let mut took_messages = false;
+        let mut took = 0usize;
         while let Some(event) = next.take() {
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     ingest.take(p, received_ms);
-                    took_messages = true;
+                    took += 1;
                 }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     info!(session_present = ack.session_present, "connected; subscribing");
@@ -231,7 +246,8 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
         }
         ingest.flush(&client)?;
         liveness.turned();
-        if took_messages && !budget.is_zero() {
+        // Sleep only once the socket looks drained: a partial round means the broker had no more.
+        if took > 0 && took < FULL_ROUND && !budget.is_zero() {
             tokio::time::sleep(budget).await;
         }
     };
