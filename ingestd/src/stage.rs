@@ -53,10 +53,11 @@ pub struct Ingest {
     stats: StageCounters,
     ids: Counters,
     batch: Vec<RawRecord>,
-    acks: Vec<Publish>,
+    acks: Vec<Ack>,
     /// Acks that did not fit in rumqttc's request channel yet (it takes them one per `poll()`);
-    /// sent, in order, before any newer ack.
-    unsent: VecDeque<Publish>,
+    /// sent, in order, before any newer ack. A broker that ignores our Receive Maximum can make
+    /// this long, so an entry is only the packet id and QoS (4 bytes), not the message.
+    unsent: VecDeque<Ack>,
     max_payload: usize,
 }
 
@@ -132,11 +133,14 @@ impl Ingest {
         // An ack is never dropped: one the channel cannot take now waits here, and the broker
         // sends no more than its in-flight window until acks flow again.
         self.unsent.extend(self.acks.drain(..));
-        while let Some(publish) = self.unsent.front() {
-            if client.try_ack(publish).is_err() {
+        while let Some(ack) = self.unsent.front() {
+            if client.try_ack(&ack.publish()).is_err() {
                 break;
             }
             self.unsent.pop_front();
+        }
+        if self.unsent.len() > mqtt::REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
+            warn!(waiting = self.unsent.len(), "acks are falling behind the reads");
         }
         self.stats.flush();
         Ok(())
@@ -144,12 +148,29 @@ impl Ingest {
 }
 
 /// What an ack needs of a message: its packet id and QoS. Keeping the whole `Publish` until the
-/// ack goes out would keep its topic and payload, which are slices of rumqttc's read buffer, and
-/// with them whole read buffers alive while acks queue up.
-fn ack_only(publish: &Publish) -> Publish {
-    let mut ack = Publish::new("", publish.qos, Vec::new(), None);
-    ack.pkid = publish.pkid;
-    ack
+/// ack goes out would keep its topic and payload (slices of rumqttc's read buffers) alive, and
+/// under a broker that does not honour our Receive Maximum acks can fall a million behind
+/// (docs/benchmarks.md, run H).
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    pkid: u16,
+    qos: QoS,
+}
+
+fn ack_only(publish: &Publish) -> Ack {
+    Ack {
+        pkid: publish.pkid,
+        qos: publish.qos,
+    }
+}
+
+impl Ack {
+    /// The message shape `AsyncClient::try_ack` takes (no topic, no payload: nothing allocated).
+    fn publish(self) -> Publish {
+        let mut p = Publish::new("", self.qos, Vec::new(), None);
+        p.pkid = self.pkid;
+        p
+    }
 }
 
 /// Why the loop ended.

@@ -74,9 +74,18 @@ impl Fixture {
         PathBuf::from(format!("/dev/shm/{}.{segment}", self.prefix))
     }
 
+    /// Takes a stage's writer role. Patiently: a child that another test thread is spawning shares
+    /// our descriptors (and so the role's lock) between its fork and its exec.
+    fn writer(&self, stage: &str) -> StageWriter {
+        stage_runtime::patiently(std::time::Duration::from_secs(10), || {
+            StageWriter::attach(&self.name(segment::STATS), stage)
+        })
+        .unwrap()
+    }
+
     /// Adds to a stage's counters (in one batch, as a stage does) and beats its heartbeat.
     fn count(&self, stage: &str, counters: &[(&str, u64)]) {
-        let mut writer = StageWriter::attach(&self.name(segment::STATS), stage).unwrap();
+        let mut writer = self.writer(stage);
         let mut batch = CounterBatch::default();
         for (name, n) in counters {
             let id = writer.counter(name).unwrap();
@@ -90,7 +99,7 @@ impl Fixture {
         let lifecycle = StatsLifecycle::open(&self.name(segment::STATS)).unwrap();
         for s in stage::ALL.iter().chain([&stage::SUPERVISOR]) {
             // Attaching beats the heartbeat.
-            drop(StageWriter::attach(&self.name(segment::STATS), s).unwrap());
+            drop(self.writer(s));
             lifecycle.set_state(s, StageState::Running, std::process::id()).unwrap();
         }
     }
