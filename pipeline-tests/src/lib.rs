@@ -394,12 +394,13 @@ fn merge_toml(base: &str, extra: &str) -> String {
     out
 }
 
-/// Runs the workspace's `loadgen` against `mqtt` with `args` and returns its summary line.
-pub fn loadgen(mqtt: &Mosquitto, args: &[&str]) -> String {
+/// Runs the workspace's `loadgen` against `mqtt` with `args` (flags separated by whitespace, so
+/// that a test names them on one line) and returns its summary line.
+pub fn loadgen(mqtt: &Mosquitto, args: &str) -> String {
     let out = Command::new(binary("loadgen"))
         .arg("--broker")
         .arg(mqtt.url())
-        .args(args)
+        .args(args.split_whitespace())
         .output()
         .expect("run loadgen");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

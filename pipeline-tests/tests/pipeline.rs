@@ -43,20 +43,10 @@ fn published_readings_come_out_as_exact_aggregates() {
     let expect = dir.path().join("expect.jsonl");
     let line = loadgen(
         &mqtt,
-        &[
-            "--devices",
-            "5",
-            "--sensors",
-            "4",
-            "--count",
-            "2000",
-            "--qos",
-            "1",
-            "--conns",
-            "2",
-            "--expect",
-            expect.to_str().unwrap(),
-        ],
+        &format!(
+            "--devices 5 --sensors 4 --count 2000 --qos 1 --conns 2 --expect {}",
+            expect.display()
+        ),
     );
     assert_eq!(field(&line, "sent"), 2000.0);
     let expected = expectations(&expect);
@@ -95,20 +85,10 @@ fn malformed_payloads_are_counted_by_reason_and_the_rest_still_aggregates() {
     let expect = dir.path().join("expect.jsonl");
     let line = loadgen(
         &mqtt,
-        &[
-            "--devices",
-            "4",
-            "--sensors",
-            "3",
-            "--count",
-            "3000",
-            "--qos",
-            "1",
-            "--bad",
-            "0.1",
-            "--expect",
-            expect.to_str().unwrap(),
-        ],
+        &format!(
+            "--devices 4 --sensors 3 --count 3000 --qos 1 --bad 0.1 --expect {}",
+            expect.display()
+        ),
     );
     let bad = field(&line, "bad") as u64;
     assert!(bad > 0);
@@ -200,18 +180,10 @@ fn an_aggd_killed_mid_window_keeps_the_samples_from_before() {
     let first = dir.path().join("first.jsonl");
     loadgen(
         &mqtt,
-        &[
-            "--devices",
-            "2",
-            "--sensors",
-            "2",
-            "--count",
-            "400",
-            "--qos",
-            "1",
-            "--expect",
-            first.to_str().unwrap(),
-        ],
+        &format!(
+            "--devices 2 --sensors 2 --count 400 --qos 1 --expect {}",
+            first.display()
+        ),
     );
     wait_for("aggd to fold the first batch", PATIENCE, || {
         (p.counter(stage::AGGD, counter::FORWARDED) >= 400).then_some(())
@@ -226,21 +198,7 @@ fn an_aggd_killed_mid_window_keeps_the_samples_from_before() {
 
     // The same keys again, sequence numbers 0..100 once more: a window that kept the first
     // batch now counts 500 per key.
-    loadgen(
-        &mqtt,
-        &[
-            "--devices",
-            "2",
-            "--sensors",
-            "2",
-            "--count",
-            "400",
-            "--qos",
-            "1",
-            "--client",
-            "second",
-        ],
-    );
+    loadgen(&mqtt, "--devices 2 --sensors 2 --count 400 --qos 1 --client second");
     let first = expectations(&first);
     collector.wait_covering("aggregates covering both batches", &times(&first, 2.0));
     for (k, v) in &first {
@@ -269,18 +227,10 @@ fn two_pipelines_in_one_shared_group_split_the_stream_and_merge_exactly() {
     let expect = dir.path().join("expect.jsonl");
     loadgen(
         &mqtt,
-        &[
-            "--devices",
-            "3",
-            "--sensors",
-            "3",
-            "--count",
-            "3000",
-            "--qos",
-            "1",
-            "--expect",
-            expect.to_str().unwrap(),
-        ],
+        &format!(
+            "--devices 3 --sensors 3 --count 3000 --qos 1 --expect {}",
+            expect.display()
+        ),
     );
     wait_for("both pipelines to take the whole stream", PATIENCE, || {
         (a.counter(stage::AGGD, counter::FORWARDED) + b.counter(stage::AGGD, counter::FORWARDED) == 3000).then_some(())

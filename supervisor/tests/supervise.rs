@@ -113,18 +113,7 @@ fn stages_die_with_the_supervisor_and_the_next_one_readopts_the_rings() {
     let a = p.file("a.jsonl");
     loadgen(
         &mqtt,
-        &[
-            "--devices",
-            "2",
-            "--sensors",
-            "3",
-            "--count",
-            "600",
-            "--qos",
-            "1",
-            "--expect",
-            a.to_str().unwrap(),
-        ],
+        &format!("--devices 2 --sensors 3 --count 600 --qos 1 --expect {}", a.display()),
     );
     first.kill();
     wait_for("every stage to die with the supervisor", PATIENCE, || {
@@ -132,21 +121,7 @@ fn stages_die_with_the_supervisor_and_the_next_one_readopts_the_rings() {
     });
 
     // Published while nothing runs: the broker holds them for ingestd's persistent session.
-    loadgen(
-        &mqtt,
-        &[
-            "--devices",
-            "2",
-            "--sensors",
-            "3",
-            "--count",
-            "600",
-            "--qos",
-            "1",
-            "--client",
-            "second",
-        ],
-    );
+    loadgen(&mqtt, "--devices 2 --sensors 3 --count 600 --qos 1 --client second");
     let _second = p.supervise(&[]);
     let again = p.wait_running();
     assert!(again.iter().all(|(s, pid)| *pid != pids[s]));
@@ -272,18 +247,10 @@ fn a_clean_stop_loses_nothing_and_leaves_no_segments() {
     let expect = p.file("expect.jsonl");
     loadgen(
         &mqtt,
-        &[
-            "--devices",
-            "3",
-            "--sensors",
-            "3",
-            "--count",
-            "3000",
-            "--qos",
-            "1",
-            "--expect",
-            expect.to_str().unwrap(),
-        ],
+        &format!(
+            "--devices 3 --sensors 3 --count 3000 --qos 1 --expect {}",
+            expect.display()
+        ),
     );
     wait_for("ingestd to take everything", PATIENCE, || {
         (p.counter(stage::INGESTD, counter::FORWARDED) == 3000).then_some(())
@@ -346,10 +313,7 @@ fn the_metrics_endpoint_serves_the_counters() {
     );
     let _supervisor = p.supervise(&[]);
     p.wait_running();
-    loadgen(
-        &mqtt,
-        &["--devices", "1", "--sensors", "1", "--count", "10", "--qos", "1"],
-    );
+    loadgen(&mqtt, "--devices 1 --sensors 1 --count 10 --qos 1");
     wait_for("ingestd to count", PATIENCE, || {
         (p.counter(stage::INGESTD, counter::RECEIVED) == 10).then_some(())
     });
