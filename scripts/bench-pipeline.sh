@@ -150,6 +150,9 @@ cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15; parsed after t
   s=${s##*) }
   awk '{print $12 + $13}' <<<"$s"
 }
+ctx_switches() { # voluntary + involuntary context switches of every thread of PID (its wake-ups)
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}'
+}
 sum_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo $t; }
 children_ticks() { # cutime+cstime of this shell: every child it has reaped (loadgen, telemetryctl, ...)
   local s; s=$(cat /proc/$$/stat); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"
@@ -244,7 +247,7 @@ write_config() { # write_config FILE PREFIX [EXTRA_TOML...]
 stats_json() { timeout 5 "$BIN/telemetryctl" --config "$1" stats --json 2>/dev/null; }
 jq_stage() { jq -r --arg s "$2" --arg c "$3" '(.stages[] | select(.name == $s) | .counters[$c]) // 0' <<<"$1" 2>/dev/null || echo 0; }
 
-HEADER="impl qos target rep pub_rate sent received dropped decoded undecodable rx_rate aggs_emitted aggs_published pipe_cpu_s cpu_us_msg rss_mb aggd_rss_mb mosq_cpu_s mosq_us_msg nats_cpu_s loadgen_cpu_s others_cpu_s drain_s stage_cpu note"
+HEADER="impl qos target rep pub_rate sent received dropped decoded undecodable rx_rate aggs_emitted aggs_published pipe_cpu_s cpu_us_msg rss_mb aggd_rss_mb mosq_cpu_s mosq_us_msg nats_cpu_s loadgen_cpu_s others_cpu_s drain_s stage_cpu stage_cs note"
 TSV=$OUT/results.tsv
 [ -s "$TSV" ] || echo "$HEADER" | tr ' ' '\t' >"$TSV"
 row() { echo "$*" | tr ' ' '\t' >>"$TSV"; }
@@ -275,8 +278,8 @@ run_pipeline() { # run_pipeline QOS RATE REP
   pids=$( (echo "$SUP"; jq -r '.stages[] | select(.pid > 0) | .pid' <<<"$j0") | sort -un | tr '\n' ' ')
   echo "pids=$pids" >>"$d/ports"
   local -a P=($pids)
-  local -A s0
-  for i in "${P[@]}"; do s0[$i]=$(cpu_ticks "$i"); done
+  local -A s0 cs0
+  for i in "${P[@]}"; do s0[$i]=$(cpu_ticks "$i"); cs0[$i]=$(ctx_switches "$i"); done
   p0=$(sum_ticks "${P[@]}"); m0=$(cpu_ticks "$MOSQ"); n0=$(cpu_ticks "$NATS"); h0=$(host_busy); c0=$(children_ticks)
   local lgargs=(--broker "mqtt://127.0.0.1:$MP" --qos "$qos" --conns "$CONNS" --devices "$DEVICES" --sensors "$SENSORS")
   if [ "$rate" = max ]; then
@@ -330,11 +333,12 @@ run_pipeline() { # run_pipeline QOS RATE REP
   sleep 0.5
   j1=$(stats_json "$cfg")
   echo "$j1" >"$d/stats-end.json"
-  local p1 m1 n1 h1 c1 hwm aggd_hwm stage_cpu=""
+  local p1 m1 n1 h1 c1 hwm aggd_hwm stage_cpu="" stage_cs=""
   p1=$(sum_ticks "${P[@]}"); m1=$(cpu_ticks "$MOSQ"); n1=$(cpu_ticks "$NATS"); h1=$(host_busy); c1=$(children_ticks)
   for i in "${P[@]}"; do
     local nm; nm=$(jq -r --argjson p "$i" '(.stages[] | select(.pid == $p) | .name) // "supervisor"' <<<"$j1" | head -1)
     stage_cpu+="${stage_cpu:+,}$nm:$(sec $(( $(cpu_ticks "$i") - ${s0[$i]} )))"
+    stage_cs+="${stage_cs:+,}$nm:$(( $(ctx_switches "$i") - ${cs0[$i]} ))"
   done
   hwm=$(sum_kb VmHWM "${P[@]}")
   aggd_hwm=$(kb_of "$(jq -r '.stages[] | select(.name == "aggd") | .pid' <<<"$j1")" VmHWM)
@@ -364,7 +368,7 @@ run_pipeline() { # run_pipeline QOS RATE REP
     "$e1 $f1 $(sec $pcpu) $(div $pcpu "$received" "$((1000000 / CLK_TCK))")" \
     "$(awk -v k="$hwm" 'BEGIN{printf "%.0f", k/1024}') $(awk -v k="${aggd_hwm:-0}" 'BEGIN{printf "%.0f", k/1024}')" \
     "$(sec $mcpu) $(div $mcpu "$received" "$((1000000 / CLK_TCK))") $(sec $ncpu) $lgcpu $others" \
-    "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') $stage_cpu $note"
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') $stage_cpu $stage_cs $note"
   tail -1 "$TSV" | tr '\t' ' ' | tee -a "$LOG" >&2
 }
 
