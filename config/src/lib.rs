@@ -81,7 +81,7 @@ pub struct Wait {
 
 impl Default for Wait {
     fn default() -> Self {
-        Wait { nap_us: 250, naps: 4 }
+        Wait { nap_us: 2_000, naps: 1 }
     }
 }
 
@@ -119,9 +119,9 @@ pub struct Ingestd {
     pub reconnect_min_ms: u64,
     /// Longest reconnect delay in ms.
     pub reconnect_max_ms: u64,
-    /// Latency budget in µs: after handing a batch to the ring, ingestd waits this long before
-    /// reading the socket again, so that the next read returns many messages instead of one.
-    /// 0 reads again at once (lowest latency, most CPU per message).
+    /// Latency budget in µs: once the socket is drained and the batch is in the ring, ingestd
+    /// pauses this long before reading again, so that the next read returns many messages
+    /// instead of a few. 0 reads again at once (lowest latency, most CPU per message).
     pub batch_budget_us: u64,
 }
 
@@ -142,7 +142,7 @@ impl Default for Ingestd {
             max_payload: 384,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
-            batch_budget_us: 1_000,
+            batch_budget_us: 2_000,
         }
     }
 }

@@ -1,14 +1,22 @@
-//! The loop: poll rumqttc, gather every message that one network read delivered, hand them to
-//! the raw ring as one chunk (or count them as dropped), ack them, publish the counters, and
-//! wait a short latency budget so that the next read brings a batch rather than one message.
+//! The loop: take every message rumqttc can hand over without waiting, give them to the raw
+//! ring as one chunk (or count them as dropped), ack them, publish the counters, and pause a
+//! short latency budget so that the next read brings a batch rather than a few messages.
 //!
 //! Batching without cancelling anything: rumqttc's `EventLoop::poll()` is not safe to drop
-//! half-way (it may be writing an ack), so it is always awaited to completion. After the first
-//! event of a read, the rest sit in `eventloop.state.events` and each further `poll()` returns
-//! one of them at once, without touching the socket; the loop drains that queue before it
-//! writes the batch.
+//! half-way (it may be writing an ack or a ping), so a `poll()` future, once started, is always
+//! driven to completion. The loop polls it once; if it is ready, that event joins the batch;
+//! if not, the socket is drained for now, so the batch is handed over, the loop pauses, and then
+//! awaits *the same* future. Acks queued by the hand-over are written by that same future
+//! before the pause (rumqttc, as patched in `vendor/rumqttc`, writes every queued ack with one
+//! flush), so the broker's in-flight window does not wait on the pause. The pause blocks the thread on purpose (`std::thread::sleep`, not
+//! a tokio timer): a tokio sleep would still wake the thread for every TCP segment that arrives
+//! meanwhile, since the socket stays registered with epoll. Nothing else runs on this thread
+//! that a millisecond's block could hurt (the heartbeat ticks every 500 ms).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use records::names::{counter, drop_reason};
@@ -28,12 +36,6 @@ use crate::mqtt;
 
 /// Most messages handed to the ring in one chunk.
 const MAX_BATCH: usize = 1024;
-/// rumqttc hands at most this many packets out of one network read (`Network::readb` stops at
-/// `max_readb_count = 10`, counting from 1; there is no setter). A round that brings this many
-/// publishes most likely left data in the socket, so the loop reads again at once instead of
-/// sleeping its latency budget: sleeping after full rounds capped ingestd at ~9 messages per
-/// ~2 ms (~4.5k msg/s) whatever the offered rate (docs/benchmarks.md, run A).
-const FULL_ROUND: usize = 9;
 /// How far back a redelivered message is looked for in the raw ring: more than the broker's
 /// in-flight window (`mqtt::RECEIVE_MAXIMUM`) plus one batch.
 const DUPLICATE_WINDOW: usize = 2 * mqtt::RECEIVE_MAXIMUM as usize + MAX_BATCH;
@@ -122,8 +124,9 @@ impl Ingest {
     }
 
     /// Hands the batch to the ring (what does not fit is dropped and counted), then acks every
-    /// message of the batch: each is now in the ring or counted.
-    fn flush(&mut self, client: &AsyncClient) -> Result<(), shm_ring::Error> {
+    /// message of the batch: each is now in the ring or counted. Returns how many acks it handed
+    /// to rumqttc.
+    fn flush(&mut self, client: &AsyncClient) -> Result<usize, shm_ring::Error> {
         if !self.batch.is_empty() {
             let taken = self.producer.push_slice(&self.batch)?;
             self.stats.add(self.ids.forwarded, taken as u64);
@@ -133,17 +136,19 @@ impl Ingest {
         // An ack is never dropped: one the channel cannot take now waits here, and the broker
         // sends no more than its in-flight window until acks flow again.
         self.unsent.extend(self.acks.drain(..));
+        let mut handed = 0;
         while let Some(ack) = self.unsent.front() {
             if client.try_ack(&ack.publish()).is_err() {
                 break;
             }
             self.unsent.pop_front();
+            handed += 1;
         }
         if self.unsent.len() > mqtt::REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
             warn!(waiting = self.unsent.len(), "acks are falling behind the reads");
         }
         self.stats.flush();
-        Ok(())
+        Ok(handed)
     }
 }
 
@@ -201,80 +206,103 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
     );
     let mut subscribed = false;
 
+    let mut received_ms = stage_runtime::unix_ms();
+    // Messages taken since the last pause: a pass that took none (only acks going out, a ping)
+    // does not pause again.
+    let mut since_pause = 0usize;
     let exit = loop {
-        liveness.waiting();
-        // Cancelling poll() here is acceptable only because the process is about to stop;
-        // see `shutdown` for what that can cost.
-        let first = tokio::select! {
-            event = eventloop.poll() => event,
-            _ = term.recv() => break Exit::Shutdown,
-            _ = int.recv() => break Exit::Shutdown,
-        };
-        liveness.working();
-        let received_ms = stage_runtime::unix_ms();
-        let mut next = Some(first);
-        let mut took = 0usize;
-        while let Some(event) = next.take() {
-            match event {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    ingest.take(p, received_ms);
-                    took += 1;
+        let event = {
+            // Not cancelled below except on shutdown (see `shutdown`); unconstrained so that
+            // tokio's cooperative budget does not report a readable socket as pending.
+            let mut poll = pin!(tokio::task::unconstrained(eventloop.poll()));
+            let mut ready = poll_once(poll.as_mut()).await;
+            if ready.is_pending() {
+                // Drained for now: hand over this pass's batch. If that queued acks, the same
+                // poll() writes them now (in one flush), before any pause.
+                let acks = ingest.flush(&client)?;
+                liveness.turned();
+                if acks > 0 {
+                    ready = poll_once(poll.as_mut()).await;
                 }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    info!(session_present = ack.session_present, "connected; subscribing");
-                    backoff.reset();
-                    // rumqttc never re-subscribes by itself, and a broker restart can lose even
-                    // a persistent session's shared subscriptions: subscribe on every ConnAck.
-                    client.try_subscribe_many(filters.clone())?;
-                }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    let refused: Vec<_> = ack
-                        .return_codes
-                        .iter()
-                        .filter(|c| !matches!(c, rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)))
-                        .collect();
-                    if refused.is_empty() {
-                        if !subscribed {
-                            ingest.stats.set_state(StageState::Running);
-                            subscribed = true;
-                        }
-                        info!(filters = filters.len(), "subscribed");
-                    } else {
-                        error!(?refused, "the broker refused subscriptions");
+            }
+            match ready {
+                Poll::Ready(event) => event,
+                Poll::Pending => {
+                    if since_pause > 0 && !budget.is_zero() {
+                        std::thread::sleep(budget);
                     }
-                }
-                Ok(Event::Incoming(Packet::Disconnect(d))) => {
-                    warn!(reason = ?d.reason_code, "broker disconnected us");
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
-                    ingest.flush(&client)?;
+                    since_pause = 0;
                     liveness.waiting();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {},
-                        _ = term.recv() => break,
-                        _ = int.recv() => break,
-                    }
-                    continue;
+                    let event = tokio::select! {
+                        event = &mut poll => event,
+                        _ = term.recv() => break Exit::Shutdown,
+                        _ = int.recv() => break Exit::Shutdown,
+                    };
+                    liveness.working();
+                    received_ms = stage_runtime::unix_ms();
+                    event
                 }
             }
-            if !eventloop.state.events.is_empty() && ingest.batch.len() < MAX_BATCH {
-                // Already decoded from the last read: poll() returns it without awaiting.
-                next = Some(eventloop.poll().await);
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                ingest.take(p, received_ms);
+                since_pause += 1;
+                if ingest.batch.len() >= MAX_BATCH {
+                    ingest.flush(&client)?;
+                    liveness.turned();
+                    received_ms = stage_runtime::unix_ms();
+                }
             }
-        }
-        ingest.flush(&client)?;
-        liveness.turned();
-        // Sleep only once the socket looks drained: a partial round means the broker had no more.
-        if took > 0 && took < FULL_ROUND && !budget.is_zero() {
-            tokio::time::sleep(budget).await;
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(session_present = ack.session_present, "connected; subscribing");
+                backoff.reset();
+                // rumqttc never re-subscribes by itself, and a broker restart can lose even
+                // a persistent session's shared subscriptions: subscribe on every ConnAck.
+                client.try_subscribe_many(filters.clone())?;
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused: Vec<_> = ack
+                    .return_codes
+                    .iter()
+                    .filter(|c| !matches!(c, rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)))
+                    .collect();
+                if refused.is_empty() {
+                    if !subscribed {
+                        ingest.stats.set_state(StageState::Running);
+                        subscribed = true;
+                    }
+                    info!(filters = filters.len(), "subscribed");
+                } else {
+                    error!(?refused, "the broker refused subscriptions");
+                }
+            }
+            Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                warn!(reason = ?d.reason_code, "broker disconnected us");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
+                ingest.flush(&client)?;
+                liveness.waiting();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {},
+                    _ = term.recv() => break Exit::Shutdown,
+                    _ = int.recv() => break Exit::Shutdown,
+                }
+            }
         }
     };
     ticker.abort();
     shutdown(&client, &mut eventloop, &mut ingest).await?;
     Ok(exit)
+}
+
+/// Polls `future` once with the task's own waker: `Ready` with its output, or `Pending` (it will
+/// wake the task when it can progress, and must be awaited later rather than dropped).
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 /// Stops consuming first: unsubscribes nothing (the session may be persistent), hands what it
