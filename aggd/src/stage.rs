@@ -13,7 +13,11 @@
 //! (no allocation), publishes the counters, records the counted position, and only then commits
 //! the chunk to the ring. If the chunk drained the ring, every boundary due by the wall clock is
 //! emitted; if the ring has stayed non-empty for a whole emit interval, they are emitted anyway
-//! (readings still queued from before them then count as late). An empty ring is waited on
+//! (readings still queued from before them then count as late). "Due by the wall clock" lags the
+//! clock by [`emit_grace`]: a reading stamped just before a boundary may still be in ingestd's
+//! batch or in decoded when the clock passes it, and emitting at once would clamp it into the
+//! next pane (`late.clamped`). A reading stamped after the boundary that arrives within the grace
+//! emits the boundary at once anyway (event time, see [`crate::window`]). An empty ring is waited on
 //! (`wait_for_records` with the `[wait]` strategy) until the next boundary, or at most 250 ms
 //! (the heartbeat; also how soon an idle aggd sees SIGTERM), so emissions are on time with no
 //! input.
@@ -118,7 +122,17 @@ pub struct Stage {
     wait: WaitStrategy,
     heartbeat_ms: u64,
     lag_grace: Duration,
+    emit_grace_ms: u64,
     undrained_since: Option<Instant>,
+}
+
+/// How long after a boundary, by the wall clock, aggd emits it when its input is drained: the
+/// longest a reading can spend between ingestd's stamp and aggd with the configured latency
+/// budgets (ingestd's batch budget, then a nap phase in decoded and one in aggd), plus 50 ms
+/// for scheduling. Users see it only as that much later emissions (5 s apart by default).
+pub fn emit_grace(config: &Config) -> Duration {
+    let naps = Duration::from_micros(config.wait.nap_us.saturating_mul(u64::from(config.wait.naps)));
+    Duration::from_micros(config.ingestd.batch_budget_us) + 2 * naps + Duration::from_millis(50)
 }
 
 impl Stage {
@@ -143,6 +157,7 @@ impl Stage {
             wait: wait_strategy(config),
             heartbeat_ms: (config.supervisor.hang_timeout_ms / 4).clamp(10, MAX_IDLE_WAIT_MS),
             lag_grace: Duration::from_millis(cfg.panes.emit_every_ms),
+            emit_grace_ms: emit_grace(config).as_millis() as u64,
             undrained_since: None,
         };
         let resumed = stage.resume()?;
@@ -212,21 +227,22 @@ impl Stage {
     /// One turn of the loop: fold a chunk, emit what is due, or wait for input.
     pub fn step(&mut self) -> Result<(), shm_ring::Error> {
         let n = self.fold_chunk(unix_ms())?;
+        let due = |grace| unix_ms().saturating_sub(grace);
         if n < CHUNK {
             self.undrained_since = None;
-            self.windows.emit_due(unix_ms(), &mut self.producer);
+            self.windows.emit_due(due(self.emit_grace_ms), &mut self.producer);
         } else {
             let since = *self.undrained_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= self.lag_grace {
                 self.undrained_since = None;
-                self.windows.emit_due(unix_ms(), &mut self.producer);
+                self.windows.emit_due(due(self.emit_grace_ms), &mut self.producer);
             }
         }
         self.publish()?;
         if n == 0 {
             let timeout = self
                 .windows
-                .ms_until_next_boundary(unix_ms())
+                .ms_until_next_boundary(due(self.emit_grace_ms))
                 .clamp(1, self.heartbeat_ms);
             self.consumer
                 .wait_for_records(&self.wait, Duration::from_millis(timeout))?;

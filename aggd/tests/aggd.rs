@@ -51,6 +51,11 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(test: &str, shape: Shape) -> Pipeline {
+        Pipeline::with_tuning(test, shape, "[wait]\nnap_us = 200\nnaps = 2\n")
+    }
+
+    /// With `tuning` (the `[wait]` and `[ingestd]` sections) in the config.
+    fn with_tuning(test: &str, shape: Shape, tuning: &str) -> Pipeline {
         let prefix = format!("test-aggd-{test}-{}", std::process::id());
         let guard = PrefixGuard::new(&prefix);
         let name = |n| SegmentName::new(&prefix, n).unwrap();
@@ -68,8 +73,7 @@ impl Pipeline {
         std::fs::write(
             &config,
             format!(
-                "[pipeline]\nprefix = \"{prefix}\"\nreadings_ring = 1024\naggregates_ring = {}\n\
-                 [wait]\nnap_us = 200\nnaps = 2\n\
+                "[pipeline]\nprefix = \"{prefix}\"\nreadings_ring = 1024\naggregates_ring = {}\n{tuning}\
                  [aggd]\nwindow_ms = {}\nemit_every_ms = {}\nmax_keys = {}\nidle_ttl_ms = {}\n",
                 shape.aggregates_ring, shape.window_ms, shape.emit_every_ms, shape.max_keys, shape.window_ms
             ),
@@ -267,6 +271,52 @@ fn exact_aggregates_per_key_and_sigterm_exits_0() {
         left.contains(&segment::WINDOWS.to_owned()),
         "the window state stays for the next start: {left:?}"
     );
+}
+
+/// A reading stamped just before a boundary that reaches aggd just after it (it sat in ingestd's
+/// batch or in decoded) still belongs to the window that ends there: aggd emits a boundary by
+/// the wall clock only after the pipeline's latency budgets (`aggd::stage::emit_grace`, here
+/// 1.15 s) have passed, not the moment the clock crosses it.
+#[test]
+fn a_reading_in_flight_across_a_boundary_is_not_late() {
+    let shape = Shape {
+        window_ms: 2000,
+        emit_every_ms: 1000,
+        max_keys: 8,
+        aggregates_ring: 1024,
+    };
+    let tuning = "[wait]\nnap_us = 100000\nnaps = 5\n[ingestd]\nbatch_budget_us = 100000\n";
+    let mut p = Pipeline::with_tuning("grace", shape, tuning);
+    p.start();
+    wait_for("aggd running", HANG, || {
+        let snap = StatsReader::open(&p.stats).unwrap().snapshot();
+        (snap.stage(stage::AGGD)?.pid != 0).then_some(())
+    });
+    for attempt in 0.. {
+        // Just after a boundary by the wall clock, hand over a reading stamped just before it.
+        let boundary = (unix_ms() / 1000 + 1) * 1000;
+        std::thread::sleep(Duration::from_millis(boundary + 20 - unix_ms()));
+        let device = format!("dev-grace-{attempt}");
+        let mut r = reading(&device, "temp", 1.5, attempt);
+        r.received_ms = boundary - 1;
+        p.push(&[r]);
+        if unix_ms() > boundary + 300 {
+            // This test was descheduled for long enough to make the check meaningless: retry.
+            assert!(attempt < 5, "the test thread keeps stalling for 300 ms");
+            continue;
+        }
+        let first = wait_for("the reading's first aggregate", HANG, || {
+            p.aggregates().into_iter().find(|a| key(a).0 == device)
+        });
+        assert_eq!(
+            first.window_end_ms, boundary,
+            "in the window ending at its stamp's boundary: {first:?}"
+        );
+        assert_eq!(first.count, 1, "{first:?}");
+        assert_eq!(p.counter("late.clamped"), 0);
+        break;
+    }
+    assert_eq!(p.stop(), Some(0));
 }
 
 #[test]
