@@ -126,6 +126,19 @@ impl Keys {
         }
     }
 
+    /// Starts loading the index slot where the search for `tag` begins (a hint).
+    #[inline]
+    pub fn prefetch_slot(&self, tag: u64) {
+        crate::prefetch::line(&self.index[self.home(tag)]);
+    }
+
+    /// The row in the index slot where the search for `tag` begins, if any: most likely the
+    /// key's row, for prefetching it (not verified; use [`Keys::find`] for the answer).
+    #[inline]
+    pub fn likely_row(&self, tag: u64) -> Option<usize> {
+        self.index[self.home(tag)].checked_sub(1).map(|r| r as usize)
+    }
+
     /// Enters `row` (holding a key whose hash is `tag`) into the index.
     fn insert(&mut self, tag: u64, row: u32) {
         let mut i = self.home(tag);

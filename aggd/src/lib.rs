@@ -44,6 +44,7 @@ pub mod clock;
 pub mod counters;
 pub mod keys;
 pub mod pane;
+mod prefetch;
 pub mod row;
 pub mod sink;
 pub mod stage;

@@ -137,6 +137,28 @@ pub fn header(words: &[u64], row: usize, panes: usize) -> &RowHeader {
     bytemuck::cast_ref(head)
 }
 
+/// Starts loading what folding a sample into pane `slot` of row `row` touches: the row's header
+/// and that pane's words in each column. A hint: out-of-range rows are ignored.
+#[inline]
+pub fn prefetch(words: &[u64], row: usize, panes: usize, slot: usize) {
+    let start = row * row_words(panes);
+    let cols = start + HEADER_WORDS;
+    let half = panes.div_ceil(2);
+    for w in [
+        start,
+        start + 8,
+        cols + slot / 2,
+        cols + half + slot,
+        cols + half + panes + slot,
+        cols + half + 2 * panes + slot,
+        cols + half + 3 * panes + slot,
+    ] {
+        if let Some(x) = words.get(w) {
+            crate::prefetch::line(x);
+        }
+    }
+}
+
 /// Row `row`'s tag (one load, for sweeps).
 #[inline]
 pub fn tag(words: &[u64], row: usize, panes: usize) -> u64 {

@@ -319,6 +319,25 @@ impl<S: Store> Windows<S> {
         verdict
     }
 
+    /// Starts loading the index slot `r`'s key hashes to: call a few readings ahead of
+    /// [`Windows::fold`], so that the cache misses of many readings overlap.
+    #[inline]
+    pub fn prefetch_key(&self, r: &Reading) {
+        self.keys
+            .prefetch_slot(key_hash(r.device().bytes(), r.sensor().bytes()));
+    }
+
+    /// Starts loading the row and pane `r` will be folded into (after [`Windows::prefetch_key`]
+    /// for it, a little later).
+    #[inline]
+    pub fn prefetch_row(&self, r: &Reading) {
+        let tag = key_hash(r.device().bytes(), r.sensor().bytes());
+        if let Some(row) = self.keys.likely_row(tag) {
+            let slot = self.cfg.panes.slot_of(self.cfg.panes.pane_of(r.received_ms));
+            row::prefetch(self.store.words(), row, self.p, slot);
+        }
+    }
+
     fn fold_value<C: FnMut() -> u64, K: Sink>(
         &mut self,
         pos: u64,
