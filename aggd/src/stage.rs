@@ -131,11 +131,11 @@ pub struct Stage {
 
 /// How long after a boundary, by the wall clock, aggd emits it when its input is drained: the
 /// longest a reading can spend between ingestd's stamp and aggd with the configured latency
-/// budgets (ingestd's batch budget, then a nap phase in decoded and one in aggd), plus 50 ms
+/// budgets (ingestd's longest pause, then a nap phase in decoded and one in aggd), plus 50 ms
 /// for scheduling. Users see it only as that much later emissions (5 s apart by default).
 pub fn emit_grace(config: &Config) -> Duration {
     let naps = Duration::from_micros(config.wait.nap_us.saturating_mul(u64::from(config.wait.naps)));
-    Duration::from_micros(config.ingestd.batch_budget_us) + 2 * naps + Duration::from_millis(50)
+    config.ingestd.longest_pause() + 2 * naps + Duration::from_millis(50)
 }
 
 impl Stage {

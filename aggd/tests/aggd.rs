@@ -276,7 +276,7 @@ fn exact_aggregates_per_key_and_sigterm_exits_0() {
 /// A reading stamped just before a boundary that reaches aggd just after it (it sat in ingestd's
 /// batch or in decoded) still belongs to the window that ends there: aggd emits a boundary by
 /// the wall clock only after the pipeline's latency budgets (`aggd::stage::emit_grace`, here
-/// 1.15 s) have passed, not the moment the clock crosses it.
+/// 1.85 s) have passed, not the moment the clock crosses it.
 #[test]
 fn a_reading_in_flight_across_a_boundary_is_not_late() {
     let shape = Shape {

@@ -147,6 +147,16 @@ impl Default for Ingestd {
     }
 }
 
+impl Ingestd {
+    /// The longest pause ingestd makes once its socket is drained: `batch_budget_us` stretched
+    /// up to 8 times while the messages trickle in at QoS 0 (a few per budget), so that a
+    /// quiet pipeline wakes up ~60 times a second instead of 500. aggd allows for it before
+    /// emitting a boundary.
+    pub fn longest_pause(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.batch_budget_us.saturating_mul(8))
+    }
+}
+
 /// How a payload is encoded.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -4,6 +4,7 @@
 //! - `mqtt`: connection options and subscription filters from the config;
 //! - `intake`: one message to a raw record or a drop reason;
 //! - `liveness`: the heartbeat while the loop waits on its socket;
+//! - `pacing`: how long the loop pauses once its socket is drained;
 //! - `stage`: the loop.
 
 #![deny(missing_docs)]
@@ -11,4 +12,5 @@
 pub mod intake;
 pub mod liveness;
 pub mod mqtt;
+pub mod pacing;
 pub mod stage;

@@ -6,7 +6,7 @@
 //! half-way (it may be writing an ack or a ping), so a `poll()` future, once started, is always
 //! driven to completion. The loop polls it once; if it is ready, that event joins the batch;
 //! if not, the socket is drained for now, so the batch is handed over, the loop pauses, and then
-//! awaits *the same* future. Acks queued by the hand-over are written by that same future
+//! awaits *the same* future (how long it pauses: [`crate::pacing`]). Acks queued by the hand-over are written by that same future
 //! before the pause (rumqttc, as patched in `vendor/rumqttc`, writes every queued ack with one
 //! flush), so the broker's in-flight window does not wait on the pause. The pause blocks the thread on purpose (`std::thread::sleep`, not
 //! a tokio timer): a tokio sleep would still wake the thread for every TCP segment that arrives
@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use records::names::{counter, drop_reason};
 use records::RawRecord;
@@ -33,6 +33,7 @@ use tracing::{error, info, warn};
 use crate::intake;
 use crate::liveness::Liveness;
 use crate::mqtt;
+use crate::pacing::Pacing;
 
 /// Most messages handed to the ring in one chunk.
 const MAX_BATCH: usize = 1024;
@@ -195,6 +196,7 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
         Duration::from_millis(config.ingestd.reconnect_max_ms),
     );
     let budget = Duration::from_micros(config.ingestd.batch_budget_us);
+    let mut pacing = Pacing::new(budget, config.ingestd.longest_pause(), Instant::now());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
 
@@ -207,9 +209,6 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
     let mut subscribed = false;
 
     let mut received_ms = stage_runtime::unix_ms();
-    // Messages taken since the last pause: a pass that took none (only acks going out, a ping)
-    // does not pause again.
-    let mut since_pause = 0usize;
     let exit = loop {
         let event = {
             // Not cancelled below except on shutdown (see `shutdown`); unconstrained so that
@@ -228,10 +227,10 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             match ready {
                 Poll::Ready(event) => event,
                 Poll::Pending => {
-                    if since_pause > 0 && !budget.is_zero() {
-                        std::thread::sleep(budget);
+                    let pause = pacing.drained(Instant::now());
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
                     }
-                    since_pause = 0;
                     liveness.waiting();
                     let event = tokio::select! {
                         event = &mut poll => event,
@@ -246,8 +245,8 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                pacing.took(p.qos != QoS::AtMostOnce);
                 ingest.take(p, received_ms);
-                since_pause += 1;
                 if ingest.batch.len() >= MAX_BATCH {
                     ingest.flush(&client)?;
                     liveness.turned();
