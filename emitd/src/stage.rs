@@ -61,8 +61,10 @@ use crate::Error;
 
 /// Most records read from the ring at a time.
 const BATCH: usize = 512;
-/// Longest ring wait while idle: how soon an idle emitd notices a shutdown request.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Longest ring wait while idle: how soon an idle emitd notices a shutdown request. Each wait is
+/// a round trip through tokio's blocking pool (~4 context switches); at 100 ms those were most
+/// of an idle emitd's CPU (docs/benchmarks.md), and aggd's idle wait is 250 ms too.
+const IDLE_WAIT: Duration = Duration::from_millis(250);
 /// Longest sleep while waiting for NATS (connection, stream, acks).
 const TICK: Duration = Duration::from_millis(100);
 /// First and longest delay before JetStream publishes are sent again.
