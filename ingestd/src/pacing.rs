@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 /// Messages per pass that a stretched pause aims at.
-pub const TARGET_BATCH: u32 = 256;
+pub const TARGET_BATCH: u32 = 1024;
 
 /// The pause's inputs since the last pause.
 #[derive(Debug)]
@@ -83,19 +83,20 @@ mod tests {
     fn a_trickle_at_qos_0_stretches_the_pause_up_to_the_longest() {
         let t0 = Instant::now();
         let mut p = Pacing::new(2 * MS, 16 * MS, t0);
-        // 10 messages in 2 ms (5k msg/s): 256 would take 51 ms, more than the longest.
-        assert_eq!(pass(&mut p, t0, 2, 10, false), 16 * MS);
-        // 64 in the next 4 ms (16k msg/s): 256 take 16 ms.
-        assert_eq!(pass(&mut p, t0, 6, 64, false), 16 * MS);
-        // 128 in 4 ms (32k msg/s): 8 ms.
-        assert_eq!(pass(&mut p, t0, 10, 128, false), 8 * MS);
+        let target = TARGET_BATCH;
+        // A target's worth in 64 ms: more than the longest pause.
+        assert_eq!(pass(&mut p, t0, 64, target, false), 16 * MS);
+        // A target's worth in the next 8 ms: 8 ms.
+        assert_eq!(pass(&mut p, t0, 72, target, false), 8 * MS);
+        // Twice the target in 8 ms: 4 ms.
+        assert_eq!(pass(&mut p, t0, 80, 2 * target, false), 4 * MS);
     }
 
     #[test]
     fn a_flood_pauses_the_budget() {
         let t0 = Instant::now();
         let mut p = Pacing::new(2 * MS, 16 * MS, t0);
-        assert_eq!(pass(&mut p, t0, 2, 1000, false), 2 * MS);
+        assert_eq!(pass(&mut p, t0, 2, 4 * TARGET_BATCH, false), 2 * MS);
     }
 
     #[test]
@@ -121,10 +122,10 @@ mod tests {
     fn the_span_runs_from_the_last_pass_that_took_messages() {
         let t0 = Instant::now();
         let mut p = Pacing::new(2 * MS, 16 * MS, t0);
-        assert_eq!(pass(&mut p, t0, 1, 512, false), 2 * MS);
+        assert_eq!(pass(&mut p, t0, 1, 2 * TARGET_BATCH, false), 2 * MS);
         // A pass of acks only (nothing taken) does not restart the span.
         assert_eq!(pass(&mut p, t0, 2, 0, false), Duration::ZERO);
-        // 256 messages since t0+1ms, now t0+3ms: 2 ms for 256.
-        assert_eq!(pass(&mut p, t0, 3, 256, false), 2 * MS);
+        // A target's worth since t0 + 1 ms, now t0 + 5 ms: 4 ms.
+        assert_eq!(pass(&mut p, t0, 5, TARGET_BATCH, false), 4 * MS);
     }
 }
