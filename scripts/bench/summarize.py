@@ -215,6 +215,32 @@ def main():
                                    fmt(statistics.median(per["da"]), 2) if per["da"] else "-"]) + " |")
         p("")
 
+    # ---- wake-ups: context switches per process over the run ----
+    for rows_s, label in [(rust, "")] + [(r, f", {l}") for r, l in also]:
+        if not rows_s or not any(r.get("stage_cs") for r in rows_s):
+            continue
+        rg_s = groups(rows_s, lambda r: (r["qos"], r["target"]))
+        p(f"### Wake-ups (Rust{label}: context switches per process over the run, all threads, medians)")
+        p("")
+        names = ["supervisor", "ingestd", "decoded", "aggd", "emitd"]
+        p("| QoS | rate | " + " | ".join(names) + " | messages per ingestd wake-up |")
+        p("|" + "---|" * (len(names) + 3))
+        for k in sorted(rg_s, key=lambda k: (k[0], rate_key(k[1]))):
+            rr, _ = clean(rg_s[k], max_others)
+            split = {n: [] for n in names}
+            per = []
+            for r in rr:
+                d = dict(x.split(":") for x in (r.get("stage_cs") or "").split(",") if ":" in x)
+                for n in names:
+                    if n in d:
+                        split[n].append(float(d[n]))
+                rec = num(r["received"])
+                if rec and float(d.get("ingestd", 0)) > 0:
+                    per.append(rec / float(d["ingestd"]))
+            p("| " + " | ".join([k[0], k[1]] + [fmt(statistics.median(split[n])) if split[n] else "-" for n in names]
+                                + [fmt(statistics.median(per)) if per else "-"]) + " |")
+        p("")
+
     # ---- ceiling ----
     if ceil:
         p("### Broker ceiling: the reference's null subscriber (mqttcount), flat out")
