@@ -385,9 +385,9 @@ run_reference() { # run_reference QOS RATE REP [CEILING_MODES]: one run of share
     timeout $((DUR * 6 + DRAIN_MAX + QUIET_MAX + 120)) bash "$REF_DIR/bench-seed.sh" >>"$OUT/reference.log" 2>&1 &
   REF_PID=$!
   local before after
-  before=$(wc -l <"$OUT/reference/results.tsv" 2>/dev/null || echo 0)
+  before=0; [ -f "$OUT/reference/results.tsv" ] && before=$(wc -l <"$OUT/reference/results.tsv")
   wait "$REF_PID"; REF_PID=
-  after=$(wc -l <"$OUT/reference/results.tsv" 2>/dev/null || echo 0)
+  after=0; [ -f "$OUT/reference/results.tsv" ] && after=$(wc -l <"$OUT/reference/results.tsv")
   if [ "$after" -le "$before" ]; then
     log "  warning: the reference produced no result (see $OUT/reference.log)"
   else
