@@ -19,7 +19,7 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use records::names::{counter, drop_reason};
+use records::names::{counter, drop_reason, session};
 use records::RawRecord;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
@@ -48,6 +48,9 @@ struct Counters {
     duplicate: CounterId,
     topic_too_long: CounterId,
     payload_too_large: CounterId,
+    connects: CounterId,
+    session_lost: CounterId,
+    connection_errors: CounterId,
 }
 
 /// Everything the loop owns besides the MQTT client.
@@ -62,6 +65,8 @@ pub struct Ingest {
     /// this long, so an entry is only the packet id and QoS (4 bytes), not the message.
     unsent: VecDeque<Ack>,
     max_payload: usize,
+    /// Connections accepted so far.
+    connects: u64,
 }
 
 impl Ingest {
@@ -78,6 +83,9 @@ impl Ingest {
             duplicate: stats.id(drop_reason::DUPLICATE)?,
             topic_too_long: stats.id(drop_reason::TOPIC_TOO_LONG)?,
             payload_too_large: stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
+            connects: stats.id(session::CONNECTS)?,
+            session_lost: stats.id(session::SESSION_LOST)?,
+            connection_errors: stats.id(session::CONNECTION_ERRORS)?,
         };
         stats.flush();
         Ok(Ingest {
@@ -88,6 +96,7 @@ impl Ingest {
             acks: Vec::with_capacity(MAX_BATCH),
             unsent: VecDeque::new(),
             max_payload,
+            connects: 0,
         })
     }
 
@@ -122,6 +131,18 @@ impl Ingest {
         if publish.qos != QoS::AtMostOnce {
             self.acks.push(ack_only(&publish));
         }
+    }
+
+    /// The broker accepted a connection. After the first one, a connection without a session
+    /// means the broker discarded what it held for us: counted, and said.
+    fn connected(&mut self, session_present: bool) {
+        self.stats.add(self.ids.connects, 1);
+        if self.connects > 0 && !session_present {
+            self.stats.add(self.ids.session_lost, 1);
+            warn!("the broker kept no session for us: messages it queued while we were away are lost");
+        }
+        self.connects += 1;
+        self.stats.flush();
     }
 
     /// Hands the batch to the ring (what does not fit is dropped and counted), then acks every
@@ -255,6 +276,7 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(session_present = ack.session_present, "connected; subscribing");
+                ingest.connected(ack.session_present);
                 backoff.reset();
                 // rumqttc never re-subscribes by itself, and a broker restart can lose even
                 // a persistent session's shared subscriptions: subscribe on every ConnAck.
@@ -283,6 +305,7 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
+                ingest.stats.add(ingest.ids.connection_errors, 1);
                 ingest.flush(&client)?;
                 liveness.waiting();
                 tokio::select! {

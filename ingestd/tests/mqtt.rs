@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use records::names::{counter, drop_reason, segment, stage};
+use records::names::{counter, drop_reason, segment, session, stage};
 use records::{RawRecord, RAW_TOPIC_MAX};
 use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, RingOptions, SegmentName, StatsReader};
 use test_brokers::{wait_for, Mosquitto, Process, TempDir};
@@ -183,6 +183,10 @@ fn a_broker_restart_is_survived_and_no_later_message_is_missed() {
         tail.iter().zip(&after).all(|(a, b)| *a == b),
         "in order, none missed, none repeated"
     );
+    // The restarted broker (no persistence) had no session for ingestd: counted, not silent.
+    assert!(pipeline.counter(session::CONNECTS) >= 2);
+    assert!(pipeline.counter(session::SESSION_LOST) >= 1);
+    assert!(pipeline.counter(session::CONNECTION_ERRORS) >= 1);
 }
 
 #[test]

@@ -53,6 +53,18 @@ pub mod counter {
     pub const AGGREGATES_EMITTED: &str = "aggregates.emitted";
 }
 
+/// ingestd's MQTT session events (outside the balance: they count connections, not messages).
+pub mod session {
+    /// Connections the broker accepted (CONNACKs).
+    pub const CONNECTS: &str = "mqtt.connects";
+    /// Reconnections where the broker had no session for ingestd (MQTT's Session Present was
+    /// 0): whatever it had queued for the previous connection is gone, without our counters
+    /// seeing it.
+    pub const SESSION_LOST: &str = "mqtt.session_lost";
+    /// Connection attempts or connections that failed.
+    pub const CONNECTION_ERRORS: &str = "mqtt.connection_errors";
+}
+
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).
 pub mod drop_reason {
     /// ingestd: the raw ring was full.
