@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         let stats = stage_runtime::segment(&config, segment::STATS)?;
         let producer = attach_producer::<RawRecord>(&raw, Duration::from_secs(10))?;
         let counters = StageCounters::attach_patiently(&stats, stage::INGESTD, Duration::from_secs(10))?;
-        ingestd::stage::Ingest::new(producer, counters, config.ingestd.max_payload)
+        ingestd::stage::Ingest::new(producer, counters, &stats, config.ingestd.max_payload)
     };
     let ingest = match setup() {
         Ok(i) => i,

@@ -19,12 +19,12 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use records::names::{counter, drop_reason, session};
+use records::names::{counter, drop_reason, session, stage};
 use records::RawRecord;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
-use shm_ring::{CounterId, Producer, StageState};
+use shm_ring::{CounterId, Producer, SegmentName, StageState, StatsReader};
 use stage_runtime::{Backoff, StageCounters};
 use telemetry_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
@@ -70,10 +70,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Wraps the raw ring's producer and the stage's stats slot.
+    /// Wraps the raw ring's producer and the stage's stats slot (in the stats page
+    /// `stats_page`), first counting a batch a predecessor published but did not count (see
+    /// [`unrecorded`]).
     pub fn new(
         producer: Producer<RawRecord>,
         mut stats: StageCounters,
+        stats_page: &SegmentName,
         max_payload: usize,
     ) -> Result<Self, shm_ring::Error> {
         let ids = Counters {
@@ -87,6 +90,15 @@ impl Ingest {
             session_lost: stats.id(session::SESSION_LOST)?,
             connection_errors: stats.id(session::CONNECTION_ERRORS)?,
         };
+        let unrecorded = unrecorded(producer.published(), published_forwarded(stats_page));
+        if unrecorded > 0 {
+            warn!(
+                records = unrecorded,
+                "the raw ring holds a batch its producer did not live to count; counted now"
+            );
+            stats.add(ids.received, unrecorded);
+            stats.add(ids.forwarded, unrecorded);
+        }
         stats.flush();
         Ok(Ingest {
             producer,
@@ -157,6 +169,9 @@ impl Ingest {
         }
         // An ack is never dropped: one the channel cannot take now waits here, and the broker
         // sends no more than its in-flight window until acks flow again.
+        // Counters before acks: a kill in between leaves the messages unacked, so the broker
+        // redelivers them and they are counted (as duplicates of what the ring holds).
+        self.stats.flush();
         self.unsent.extend(self.acks.drain(..));
         let mut handed = 0;
         while let Some(ack) = self.unsent.front() {
@@ -169,8 +184,32 @@ impl Ingest {
         if self.unsent.len() > mqtt::REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
             warn!(waiting = self.unsent.len(), "acks are falling behind the reads");
         }
-        self.stats.flush();
         Ok(handed)
+    }
+}
+
+/// ingestd's `forwarded` as the stats page has it now (0 if it cannot be read).
+fn published_forwarded(page: &SegmentName) -> u64 {
+    StatsReader::open(page)
+        .ok()
+        .and_then(|r| {
+            r.snapshot()
+                .stage(stage::INGESTD)
+                .and_then(|s| s.counter(counter::FORWARDED))
+        })
+        .unwrap_or(0)
+}
+
+/// Records in the raw ring that ingestd's `forwarded` does not count: a predecessor killed
+/// between committing a batch to the ring and publishing its counters. In step, the ring has
+/// published exactly `forwarded` records (ingestd is its only producer). Anything but "ahead
+/// by at most one batch" means the two do not share a history (one of them was recreated), and
+/// nothing is corrected. (A stats page recreated next to a ring that has published at most a
+/// batch in all cannot be told apart; its counters started over anyway.)
+pub fn unrecorded(ring_published: u64, forwarded: u64) -> u64 {
+    match ring_published.checked_sub(forwarded) {
+        Some(d) if d <= MAX_BATCH as u64 => d,
+        _ => 0,
     }
 }
 
@@ -351,4 +390,19 @@ async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut 
     .await;
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_ring_ahead_by_at_most_one_batch_is_corrected() {
+        assert_eq!(unrecorded(10, 10), 0);
+        assert_eq!(unrecorded(13, 10), 3);
+        assert_eq!(unrecorded(10 + MAX_BATCH as u64, 10), MAX_BATCH as u64);
+        // Further ahead, or behind: the ring or the page was recreated; not ours to fix.
+        assert_eq!(unrecorded(11 + MAX_BATCH as u64, 10), 0);
+        assert_eq!(unrecorded(5, 10), 0);
+    }
 }

@@ -114,6 +114,29 @@ impl<T: Record> Producer<T> {
         Some(unsafe { self.ring.slot(self.write.wrapping_sub(1)).read() })
     }
 
+    /// How many records have been published into this ring since it was created, by this
+    /// producer and its predecessors. A producer that keeps its own count elsewhere (a stats
+    /// page) can compare the two after a restart: a predecessor killed between publishing a
+    /// batch and recording it leaves this ahead.
+    ///
+    /// ```
+    /// # use shm_ring::*;
+    /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+    /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+    /// # let name = SegmentName::new(&format!("doc-published-{}", std::process::id()), "samples")?;
+    /// # let _guard = PrefixGuard::new(name.prefix());
+    /// # create::<Sample>(&name, &RingOptions::new(4).start_position(u64::MAX - 1))?;
+    /// let mut producer = Producer::<Sample>::attach(&name)?;
+    /// assert_eq!(producer.published(), 0);
+    /// producer.push_slice(&[Sample { seq: 1 }, Sample { seq: 2 }, Sample { seq: 3 }])?;
+    /// drop(producer); // or killed
+    /// assert_eq!(Producer::<Sample>::attach(&name)?.published(), 3);
+    /// # Ok::<(), shm_ring::Error>(())
+    /// ```
+    pub fn published(&self) -> u64 {
+        self.write.wrapping_sub(self.ring.start_position)
+    }
+
     /// Copies of the last `n` records published into this ring, newest first (fewer if the ring
     /// has not held that many). They may have been consumed already; they are still in their
     /// slots until the producer writes over them. ingestd uses this to recognise a message the
