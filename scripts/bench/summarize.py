@@ -187,59 +187,44 @@ def main():
                                  fmt(B["others_cpu_s"], 2), fmt(gc, 2), fmt(ratio, 3)]) + " |")
         p("")
 
-    # ---- per-stage CPU split (medians of the per-run split) ----
-    for rows_s, label in [(rust, "")] + [(r, f", {l}") for r, l in also]:
-        if not rows_s:
-            continue
-        rg_s = groups(rows_s, lambda r: (r["qos"], r["target"]))
-        p(f"### Where the CPU goes (Rust{label}, CPU seconds per process over the run, medians)")
-        p("")
-        names = ["supervisor", "ingestd", "decoded", "aggd", "emitd"]
-        p("| QoS | rate | " + " | ".join(names) + " | ingestd µs/msg | decoded+aggd µs/msg |")
-        p("|" + "---|" * (len(names) + 4))
-        for k in sorted(rg_s, key=lambda k: (k[0], rate_key(k[1]))):
-            rr, _ = clean(rg_s[k], max_others)
-            split = {n: [] for n in names}
-            per = {"ing": [], "da": []}
-            for r in rr:
-                d = dict(x.split(":") for x in r.get("stage_cpu", "").split(",") if ":" in x)
-                for n in names:
-                    if n in d:
-                        split[n].append(float(d[n]))
-                rec = num(r["received"])
-                if rec:
-                    per["ing"].append(float(d.get("ingestd", 0)) * 1e6 / rec)
-                    per["da"].append((float(d.get("decoded", 0)) + float(d.get("aggd", 0))) * 1e6 / rec)
-            p("| " + " | ".join([k[0], k[1]] + [fmt(statistics.median(split[n]), 2) if split[n] else "-" for n in names]
-                                + [fmt(statistics.median(per["ing"]), 2) if per["ing"] else "-",
-                                   fmt(statistics.median(per["da"]), 2) if per["da"] else "-"]) + " |")
-        p("")
+    # ---- per process: CPU split and wake-ups (medians of the per-run values) ----
+    names = ["supervisor", "ingestd", "decoded", "aggd", "emitd"]
 
-    # ---- wake-ups: context switches per process over the run ----
-    for rows_s, label in [(rust, "")] + [(r, f", {l}") for r, l in also]:
-        if not rows_s or not any(r.get("stage_cs") for r in rows_s):
-            continue
-        rg_s = groups(rows_s, lambda r: (r["qos"], r["target"]))
-        p(f"### Wake-ups (Rust{label}: context switches per process over the run, all threads, medians)")
-        p("")
-        names = ["supervisor", "ingestd", "decoded", "aggd", "emitd"]
-        p("| QoS | rate | " + " | ".join(names) + " | messages per ingestd wake-up |")
-        p("|" + "---|" * (len(names) + 3))
-        for k in sorted(rg_s, key=lambda k: (k[0], rate_key(k[1]))):
-            rr, _ = clean(rg_s[k], max_others)
-            split = {n: [] for n in names}
-            per = []
-            for r in rr:
-                d = dict(x.split(":") for x in (r.get("stage_cs") or "").split(",") if ":" in x)
-                for n in names:
-                    if n in d:
-                        split[n].append(float(d[n]))
-                rec = num(r["received"])
-                if rec and float(d.get("ingestd", 0)) > 0:
-                    per.append(rec / float(d["ingestd"]))
-            p("| " + " | ".join([k[0], k[1]] + [fmt(statistics.median(split[n])) if split[n] else "-" for n in names]
-                                + [fmt(statistics.median(per)) if per else "-"]) + " |")
-        p("")
+    def per_stage_table(title, column, extra_heads, extras, digits, extra_digits):
+        """One row per (QoS, rate): the median per process of `column` ("name:value,..."), then
+        the medians of `extras(per-process dict, received)` (one value each, or None)."""
+        for rows_s, label in [(rust, "")] + [(r, f", {l}") for r, l in also]:
+            if not rows_s or not any(r.get(column) for r in rows_s):
+                continue
+            rg_s = groups(rows_s, lambda r: (r["qos"], r["target"]))
+            p(title.format(label=label))
+            p("")
+            p("| QoS | rate | " + " | ".join(names + extra_heads) + " |")
+            p("|" + "---|" * (len(names) + len(extra_heads) + 2))
+            for k in sorted(rg_s, key=lambda k: (k[0], rate_key(k[1]))):
+                rr, _ = clean(rg_s[k], max_others)
+                split = {n: [] for n in names}
+                more = [[] for _ in extra_heads]
+                for r in rr:
+                    d = {n: float(v) for n, v in (x.split(":") for x in (r.get(column) or "").split(",") if ":" in x)}
+                    for n in names:
+                        if n in d:
+                            split[n].append(d[n])
+                    for i, v in enumerate(extras(d, num(r["received"]))):
+                        if v is not None:
+                            more[i].append(v)
+                cells = [fmt(statistics.median(split[n]), digits) if split[n] else "-" for n in names]
+                cells += [fmt(statistics.median(m), extra_digits) if m else "-" for m in more]
+                p("| " + " | ".join([k[0], k[1]] + cells) + " |")
+            p("")
+
+    per_stage_table("### Where the CPU goes (Rust{label}, CPU seconds per process over the run, medians)",
+                    "stage_cpu", ["ingestd µs/msg", "decoded+aggd µs/msg"],
+                    lambda d, rec: [d.get("ingestd", 0) * 1e6 / rec if rec else None,
+                                    (d.get("decoded", 0) + d.get("aggd", 0)) * 1e6 / rec if rec else None], 2, 2)
+    per_stage_table("### Wake-ups (Rust{label}: context switches per process over the run, all threads, medians)",
+                    "stage_cs", ["messages per ingestd wake-up"],
+                    lambda d, rec: [rec / d["ingestd"] if rec and d.get("ingestd") else None], 0, 0)
 
     # ---- ceiling ----
     if ceil:
