@@ -1,17 +1,20 @@
 //! The loop: take every message rumqttc can hand over without waiting, give them to the raw
-//! ring as one chunk (or count them as dropped), ack them, publish the counters, and pause a
+//! ring as one chunk (or count them as dropped), publish the counters, ack them, and pause a
 //! short latency budget so that the next read brings a batch rather than a few messages.
 //!
 //! Batching without cancelling anything: rumqttc's `EventLoop::poll()` is not safe to drop
 //! half-way (it may be writing an ack or a ping), so a `poll()` future, once started, is always
 //! driven to completion. The loop polls it once; if it is ready, that event joins the batch;
-//! if not, the socket is drained for now, so the batch is handed over, the loop pauses, and then
-//! awaits *the same* future (how long it pauses: [`crate::pacing`]). Acks queued by the hand-over are written by that same future
-//! before the pause (rumqttc, as patched in `vendor/rumqttc`, writes every queued ack with one
-//! flush), so the broker's in-flight window does not wait on the pause. The pause blocks the thread on purpose (`std::thread::sleep`, not
-//! a tokio timer): a tokio sleep would still wake the thread for every TCP segment that arrives
-//! meanwhile, since the socket stays registered with epoll. Nothing else runs on this thread
-//! that a millisecond's block could hurt (the heartbeat ticks every 500 ms).
+//! if not, the socket is drained for now, so the batch is handed over, the loop pauses (for how
+//! long: [`crate::pacing`]), and then awaits *the same* future. Acks queued by the hand-over
+//! are written by that same future before the pause (rumqttc, as patched in `vendor/rumqttc`,
+//! writes every queued ack with one flush), so the broker's in-flight window does not wait on
+//! the pause.
+//!
+//! The pause blocks the thread on purpose (`std::thread::sleep`, not a tokio timer): a tokio
+//! sleep would still wake the thread for every TCP segment that arrives meanwhile, since the
+//! socket stays registered with epoll. Nothing else on this thread minds a pause of a few
+//! milliseconds: the heartbeat ticks every 500 ms, and SIGTERM is seen after the pause.
 
 use std::collections::VecDeque;
 use std::future::Future;
