@@ -230,23 +230,21 @@ impl Stage {
     /// One turn of the loop: fold a chunk, emit what is due, or wait for input.
     pub fn step(&mut self) -> Result<(), shm_ring::Error> {
         let n = self.fold_chunk(unix_ms())?;
-        let due = |grace| unix_ms().saturating_sub(grace);
+        let grace = self.emit_grace_ms;
+        let due = || unix_ms().saturating_sub(grace);
         if n < CHUNK {
             self.undrained_since = None;
-            self.windows.emit_due(due(self.emit_grace_ms), &mut self.producer);
+            self.windows.emit_due(due(), &mut self.producer);
         } else {
             let since = *self.undrained_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= self.lag_grace {
                 self.undrained_since = None;
-                self.windows.emit_due(due(self.emit_grace_ms), &mut self.producer);
+                self.windows.emit_due(due(), &mut self.producer);
             }
         }
         self.publish()?;
         if n == 0 {
-            let timeout = self
-                .windows
-                .ms_until_next_boundary(due(self.emit_grace_ms))
-                .clamp(1, self.heartbeat_ms);
+            let timeout = self.windows.ms_until_next_boundary(due()).clamp(1, self.heartbeat_ms);
             self.consumer
                 .wait_for_records(&self.wait, Duration::from_millis(timeout))?;
         }
