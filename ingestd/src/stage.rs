@@ -33,7 +33,7 @@ use telemetry_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::intake;
+use crate::intake::{self, Staged};
 use crate::liveness::Liveness;
 use crate::mqtt;
 use crate::pacing::Pacing;
@@ -61,7 +61,9 @@ pub struct Ingest {
     producer: Producer<RawRecord>,
     stats: StageCounters,
     ids: Counters,
-    batch: Vec<RawRecord>,
+    /// This pass's messages, checked, as slices of rumqttc's read buffers: written into their
+    /// ring slots only when the batch is handed over (see `intake`).
+    batch: Vec<Staged>,
     acks: Vec<Ack>,
     /// Acks that did not fit in rumqttc's request channel yet (it takes them one per `poll()`);
     /// sent, in order, before any newer ack. A broker that ignores our Receive Maximum can make
@@ -119,33 +121,30 @@ impl Ingest {
     /// with MQTT's DUP flag are looked up, so the scan runs only after a reconnect.
     fn already_stored(&self, publish: &Publish) -> bool {
         let same = |r: &RawRecord| r.topic() == &publish.topic[..] && r.payload() == &publish.payload[..];
-        self.batch.iter().any(same) || self.producer.recent(DUPLICATE_WINDOW).any(|r| same(&r))
+        let staged = |s: &Staged| s.same_as_parts(&publish.topic, &publish.payload);
+        self.batch.iter().any(staged) || self.producer.recent(DUPLICATE_WINDOW).any(|r| same(&r))
     }
 
     /// Takes one message into the current batch, or counts it as dropped.
     fn take(&mut self, publish: Publish, received_ms: u64) {
         self.stats.add(self.ids.received, 1);
+        let ack = (publish.qos != QoS::AtMostOnce).then(|| ack_only(&publish));
         if publish.dup && self.already_stored(&publish) {
             self.stats.add(self.ids.duplicate, 1);
-            if publish.qos != QoS::AtMostOnce {
-                self.acks.push(ack_only(&publish));
+        } else {
+            match intake::stage(publish, received_ms, self.max_payload) {
+                Ok(staged) => self.batch.push(staged),
+                Err(reason) => {
+                    let id = if reason == drop_reason::TOPIC_TOO_LONG {
+                        self.ids.topic_too_long
+                    } else {
+                        self.ids.payload_too_large
+                    };
+                    self.stats.add(id, 1);
+                }
             }
-            return;
         }
-        self.batch.push(bytemuck::Zeroable::zeroed());
-        let slot = self.batch.last_mut().expect("just pushed");
-        if let Err(reason) = intake::fill(slot, &publish, received_ms, self.max_payload) {
-            self.batch.pop();
-            let id = if reason == drop_reason::TOPIC_TOO_LONG {
-                self.ids.topic_too_long
-            } else {
-                self.ids.payload_too_large
-            };
-            self.stats.add(id, 1);
-        }
-        if publish.qos != QoS::AtMostOnce {
-            self.acks.push(ack_only(&publish));
-        }
+        self.acks.extend(ack);
     }
 
     /// The broker accepted a connection. After the first one, a connection without a session
@@ -165,7 +164,12 @@ impl Ingest {
     /// to rumqttc.
     fn flush(&mut self, client: &AsyncClient) -> Result<usize, shm_ring::Error> {
         if !self.batch.is_empty() {
-            let taken = self.producer.push_slice(&self.batch)?;
+            let mut chunk = self.producer.write_chunk(self.batch.len())?;
+            let taken = chunk.len();
+            for (slot, staged) in chunk.iter_mut().zip(&self.batch) {
+                staged.write(slot);
+            }
+            chunk.commit_all();
             self.stats.add(self.ids.forwarded, taken as u64);
             self.stats.add(self.ids.ring_full, (self.batch.len() - taken) as u64);
             self.batch.clear();
