@@ -98,6 +98,20 @@ pub(crate) mod tests {
     use super::*;
     use shm_ring::{ExitStatus, StageState};
 
+    /// ingestd as the json and prometheus tests see it: 10 received, 8 forwarded, 2 dropped, one
+    /// counter outside the balance (a real one: `records::names::session::CONNECTS`).
+    pub(crate) fn ingestd_sample() -> StageSnapshot {
+        stage(
+            "ingestd",
+            &[
+                ("received", 10),
+                ("forwarded", 8),
+                ("dropped.ring_full", 2),
+                (records::names::session::CONNECTS, 1),
+            ],
+        )
+    }
+
     /// A stage snapshot for tests.
     pub(crate) fn stage(name: &str, counters: &[(&str, u64)]) -> StageSnapshot {
         StageSnapshot {

@@ -184,22 +184,14 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
 #[cfg(test)]
 mod tests {
     use super::super::balance;
-    use super::super::counters::tests::stage;
+    use super::super::counters::tests::{ingestd_sample, stage};
     use super::super::sample::RingView;
     use super::*;
     use shm_ring::StatsSnapshot;
     use std::time::Instant;
 
     fn sample() -> Sample {
-        let mut ingestd = stage(
-            "ingestd",
-            &[
-                ("received", 10),
-                ("forwarded", 8),
-                ("dropped.ring_full", 2),
-                ("mqtt.reconnects", 1),
-            ],
-        );
+        let mut ingestd = ingestd_sample();
         ingestd.last_exit = ExitStatus::Signal(9);
         Sample {
             prefix: "p".into(),
@@ -236,7 +228,7 @@ mod tests {
         assert_eq!(ingestd["uptime_ms"], 1000);
         assert_eq!(ingestd["received"], 10);
         assert_eq!(ingestd["dropped"]["ring_full"], 2);
-        assert_eq!(ingestd["counters"]["mqtt.reconnects"], 1);
+        assert_eq!(ingestd["counters"]["mqtt.connects"], 1);
         assert_eq!(ingestd["last_exit"]["signal"], 9);
         assert_eq!(ingestd["rates"], Value::Null);
         let decoded = &doc["stages"][1];

@@ -186,7 +186,7 @@ pub fn render_prometheus<S: AsRef<str>>(snapshot: &StatsSnapshot, rings: &[(S, u
 
 #[cfg(test)]
 mod tests {
-    use super::super::counters::tests::stage;
+    use super::super::counters::tests::{ingestd_sample, stage};
     use super::*;
 
     #[test]
@@ -198,15 +198,7 @@ mod tests {
 
     #[test]
     fn the_exposition_format() {
-        let mut ingestd = stage(
-            "ingestd",
-            &[
-                ("received", 10),
-                ("forwarded", 8),
-                ("dropped.ring_full", 2),
-                ("mqtt.reconnects", 1),
-            ],
-        );
+        let mut ingestd = ingestd_sample();
         ingestd.restarts = 3;
         ingestd.hangs = 1;
         ingestd.heartbeat_age_ms = Some(1500);
@@ -237,7 +229,7 @@ telemetry_stage_dropped_total{stage=\"ingestd\",reason=\"ring_full\"} 2
 telemetry_stage_errors_total{stage=\"decoded\",reason=\"bad\\\"type\"} 4
 # HELP telemetry_stage_events_total Other counters of a stage, by counter name.
 # TYPE telemetry_stage_events_total counter
-telemetry_stage_events_total{stage=\"ingestd\",counter=\"mqtt.reconnects\"} 1
+telemetry_stage_events_total{stage=\"ingestd\",counter=\"mqtt.connects\"} 1
 telemetry_stage_events_total{stage=\"supervisor\",counter=\"poison.skipped\"} 0
 # HELP telemetry_stage_restarts_total Restarts of a stage by the supervisor.
 # TYPE telemetry_stage_restarts_total counter
