@@ -50,13 +50,14 @@ use tracing::{info, warn};
 
 use crate::counters::Counters;
 use crate::store::{TableStore, Word};
-use crate::window::{Opened, Reject, WindowConfig, Windows};
+use crate::window::{key_of, Opened, Reject, WindowConfig, Windows};
 
 /// Readings taken from the ring per turn.
 pub const CHUNK: usize = 1024;
 /// How many readings ahead of the fold the index slot and the row are prefetched.
 const PREFETCH_KEY: usize = 8;
 const PREFETCH_ROW: usize = 4;
+const _: () = assert!(PREFETCH_ROW < PREFETCH_KEY);
 
 /// Longest idle wait: the heartbeat interval (at most a quarter of the hang timeout) and how
 /// soon an idle aggd notices SIGTERM.
@@ -292,17 +293,28 @@ impl Stage {
         let mut now = now;
         let mut clock = unix_ms;
         // Rows are spread over the table, so folding is bound by cache misses: start loading
-        // the index slot 8 readings ahead and the row 4 ahead, so that the misses overlap.
+        // the index slot 8 readings ahead and the row 4 ahead, so that the misses overlap. Each
+        // reading's key hash is computed once, 8 ahead, and kept until its fold.
         let (a, b) = chunk.as_slices();
         let ahead = |i: usize| if i < a.len() { a.get(i) } else { b.get(i - a.len()) };
+        let mut tags = [0u64; PREFETCH_KEY];
+        for (j, tag) in tags.iter_mut().enumerate() {
+            if let Some(x) = ahead(j) {
+                *tag = key_of(x);
+                windows.prefetch_key(*tag);
+            }
+        }
         for (i, r) in chunk.iter().enumerate() {
+            let tag = tags[i % PREFETCH_KEY];
             if let Some(x) = ahead(i + PREFETCH_KEY) {
-                windows.prefetch_key(x);
+                let t = key_of(x);
+                windows.prefetch_key(t);
+                tags[i % PREFETCH_KEY] = t;
             }
             if let Some(x) = ahead(i + PREFETCH_ROW) {
-                windows.prefetch_row(x);
+                windows.prefetch_row(x, tags[(i + PREFETCH_ROW) % PREFETCH_KEY]);
             }
-            let verdict = windows.fold(pos, r, &mut now, &mut clock, producer);
+            let verdict = windows.fold_keyed(pos, r, tag, &mut now, &mut clock, producer);
             counters.reading(verdict);
             pos = pos.wrapping_add(1);
         }

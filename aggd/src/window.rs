@@ -210,6 +210,12 @@ pub struct Mismatch<S> {
     pub reason: String,
 }
 
+/// A reading's key hash (its row's tag): what [`Windows::fold_keyed`] and the prefetches take.
+#[inline]
+pub fn key_of(r: &Reading) -> u64 {
+    key_hash(r.device().bytes(), r.sensor().bytes())
+}
+
 /// The windows of every key, over a [`Store`].
 pub struct Windows<S: Store> {
     store: S,
@@ -313,25 +319,40 @@ impl<S: Store> Windows<S> {
         C: FnMut() -> u64,
         K: Sink,
     {
-        let verdict = Reject::check(r).and_then(|()| self.fold_value(pos, r, now, clock, sink));
+        self.fold_keyed(pos, r, key_of(r), now, clock, sink)
+    }
+
+    /// [`Windows::fold`] with the reading's [`key_of`] already computed (for prefetching).
+    pub fn fold_keyed<C, K>(
+        &mut self,
+        pos: u64,
+        r: &Reading,
+        tag: u64,
+        now: &mut u64,
+        clock: &mut C,
+        sink: &mut K,
+    ) -> Result<(), Reject>
+    where
+        C: FnMut() -> u64,
+        K: Sink,
+    {
+        let verdict = Reject::check(r).and_then(|()| self.fold_value(pos, r, tag, now, clock, sink));
         kill_point!();
         self.store.set_word(store::FOLDED, pos.wrapping_add(1));
         verdict
     }
 
-    /// Starts loading the index slot `r`'s key hashes to: call a few readings ahead of
-    /// [`Windows::fold`], so that the cache misses of many readings overlap.
+    /// Starts loading the index slot of the key whose [`key_of`] is `tag`: call a few readings
+    /// ahead of [`Windows::fold_keyed`], so that the cache misses of many readings overlap.
     #[inline]
-    pub fn prefetch_key(&self, r: &Reading) {
-        self.keys
-            .prefetch_slot(key_hash(r.device().bytes(), r.sensor().bytes()));
+    pub fn prefetch_key(&self, tag: u64) {
+        self.keys.prefetch_slot(tag);
     }
 
-    /// Starts loading the row and pane `r` will be folded into (after [`Windows::prefetch_key`]
-    /// for it, a little later).
+    /// Starts loading the row and pane `r` (whose [`key_of`] is `tag`) will be folded into
+    /// (after [`Windows::prefetch_key`] for it, a little later).
     #[inline]
-    pub fn prefetch_row(&self, r: &Reading) {
-        let tag = key_hash(r.device().bytes(), r.sensor().bytes());
+    pub fn prefetch_row(&self, r: &Reading, tag: u64) {
         if let Some(row) = self.keys.likely_row(tag) {
             let slot = self.cfg.panes.slot_of(self.cfg.panes.pane_of(r.received_ms));
             row::prefetch(self.store.words(), row, self.p, slot);
@@ -342,6 +363,7 @@ impl<S: Store> Windows<S> {
         &mut self,
         pos: u64,
         r: &Reading,
+        tag: u64,
         now: &mut u64,
         clock: &mut C,
         sink: &mut K,
@@ -349,7 +371,6 @@ impl<S: Store> Windows<S> {
         let p = self.pane_for(r.received_ms, now, clock, sink);
         let (device, sensor, unit) = (r.device(), r.sensor(), r.unit());
         let (device, sensor, unit) = (device.bytes(), sensor.bytes(), unit.bytes());
-        let tag = key_hash(device, sensor);
         let row = match self.keys.find(self.store.words(), tag, device, sensor) {
             Some(row) => row,
             None => self.insert(tag, device, sensor, unit, p),
