@@ -16,9 +16,10 @@
 //!
 //! Counters: `received` for every raw record taken, then exactly one of `forwarded` and
 //! `error.<reason>`, so `received = forwarded + error.*`. Raw records skipped on start-up (see
-//! `resume.rs`) count as neither. A SIGKILL between steps 3 and 5 leaves the counters of that
-//! batch short (killed before the flush) or counts its errors after the last forwarded reading
-//! twice (killed after it); the readings themselves are exactly once either way.
+//! `resume.rs`) were counted by the predecessor, unless it was killed between steps 3 and 4:
+//! then the readings ring has published more readings than `forwarded` counts, and the skipped
+//! records are counted as they decode. A SIGKILL between steps 4 and 5 counts the errors after
+//! the last forwarded reading twice; the readings themselves are exactly once either way.
 //!
 //! Shutdown: the loop checks its stop flag between batches and at least every [`POLL`]; once it
 //! is set, it drains the raw records queued at that moment and returns. While it waits for room
@@ -110,10 +111,24 @@ impl Stage {
                 0
             }
         };
+        // Readings the ring has published that `forwarded` does not count: the predecessor was
+        // killed between committing a batch's readings and publishing its counters. That batch
+        // is exactly the records skipped here, so they are counted as they were decoded.
+        let uncounted = output.published().wrapping_sub(counters.published(forwarded));
+        let count_skipped = skip > 0 && uncounted > 0 && uncounted <= BATCH as u64;
         let mut left = skip;
         while left > 0 {
             let chunk = input.read_chunk(usize::try_from(left).unwrap_or(usize::MAX))?;
             let n = chunk.len() as u64;
+            if count_skipped {
+                for (i, raw) in chunk.iter().enumerate() {
+                    counters.add(received, 1);
+                    match decode_raw(raw, &chooser, read_position.wrapping_add(skip - left + i as u64)) {
+                        Ok(_) => counters.add(forwarded, 1),
+                        Err(reason) => counters.add(errors[reason.index()], 1),
+                    }
+                }
+            }
             chunk.commit_all();
             if n == 0 {
                 break;
@@ -124,7 +139,9 @@ impl Stage {
             read_position,
             queued,
             skipped = skip,
-            "running (skipped: raw records a previous decoded had already forwarded)"
+            counted = count_skipped,
+            "running (skipped: raw records a previous decoded had already forwarded; counted: \
+             whether it had not lived to count them)"
         );
 
         counters.set_ring_depth(segment::RAW, queued - skip);
@@ -375,9 +392,10 @@ mod tests {
         let mut out = Consumer::<Reading>::attach(&rings.readings).unwrap();
         let seqs: Vec<u64> = drain_readings(&mut out).iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
-        // The skipped records count as neither received nor forwarded.
-        assert_eq!(rings.counter(counter::RECEIVED), 3);
-        assert_eq!(rings.counter(counter::FORWARDED), 3);
+        // The predecessor died before publishing its counters: the skipped records are counted
+        // now, once.
+        assert_eq!(rings.counter(counter::RECEIVED), 6);
+        assert_eq!(rings.counter(counter::FORWARDED), 6);
 
         // A second restart after a clean batch skips nothing.
         drop(stage);
@@ -385,6 +403,36 @@ mod tests {
         let mut stage = rings.stage();
         assert_eq!(stage.poll(Duration::from_secs(10)).unwrap(), 1);
         assert_eq!(drain_readings(&mut out).iter().map(|r| r.seq).collect::<Vec<_>>(), [7]);
+    }
+
+    #[test]
+    fn what_a_predecessor_counted_before_it_died_is_not_counted_again() {
+        let rings = Rings::new("counted", 64, 64, 0);
+        let mut raw = Producer::<RawRecord>::attach(&rings.raw).unwrap();
+        raw.push_slice(&(1..=4).map(json).collect::<Vec<_>>()).unwrap();
+        {
+            // A predecessor that forwarded and counted two records, then died before committing
+            // its raw chunk.
+            let mut consumer = Consumer::<RawRecord>::attach(&rings.raw).unwrap();
+            let chunk = consumer.read_chunk(4).unwrap();
+            let chooser = FormatChooser::new(&Decoded::default()).unwrap();
+            let mut producer = Producer::<Reading>::attach(&rings.readings).unwrap();
+            for (i, r) in chunk.iter().take(2).enumerate() {
+                producer.push(decode_raw(r, &chooser, i as u64).unwrap()).unwrap();
+            }
+            let mut counters = StageCounters::attach(&rings.stats, stage::DECODED).unwrap();
+            let (received, forwarded) = (
+                counters.id(counter::RECEIVED).unwrap(),
+                counters.id(counter::FORWARDED).unwrap(),
+            );
+            counters.add(received, 2);
+            counters.add(forwarded, 2);
+            counters.flush();
+        }
+        let mut stage = rings.stage();
+        assert_eq!(stage.poll(Duration::from_secs(10)).unwrap(), 2);
+        assert_eq!(rings.counter(counter::RECEIVED), 4);
+        assert_eq!(rings.counter(counter::FORWARDED), 4);
     }
 
     #[test]

@@ -460,6 +460,13 @@ impl StageWriter {
         Ok(CounterId(count))
     }
 
+    /// The published value of one of this stage's counters: what its predecessors left plus
+    /// what this writer has flushed. A restarted stage compares it with its rings to count work
+    /// a killed predecessor did not live to count.
+    pub fn value(&self, id: CounterId) -> u64 {
+        self.slot().counters[id.0].load(Ordering::Relaxed)
+    }
+
     /// Publishes a batch of counter increments as one consistent step, and clears the batch.
     /// Also refreshes the heartbeat. Does nothing to the counters if the batch is empty.
     pub fn flush(&self, batch: &mut CounterBatch) {

@@ -39,6 +39,11 @@ impl StageCounters {
         self.batch.add(id, n);
     }
 
+    /// A counter's published value (without increments not flushed yet).
+    pub fn published(&self, id: CounterId) -> u64 {
+        self.writer.value(id)
+    }
+
     /// Publishes the increments as one consistent step and beats the heartbeat.
     pub fn flush(&mut self) {
         self.writer.flush(&mut self.batch);
