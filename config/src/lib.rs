@@ -98,7 +98,9 @@ pub struct Ingestd {
     /// Shared-subscription group; empty for none. With a group, each filter is subscribed as
     /// `$share/<group>/<filter>` and the broker splits the stream between the group's members.
     pub share_group: String,
-    /// MQTT client id.
+    /// MQTT client id; empty for `ingestd-<instance>-<host name>`, unique to this pipeline on
+    /// this host, so that the broker keeps its session across restarts and no other pipeline
+    /// takes it over.
     pub client_id: String,
     /// Username; empty for none.
     pub username: String,
@@ -106,10 +108,17 @@ pub struct Ingestd {
     pub password: String,
     /// PEM file with the CA certificates for `mqtts://`; empty for the system roots.
     pub ca_file: String,
-    /// MQTT 5 clean start.
+    /// MQTT 5 clean start. `false` (the default) resumes the broker's session, so what arrives
+    /// while ingestd restarts is queued for it; `true` starts afresh and loses it.
     pub clean_start: bool,
-    /// MQTT 5 session expiry in seconds (0: the session ends with the connection).
+    /// MQTT 5 session expiry in seconds (0: the session ends with the connection, and what
+    /// arrives while ingestd is away is lost).
     pub session_expiry_s: u32,
+    /// What a QoS 1 message meets when the raw ring is full: `hold` (it waits in ingestd, unacked,
+    /// until the ring has room; the broker's in-flight window bounds how many wait, and the broker
+    /// queues the rest) or `drop` (acked, dropped and counted as `dropped.ring_full`). QoS 0
+    /// messages are always dropped and counted.
+    pub when_ring_full: WhenRingFull,
     /// Keep-alive in seconds.
     pub keep_alive_s: u64,
     /// Largest payload accepted, in bytes; larger ones are dropped as `payload_too_large`. At
@@ -132,12 +141,13 @@ impl Default for Ingestd {
             topics: vec!["site/+/sensor/+".into()],
             qos: 1,
             share_group: String::new(),
-            client_id: "telemetry-ingestd".into(),
+            client_id: String::new(),
             username: String::new(),
             password: String::new(),
             ca_file: String::new(),
-            clean_start: true,
-            session_expiry_s: 0,
+            clean_start: false,
+            session_expiry_s: 3_600,
+            when_ring_full: WhenRingFull::Hold,
             keep_alive_s: 30,
             max_payload: 384,
             reconnect_min_ms: 100,
@@ -148,6 +158,28 @@ impl Default for Ingestd {
 }
 
 impl Ingestd {
+    /// The MQTT client id: `client_id`, or when that is empty `ingestd-<instance>-<host name>`
+    /// (the broker keys the session by it, so it must stay the same across restarts and differ
+    /// between pipelines that share a broker).
+    pub fn client_id_for(&self, instance: &str) -> String {
+        if !self.client_id.is_empty() {
+            return self.client_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("ingestd-{instance}-{host}")
+    }
+
     /// The longest pause ingestd makes once its socket is drained: `batch_budget_us` stretched
     /// up to 8 times while the messages trickle in at QoS 0 (a few per budget), so that a
     /// quiet pipeline wakes up ~60 times a second instead of 500. aggd allows for it before
@@ -155,6 +187,16 @@ impl Ingestd {
     pub fn longest_pause(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.batch_budget_us.saturating_mul(8))
     }
+}
+
+/// `[ingestd] when_ring_full`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenRingFull {
+    /// QoS 1 messages wait, unacked, until the ring has room (backpressure to the broker).
+    Hold,
+    /// QoS 1 messages are acked and dropped (counted).
+    Drop,
 }
 
 /// How a payload is encoded.
@@ -448,9 +490,6 @@ impl Config {
                 "must not contain / + or #",
             ));
         }
-        if i.client_id.is_empty() {
-            return Err(bad("ingestd.client_id", "\"\"", "must not be empty"));
-        }
         if i.max_payload == 0 || i.max_payload > 384 {
             return Err(bad("ingestd.max_payload", i.max_payload, "must be from 1 to 384 bytes"));
         }
@@ -629,6 +668,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_empty_client_id_is_derived_from_the_instance_and_host() {
+        let mut i = Ingestd::default();
+        let derived = i.client_id_for("edge-7");
+        assert!(derived.starts_with("ingestd-edge-7-"), "{derived}");
+        assert!(derived.len() > "ingestd-edge-7-".len(), "the host name is part of it");
+        assert_eq!(derived, i.client_id_for("edge-7"), "stable across restarts");
+        assert_ne!(derived, i.client_id_for("edge-8"));
+        i.client_id = "mine".into();
+        assert_eq!(i.client_id_for("edge-7"), "mine");
     }
 
     #[test]
