@@ -10,6 +10,7 @@ use bytes::Bytes;
 use records::names::drop_reason;
 use records::{ContentType, RawRecord, RAW_TOPIC_MAX};
 use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::mqttbytes::QoS;
 
 /// A message that fits a raw record, waiting for its slot.
 #[derive(Debug)]
@@ -18,6 +19,36 @@ pub struct Staged {
     payload: Bytes,
     content_type: ContentType,
     received_ms: u64,
+    /// Its ack (QoS 1), sent once the record is in the ring.
+    pub ack: Option<Ack>,
+    /// Its identity for recognising a redelivery (QoS 1; set by the caller).
+    pub digest: Option<crate::redelivery::Digest>,
+}
+
+/// What an ack needs of a message: its packet id and QoS. Keeping the whole `Publish` until the
+/// ack goes out would keep its topic and payload (slices of rumqttc's read buffers) alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The broker's packet id.
+    pub pkid: u16,
+    qos: QoS,
+}
+
+impl Ack {
+    /// The ack `publish` needs, if any (QoS 1 and 2).
+    pub fn of(publish: &Publish) -> Option<Ack> {
+        (publish.qos != QoS::AtMostOnce).then_some(Ack {
+            pkid: publish.pkid,
+            qos: publish.qos,
+        })
+    }
+
+    /// The message shape `AsyncClient::try_ack` takes (no topic, no payload: nothing allocated).
+    pub fn publish(self) -> Publish {
+        let mut p = Publish::new("", self.qos, Vec::new(), None);
+        p.pkid = self.pkid;
+        p
+    }
 }
 
 /// Checks that `publish` fits a raw record, keeping its topic and payload (no copy), or returns
@@ -31,6 +62,8 @@ pub fn stage(publish: Publish, received_ms: u64, max_payload: usize) -> Result<S
     }
     let content_type = content_type(&publish);
     Ok(Staged {
+        ack: Ack::of(&publish),
+        digest: None,
         topic: publish.topic,
         payload: publish.payload,
         content_type,
@@ -48,12 +81,7 @@ impl Staged {
 
     /// Whether `record` holds this message (same topic and payload).
     pub fn same_as(&self, record: &RawRecord) -> bool {
-        self.same_as_parts(record.topic(), record.payload())
-    }
-
-    /// Whether this message has this topic and payload.
-    pub fn same_as_parts(&self, topic: &[u8], payload: &[u8]) -> bool {
-        &self.topic[..] == topic && &self.payload[..] == payload
+        &self.topic[..] == record.topic() && &self.payload[..] == record.payload()
     }
 }
 

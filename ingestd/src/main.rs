@@ -18,12 +18,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let setup = || -> Result<ingestd::stage::Ingest, shm_ring::Error> {
+    let setup = || -> Result<ingestd::ingest::Ingest, shm_ring::Error> {
         let raw = stage_runtime::segment(&config, segment::RAW)?;
         let stats = stage_runtime::segment(&config, segment::STATS)?;
         let producer = attach_producer::<RawRecord>(&raw, Duration::from_secs(10))?;
         let counters = StageCounters::attach_patiently(&stats, stage::INGESTD, Duration::from_secs(10))?;
-        ingestd::stage::Ingest::new(producer, counters, &stats, config.ingestd.max_payload)
+        let when_full = ingestd::stage::when_full(&config);
+        ingestd::ingest::Ingest::new(producer, counters, config.ingestd.max_payload, when_full)
     };
     let ingest = match setup() {
         Ok(i) => i,

@@ -42,10 +42,10 @@ pub fn parse_broker(url: &str) -> Result<(String, u16, bool), String> {
     Ok((host.trim_matches(['[', ']']).to_owned(), port, tls))
 }
 
-/// The rumqttc options for this config.
-pub fn options(config: &Ingestd) -> Result<MqttOptions, String> {
+/// The rumqttc options for this config, for the pipeline named `instance`.
+pub fn options(config: &Ingestd, instance: &str) -> Result<MqttOptions, String> {
     let (host, port, tls) = parse_broker(&config.broker)?;
-    let mut opts = MqttOptions::new(config.client_id.clone(), host, port);
+    let mut opts = MqttOptions::new(config.client_id_for(instance), host, port);
     opts.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)))
         .set_clean_start(config.clean_start)
         .set_manual_acks(true)
@@ -155,7 +155,7 @@ mod tests {
             ca_file: "/nonexistent/ca.pem".into(),
             ..Ingestd::default()
         };
-        let e = options(&c).err().unwrap();
+        let e = options(&c, "t").err().unwrap();
         assert!(e.contains("ingestd.ca_file"), "{e}");
     }
 }

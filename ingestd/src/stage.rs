@@ -16,233 +16,33 @@
 //! socket stays registered with epoll. Nothing else on this thread minds a pause of a few
 //! milliseconds: the heartbeat ticks every 500 ms, and SIGTERM is seen after the pause.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use records::names::{counter, drop_reason, session, stage};
-use records::RawRecord;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
-use shm_ring::{CounterId, Producer, SegmentName, StageState, StatsReader};
-use stage_runtime::{Backoff, StageCounters};
-use telemetry_config::Config;
+use shm_ring::StageState;
+use stage_runtime::Backoff;
+use telemetry_config::{Config, WhenRingFull};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::intake::{self, Staged};
+use crate::ingest::{Ingest, MAX_BATCH};
 use crate::liveness::Liveness;
 use crate::mqtt;
 use crate::pacing::Pacing;
 
-/// Most messages handed to the ring in one chunk.
-const MAX_BATCH: usize = 1024;
-/// How far back a redelivered message is looked for in the raw ring: more than the broker's
-/// in-flight window (`mqtt::RECEIVE_MAXIMUM`) plus one batch.
-const DUPLICATE_WINDOW: usize = 2 * mqtt::RECEIVE_MAXIMUM as usize + MAX_BATCH;
+/// How often messages held for a full ring are offered to it again while the socket is quiet.
+const HOLD_RETRY: Duration = Duration::from_millis(2);
 
-struct Counters {
-    received: CounterId,
-    forwarded: CounterId,
-    ring_full: CounterId,
-    duplicate: CounterId,
-    topic_too_long: CounterId,
-    payload_too_large: CounterId,
-    connects: CounterId,
-    session_lost: CounterId,
-    connection_errors: CounterId,
-}
-
-/// Everything the loop owns besides the MQTT client.
-pub struct Ingest {
-    producer: Producer<RawRecord>,
-    stats: StageCounters,
-    ids: Counters,
-    /// This pass's messages, checked, as slices of rumqttc's read buffers: written into their
-    /// ring slots only when the batch is handed over (see `intake`).
-    batch: Vec<Staged>,
-    acks: Vec<Ack>,
-    /// Acks that did not fit in rumqttc's request channel yet (it takes them one per `poll()`);
-    /// sent, in order, before any newer ack. A broker that ignores our Receive Maximum can make
-    /// this long, so an entry is only the packet id and QoS (4 bytes), not the message.
-    unsent: VecDeque<Ack>,
-    max_payload: usize,
-    /// Connections accepted so far.
-    connects: u64,
-}
-
-impl Ingest {
-    /// Wraps the raw ring's producer and the stage's stats slot (in the stats page
-    /// `stats_page`), first counting a batch a predecessor published but did not count (see
-    /// [`unrecorded`]).
-    pub fn new(
-        producer: Producer<RawRecord>,
-        mut stats: StageCounters,
-        stats_page: &SegmentName,
-        max_payload: usize,
-    ) -> Result<Self, shm_ring::Error> {
-        let ids = Counters {
-            received: stats.id(counter::RECEIVED)?,
-            forwarded: stats.id(counter::FORWARDED)?,
-            ring_full: stats.id(drop_reason::RING_FULL)?,
-            duplicate: stats.id(drop_reason::DUPLICATE)?,
-            topic_too_long: stats.id(drop_reason::TOPIC_TOO_LONG)?,
-            payload_too_large: stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
-            connects: stats.id(session::CONNECTS)?,
-            session_lost: stats.id(session::SESSION_LOST)?,
-            connection_errors: stats.id(session::CONNECTION_ERRORS)?,
-        };
-        let unrecorded = unrecorded(producer.published(), published_forwarded(stats_page));
-        if unrecorded > 0 {
-            warn!(
-                records = unrecorded,
-                "the raw ring holds a batch its producer did not live to count; counted now"
-            );
-            stats.add(ids.received, unrecorded);
-            stats.add(ids.forwarded, unrecorded);
-        }
-        stats.flush();
-        Ok(Ingest {
-            producer,
-            stats,
-            ids,
-            batch: Vec::with_capacity(MAX_BATCH),
-            acks: Vec::with_capacity(MAX_BATCH),
-            unsent: VecDeque::new(),
-            max_payload,
-            connects: 0,
-        })
-    }
-
-    /// Whether a redelivered message is already in this batch or in the raw ring. Only messages
-    /// with MQTT's DUP flag are looked up, so the scan runs only after a reconnect.
-    fn already_stored(&self, publish: &Publish) -> bool {
-        let same = |r: &RawRecord| r.topic() == &publish.topic[..] && r.payload() == &publish.payload[..];
-        let staged = |s: &Staged| s.same_as_parts(&publish.topic, &publish.payload);
-        self.batch.iter().any(staged) || self.producer.recent(DUPLICATE_WINDOW).any(|r| same(&r))
-    }
-
-    /// Takes one message into the current batch, or counts it as dropped.
-    fn take(&mut self, publish: Publish, received_ms: u64) {
-        self.stats.add(self.ids.received, 1);
-        let ack = (publish.qos != QoS::AtMostOnce).then(|| ack_only(&publish));
-        if publish.dup && self.already_stored(&publish) {
-            self.stats.add(self.ids.duplicate, 1);
-        } else {
-            match intake::stage(publish, received_ms, self.max_payload) {
-                Ok(staged) => self.batch.push(staged),
-                Err(reason) => {
-                    let id = if reason == drop_reason::TOPIC_TOO_LONG {
-                        self.ids.topic_too_long
-                    } else {
-                        self.ids.payload_too_large
-                    };
-                    self.stats.add(id, 1);
-                }
-            }
-        }
-        self.acks.extend(ack);
-    }
-
-    /// The broker accepted a connection. After the first one, a connection without a session
-    /// means the broker discarded what it held for us: counted, and said.
-    fn connected(&mut self, session_present: bool) {
-        self.stats.add(self.ids.connects, 1);
-        if self.connects > 0 && !session_present {
-            self.stats.add(self.ids.session_lost, 1);
-            warn!("the broker kept no session for us: messages it queued while we were away are lost");
-        }
-        self.connects += 1;
-        self.stats.flush();
-    }
-
-    /// Hands the batch to the ring (what does not fit is dropped and counted), then acks every
-    /// message of the batch: each is now in the ring or counted. Returns how many acks it handed
-    /// to rumqttc.
-    fn flush(&mut self, client: &AsyncClient) -> Result<usize, shm_ring::Error> {
-        if !self.batch.is_empty() {
-            let mut chunk = self.producer.write_chunk(self.batch.len())?;
-            let taken = chunk.len();
-            for (slot, staged) in chunk.iter_mut().zip(&self.batch) {
-                staged.write(slot);
-            }
-            chunk.commit_all();
-            self.stats.add(self.ids.forwarded, taken as u64);
-            self.stats.add(self.ids.ring_full, (self.batch.len() - taken) as u64);
-            self.batch.clear();
-        }
-        // An ack is never dropped: one the channel cannot take now waits here, and the broker
-        // sends no more than its in-flight window until acks flow again.
-        // Counters before acks: a kill in between leaves the messages unacked, so the broker
-        // redelivers them and they are counted (as duplicates of what the ring holds).
-        self.stats.flush();
-        self.unsent.extend(self.acks.drain(..));
-        let mut handed = 0;
-        while let Some(ack) = self.unsent.front() {
-            if client.try_ack(&ack.publish()).is_err() {
-                break;
-            }
-            self.unsent.pop_front();
-            handed += 1;
-        }
-        if self.unsent.len() > mqtt::REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
-            warn!(waiting = self.unsent.len(), "acks are falling behind the reads");
-        }
-        Ok(handed)
-    }
-}
-
-/// ingestd's `forwarded` as the stats page has it now (0 if it cannot be read).
-fn published_forwarded(page: &SegmentName) -> u64 {
-    StatsReader::open(page)
-        .ok()
-        .and_then(|r| {
-            r.snapshot()
-                .stage(stage::INGESTD)
-                .and_then(|s| s.counter(counter::FORWARDED))
-        })
-        .unwrap_or(0)
-}
-
-/// Records in the raw ring that ingestd's `forwarded` does not count: a predecessor killed
-/// between committing a batch to the ring and publishing its counters. In step, the ring has
-/// published exactly `forwarded` records (ingestd is its only producer). Anything but "ahead
-/// by at most one batch" means the two do not share a history (one of them was recreated), and
-/// nothing is corrected. (A stats page recreated next to a ring that has published at most a
-/// batch in all cannot be told apart; its counters started over anyway.)
-pub fn unrecorded(ring_published: u64, forwarded: u64) -> u64 {
-    match ring_published.checked_sub(forwarded) {
-        Some(d) if d <= MAX_BATCH as u64 => d,
-        _ => 0,
-    }
-}
-
-/// What an ack needs of a message: its packet id and QoS. Keeping the whole `Publish` until the
-/// ack goes out would keep its topic and payload (slices of rumqttc's read buffers) alive, and
-/// under a broker that does not honour our Receive Maximum acks can fall a million behind
-/// (docs/benchmarks.md, run H).
-#[derive(Clone, Copy, Debug)]
-struct Ack {
-    pkid: u16,
-    qos: QoS,
-}
-
-fn ack_only(publish: &Publish) -> Ack {
-    Ack {
-        pkid: publish.pkid,
-        qos: publish.qos,
-    }
-}
-
-impl Ack {
-    /// The message shape `AsyncClient::try_ack` takes (no topic, no payload: nothing allocated).
-    fn publish(self) -> Publish {
-        let mut p = Publish::new("", self.qos, Vec::new(), None);
-        p.pkid = self.pkid;
-        p
+/// [`crate::ingest::WhenFull`] from the config.
+pub fn when_full(config: &Config) -> crate::ingest::WhenFull {
+    match config.ingestd.when_ring_full {
+        WhenRingFull::Hold => crate::ingest::WhenFull::Hold,
+        WhenRingFull::Drop => crate::ingest::WhenFull::Drop,
     }
 }
 
@@ -255,7 +55,7 @@ pub enum Exit {
 
 /// Runs until SIGTERM/SIGINT. Errors are fatal problems with the ring; MQTT errors are retried.
 pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn std::error::Error>> {
-    let opts = mqtt::options(&config.ingestd)?;
+    let opts = mqtt::options(&config.ingestd, &config.pipeline.instance)?;
     let filters = mqtt::filters(&config.ingestd);
     let (client, mut eventloop) = AsyncClient::new(opts, mqtt::REQUEST_CAPACITY);
     let mut backoff = Backoff::new(
@@ -271,12 +71,12 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
     let ticker = tokio::spawn(
         liveness
             .clone()
-            .tick(ingest.stats.heartbeat_handle(), Duration::from_millis(500)),
+            .tick(ingest.stats().heartbeat_handle(), Duration::from_millis(500)),
     );
     let mut subscribed = false;
 
     let mut received_ms = stage_runtime::unix_ms();
-    let exit = loop {
+    let exit = 'run: loop {
         let event = {
             // Not cancelled below except on shutdown (see `shutdown`); unconstrained so that
             // tokio's cooperative budget does not report a readable socket as pending.
@@ -299,10 +99,18 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
                         std::thread::sleep(pause);
                     }
                     liveness.waiting();
-                    let event = tokio::select! {
-                        event = &mut poll => event,
-                        _ = term.recv() => break Exit::Shutdown,
-                        _ = int.recv() => break Exit::Shutdown,
+                    let event = loop {
+                        tokio::select! {
+                            event = &mut poll => break event,
+                            _ = term.recv() => break 'run Exit::Shutdown,
+                            _ = int.recv() => break 'run Exit::Shutdown,
+                            // Held messages are offered to the ring again; acks this queues wake
+                            // the pending poll(), which writes them.
+                            _ = tokio::time::sleep(HOLD_RETRY), if ingest.holding() => {
+                                ingest.flush(&client)?;
+                                liveness.turned();
+                            }
+                        }
                     };
                     liveness.working();
                     received_ms = stage_runtime::unix_ms();
@@ -314,16 +122,34 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 pacing.took(p.qos != QoS::AtMostOnce);
                 ingest.take(p, received_ms);
-                if ingest.batch.len() >= MAX_BATCH {
+                if ingest.fresh() >= MAX_BATCH {
                     ingest.flush(&client)?;
                     liveness.turned();
                     received_ms = stage_runtime::unix_ms();
+                }
+                // A broker past our Receive Maximum while the ring is full: stop reading (the
+                // socket's own backpressure) until the ring takes what is held.
+                while ingest.over_hold_limit() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(HOLD_RETRY) => {},
+                        _ = term.recv() => break 'run Exit::Shutdown,
+                        _ = int.recv() => break 'run Exit::Shutdown,
+                    }
+                    ingest.flush(&client)?;
+                    liveness.turned();
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(session_present = ack.session_present, "connected; subscribing");
                 ingest.connected(ack.session_present);
                 backoff.reset();
+                // A resumed session already has our subscriptions, and the broker sends what it
+                // kept before it answers the SUBSCRIBE below (possibly many thousands of
+                // messages): ready now. A new session is ready once subscribed.
+                if ack.session_present && !subscribed {
+                    ingest.stats().set_state(StageState::Running);
+                    subscribed = true;
+                }
                 // rumqttc never re-subscribes by itself, and a broker restart can lose even
                 // a persistent session's shared subscriptions: subscribe on every ConnAck.
                 client.try_subscribe_many(filters.clone())?;
@@ -336,7 +162,7 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
                     .collect();
                 if refused.is_empty() {
                     if !subscribed {
-                        ingest.stats.set_state(StageState::Running);
+                        ingest.stats().set_state(StageState::Running);
                         subscribed = true;
                     }
                     info!(filters = filters.len(), "subscribed");
@@ -351,7 +177,7 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
-                ingest.stats.add(ingest.ids.connection_errors, 1);
+                ingest.connection_failed();
                 ingest.flush(&client)?;
                 liveness.waiting();
                 tokio::select! {
@@ -378,7 +204,7 @@ async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
 /// A message the broker was sending at that moment is not acked, so the broker redelivers it to
 /// the next session (persistent sessions) or it is lost with the clean session, as MQTT defines.
 async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut Ingest) -> Result<(), shm_ring::Error> {
-    ingest.stats.set_state(StageState::Stopping);
+    ingest.stats().set_state(StageState::Stopping);
     while let Some(event) = eventloop.state.events.pop_front() {
         if let Event::Incoming(Packet::Publish(p)) = event {
             ingest.take(p, stage_runtime::unix_ms());
@@ -397,19 +223,4 @@ async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut 
     .await;
     info!("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_ring_ahead_by_at_most_one_batch_is_corrected() {
-        assert_eq!(unrecorded(10, 10), 0);
-        assert_eq!(unrecorded(13, 10), 3);
-        assert_eq!(unrecorded(10 + MAX_BATCH as u64, 10), MAX_BATCH as u64);
-        // Further ahead, or behind: the ring or the page was recreated; not ours to fix.
-        assert_eq!(unrecorded(11 + MAX_BATCH as u64, 10), 0);
-        assert_eq!(unrecorded(5, 10), 0);
-    }
 }

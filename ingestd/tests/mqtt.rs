@@ -1,6 +1,7 @@
 //! ingestd against a real mosquitto: messages land in the raw ring whole and in order, oversize
-//! ones and those that meet a full ring are counted by reason, a broker restart is survived with
-//! no later message missed, and SIGTERM exits 0.
+//! ones are counted by reason, a full ring holds QoS 1 messages (or drops and counts them, when
+//! configured so), a restart into a large redelivery takes every message exactly once, a broker
+//! restart is survived with no later message missed, and SIGTERM exits 0.
 
 use std::process::Command;
 use std::time::Duration;
@@ -122,7 +123,7 @@ fn messages_arrive_whole_in_order_and_oversize_ones_are_counted() {
 fn a_full_ring_drops_and_counts_without_blocking_the_connection() {
     let broker = Mosquitto::start();
     let pipeline = Pipeline::new("full", 16);
-    let _ingestd = pipeline.start(&broker, "");
+    let _ingestd = pipeline.start(&broker, "when_ring_full = \"drop\"\n");
     wait_for("ingestd to subscribe", LONG, || pipeline.running().then_some(()));
 
     let lines: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
@@ -143,6 +144,85 @@ fn a_full_ring_drops_and_counts_without_blocking_the_connection() {
         drain(&mut consumer, &mut got);
         got.last().filter(|m| *m == "after").map(|_| ())
     });
+}
+
+#[test]
+fn a_full_ring_holds_qos_1_messages_until_there_is_room_and_loses_none() {
+    let broker = Mosquitto::start();
+    let pipeline = Pipeline::new("hold", 16);
+    let _ingestd = pipeline.start(&broker, "");
+    wait_for("ingestd to subscribe", LONG, || pipeline.running().then_some(()));
+
+    let lines: Vec<String> = (0..3000).map(|i| format!("m{i:05}")).collect();
+    broker.publish_lines("site/s/sensor/a", &lines, 1);
+    wait_for("the ring to fill", LONG, || {
+        (pipeline.counter(counter::FORWARDED) == 16).then_some(())
+    });
+    // Held, not dropped; and only what is settled is counted as received.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pipeline.counter(drop_reason::RING_FULL), 0);
+    assert_eq!(pipeline.counter(counter::RECEIVED), 16);
+
+    // As the ring drains, everything arrives, in order, once.
+    let mut consumer = pipeline.consumer();
+    let mut got = Vec::new();
+    wait_for("all 3000", LONG, || {
+        drain(&mut consumer, &mut got);
+        (got.len() >= lines.len()).then_some(())
+    });
+    assert_eq!(got, lines);
+    assert_eq!(pipeline.counter(drop_reason::RING_FULL), 0);
+    assert_eq!(pipeline.counter(counter::RECEIVED), 3000);
+    assert_eq!(pipeline.counter(counter::FORWARDED), 3000);
+}
+
+#[test]
+fn a_restart_into_a_large_redelivery_takes_every_message_once() {
+    let broker = Mosquitto::start();
+    let pipeline = Pipeline::new("redelivery", 65536);
+    let durable = "clean_start = false\nsession_expiry_s = 600\n";
+    let mut consumer = pipeline.consumer();
+    let mut got = Vec::new();
+    let total = 40_000;
+    let lines: Vec<String> = (0..total).map(|i| format!("r{i:06}")).collect();
+
+    // Several ingestd lifetimes, each SIGKILLed while messages stream in: the broker resends,
+    // with the DUP flag, whatever it sent and saw no ack for (with mosquitto 2.0.11, far more
+    // than the Receive Maximum), some of which the raw ring already holds.
+    let mut ingestd = pipeline.start(&broker, durable);
+    wait_for("ingestd to subscribe", LONG, || pipeline.running().then_some(()));
+    std::thread::scope(|scope| {
+        scope.spawn(|| broker.publish_lines("site/s/sensor/r", &lines, 1));
+        for _ in 0..4 {
+            let before = pipeline.counter(counter::RECEIVED);
+            wait_for("some progress", LONG, || {
+                let now = pipeline.counter(counter::RECEIVED);
+                (now > before + 2000 || now >= total).then_some(())
+            });
+            ingestd.kill();
+            drain(&mut consumer, &mut got);
+            ingestd = pipeline.start(&broker, durable);
+        }
+    });
+    wait_for("every message", LONG, || {
+        drain(&mut consumer, &mut got);
+        (got.len() >= lines.len()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    drain(&mut consumer, &mut got);
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), got.len(), "no message taken twice");
+    assert_eq!(sorted, lines, "no message lost");
+    assert!(
+        pipeline.counter(drop_reason::DUPLICATE) > 0,
+        "the kills left redeliveries to recognise"
+    );
+    assert_eq!(
+        pipeline.counter(counter::RECEIVED),
+        pipeline.counter(counter::FORWARDED) + pipeline.counter(drop_reason::DUPLICATE)
+    );
 }
 
 #[test]

@@ -1,0 +1,328 @@
+//! What the loop does with each message: take it into the batch (or settle it at once as a
+//! duplicate or an oversize message), hand the batch to the raw ring, and ack what is settled.
+//!
+//! # Settled, then counted, then acked
+//!
+//! A message is *settled* when its record is committed to the raw ring or it is counted as
+//! dropped. Counters are published before the acks of what they count are handed to rumqttc: a
+//! kill in between leaves those messages unacked, so the broker redelivers them and they are
+//! counted again, as duplicates of what the ring holds. `received` counts a message when it is
+//! settled, so `received = forwarded + dropped.*` holds exactly at every flush, also while
+//! messages are held.
+//!
+//! # A full ring
+//!
+//! With `when_ring_full = "hold"`, a QoS 1 message that the ring cannot take stays in the batch,
+//! unacked, and is offered to the ring again at the next flush. The broker sends no more than our
+//! Receive Maximum of unacked messages, so the batch stays bounded and the broker queues the rest
+//! of the stream; the socket keeps being read, so pings and acks keep flowing. A broker that
+//! ignores the Receive Maximum would make the batch grow: past [`HOLD_LIMIT`] the loop stops
+//! reading until the ring has room ([`Ingest::over_hold_limit`]). QoS 0 messages (and every
+//! message with `when_ring_full = "drop"`) that do not fit are acked, dropped and counted as
+//! `dropped.ring_full`.
+
+use std::collections::VecDeque;
+
+use records::names::{counter, drop_reason, session};
+use records::RawRecord;
+use rumqttc::v5::mqttbytes::v5::Publish;
+use rumqttc::v5::AsyncClient;
+use shm_ring::{CounterId, Producer};
+use stage_runtime::StageCounters;
+use tracing::{info, warn};
+
+use crate::intake::{self, Ack, Staged};
+use crate::mqtt;
+use crate::redelivery::{Digest, Redelivered};
+
+/// Most records handed to the ring in one commit (and counted with one counters flush).
+pub const MAX_BATCH: usize = 1024;
+
+/// Held messages past which the loop stops reading its socket until the ring has room: well
+/// above what a broker honouring our Receive Maximum can have in flight.
+pub const HOLD_LIMIT: usize = 4 * mqtt::RECEIVE_MAXIMUM as usize;
+
+/// How the batch meets a full ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// QoS 1 messages wait in the batch, unacked.
+    Hold,
+    /// Every message that does not fit is acked, dropped and counted.
+    Drop,
+}
+
+struct Counters {
+    received: CounterId,
+    forwarded: CounterId,
+    ring_full: CounterId,
+    duplicate: CounterId,
+    topic_too_long: CounterId,
+    payload_too_large: CounterId,
+    connects: CounterId,
+    session_lost: CounterId,
+    connection_errors: CounterId,
+}
+
+/// Everything the loop owns besides the MQTT client.
+pub struct Ingest {
+    producer: Producer<RawRecord>,
+    stats: StageCounters,
+    ids: Counters,
+    /// Messages taken and not settled yet, oldest first, as slices of rumqttc's read buffers:
+    /// written into their ring slots only when handed over (see `intake`). With
+    /// [`WhenFull::Hold`] its head may be messages the ring could not take yet.
+    batch: Vec<Staged>,
+    /// Messages taken since the last flush (the tail of `batch`).
+    fresh: usize,
+    /// Acks of messages settled since the counters were last published.
+    settled: Vec<Ack>,
+    /// Acks that did not fit in rumqttc's request channel yet (it takes them one per `poll()`);
+    /// sent, in order, before any newer ack.
+    unsent: VecDeque<Ack>,
+    redelivered: Redelivered,
+    when_full: WhenFull,
+    max_payload: usize,
+    /// Connections accepted so far.
+    connects: u64,
+    warned_hold_limit: bool,
+}
+
+impl Ingest {
+    /// Wraps the raw ring's producer and the stage's stats slot. First counts a batch a predecessor committed but did not count (see
+    /// [`unrecorded`]), and takes over the packet ids of what the ring holds, so that the
+    /// broker's redeliveries of a predecessor's messages are recognised.
+    pub fn new(
+        producer: Producer<RawRecord>,
+        mut stats: StageCounters,
+        max_payload: usize,
+        when_full: WhenFull,
+    ) -> Result<Self, shm_ring::Error> {
+        let ids = Counters {
+            received: stats.id(counter::RECEIVED)?,
+            forwarded: stats.id(counter::FORWARDED)?,
+            ring_full: stats.id(drop_reason::RING_FULL)?,
+            duplicate: stats.id(drop_reason::DUPLICATE)?,
+            topic_too_long: stats.id(drop_reason::TOPIC_TOO_LONG)?,
+            payload_too_large: stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
+            connects: stats.id(session::CONNECTS)?,
+            session_lost: stats.id(session::SESSION_LOST)?,
+            connection_errors: stats.id(session::CONNECTION_ERRORS)?,
+        };
+        let unrecorded = unrecorded(producer.published(), stats.published(ids.forwarded));
+        if unrecorded > 0 {
+            warn!(
+                records = unrecorded,
+                "the raw ring holds a batch its producer did not live to count; counted now"
+            );
+            stats.add(ids.received, unrecorded);
+            stats.add(ids.forwarded, unrecorded);
+        }
+        stats.flush();
+        let started = std::time::Instant::now();
+        let mut redelivered = Redelivered::new(producer.capacity());
+        let inherited = redelivered.inherit(producer.recent(producer.capacity()));
+        info!(
+            records = inherited,
+            took_us = started.elapsed().as_micros() as u64,
+            "took over the raw ring's recent records (to recognise redeliveries)"
+        );
+        Ok(Ingest {
+            producer,
+            stats,
+            ids,
+            batch: Vec::with_capacity(MAX_BATCH),
+            fresh: 0,
+            settled: Vec::with_capacity(MAX_BATCH),
+            unsent: VecDeque::new(),
+            redelivered,
+            when_full,
+            max_payload,
+            connects: 0,
+            warned_hold_limit: false,
+        })
+    }
+
+    /// The stage's counters (its state and heartbeat too).
+    pub fn stats(&mut self) -> &mut StageCounters {
+        &mut self.stats
+    }
+
+    /// Messages taken since the last flush.
+    pub fn fresh(&self) -> usize {
+        self.fresh
+    }
+
+    /// Whether messages wait for room in the ring.
+    pub fn holding(&self) -> bool {
+        self.batch.len() > self.fresh
+    }
+
+    /// Whether so many messages wait that the loop should stop reading until the ring has room
+    /// (a broker that ignores our Receive Maximum). Warns once.
+    pub fn over_hold_limit(&mut self) -> bool {
+        let over = self.batch.len() >= HOLD_LIMIT;
+        if over && !self.warned_hold_limit {
+            warn!(
+                held = self.batch.len(),
+                "the broker sends past our Receive Maximum while the raw ring is full; reading paused"
+            );
+            self.warned_hold_limit = true;
+        }
+        over
+    }
+
+    /// Takes one message into the batch, or settles it at once (a redelivery of a message
+    /// already taken, or one that does not fit a record).
+    pub fn take(&mut self, publish: Publish, received_ms: u64) {
+        let ack = Ack::of(&publish);
+        // Only QoS 1 messages can come again; only they are remembered.
+        let digest = ack.map(|_| Digest::of(&publish.topic, &publish.payload));
+        if let Some(digest) = digest.filter(|d| publish.dup && self.redelivered.holds(*d)) {
+            self.stats.add(self.ids.received, 1);
+            self.stats.add(self.ids.duplicate, 1);
+            // Still waiting in the batch: its own ack, sent once it is in the ring, covers this
+            // one (the broker resends with the original packet id). Acking now would tell the
+            // broker it is safe before it is.
+            if !self.batch.iter().any(|s| s.digest == Some(digest)) {
+                self.settled.extend(ack);
+            }
+            return;
+        }
+        match intake::stage(publish, received_ms, self.max_payload) {
+            Ok(mut staged) => {
+                if let Some(d) = digest {
+                    self.redelivered.remember(d);
+                }
+                staged.digest = digest;
+                self.batch.push(staged);
+                self.fresh += 1;
+            }
+            Err(reason) => {
+                let id = if reason == drop_reason::TOPIC_TOO_LONG {
+                    self.ids.topic_too_long
+                } else {
+                    self.ids.payload_too_large
+                };
+                self.stats.add(self.ids.received, 1);
+                self.stats.add(id, 1);
+                self.settled.extend(ack);
+            }
+        }
+    }
+
+    /// The broker accepted a connection. Acks not yet handed over belong to the last
+    /// connection: the broker resends what they would have acked, and those resends are acked
+    /// as duplicates. After the first connection, one without a session means the broker
+    /// discarded what it held for us: counted, and said; nothing will be redelivered.
+    pub fn connected(&mut self, session_present: bool) {
+        self.stats.add(self.ids.connects, 1);
+        self.unsent.clear();
+        if !session_present {
+            if self.connects > 0 {
+                self.stats.add(self.ids.session_lost, 1);
+                warn!("the broker kept no session for us: messages it queued while we were away are lost");
+            }
+            self.redelivered.forget();
+            for s in &mut self.batch {
+                s.ack = None;
+            }
+        }
+        self.connects += 1;
+        self.stats.flush();
+    }
+
+    /// Counts a failed connection attempt.
+    pub fn connection_failed(&mut self) {
+        self.stats.add(self.ids.connection_errors, 1);
+    }
+
+    /// Hands the batch to the ring, in commits of at most [`MAX_BATCH`]; what does not fit is
+    /// held or dropped (see the module docs). Then publishes the counters and hands the acks of
+    /// every settled message to rumqttc. Returns how many acks it handed over.
+    pub fn flush(&mut self, client: &AsyncClient) -> Result<usize, shm_ring::Error> {
+        let mut committed = 0;
+        while committed < self.batch.len() {
+            let want = (self.batch.len() - committed).min(MAX_BATCH);
+            let mut chunk = self.producer.write_chunk(want)?;
+            let taken = chunk.len();
+            let staged = &self.batch[committed..committed + taken];
+            for (slot, s) in chunk.iter_mut().zip(staged) {
+                s.write(slot);
+            }
+            chunk.commit_all();
+            self.settled.extend(staged.iter().filter_map(|s| s.ack));
+            self.stats.add(self.ids.received, taken as u64);
+            self.stats.add(self.ids.forwarded, taken as u64);
+            self.stats.flush();
+            committed += taken;
+            if taken < want {
+                break;
+            }
+        }
+        self.batch.drain(..committed);
+        self.fresh = 0;
+        // What the ring could not take: held (QoS 1, hold) or dropped.
+        let hold = self.when_full == WhenFull::Hold;
+        let before = self.batch.len();
+        let (settled, ring_full) = (&mut self.settled, &mut 0u64);
+        self.batch.retain(|s| {
+            if hold && s.ack.is_some() {
+                return true;
+            }
+            settled.extend(s.ack);
+            *ring_full += 1;
+            false
+        });
+        debug_assert_eq!(before - self.batch.len(), *ring_full as usize);
+        self.stats.add(self.ids.received, *ring_full);
+        self.stats.add(self.ids.ring_full, *ring_full);
+        self.stats.flush();
+        Ok(self.send_acks(client))
+    }
+
+    /// Hands the settled acks to rumqttc, oldest first; what its channel cannot take now waits
+    /// in `unsent` (the broker sends no more than its in-flight window until acks flow again).
+    fn send_acks(&mut self, client: &AsyncClient) -> usize {
+        self.unsent.extend(self.settled.drain(..));
+        let mut handed = 0;
+        while let Some(ack) = self.unsent.front() {
+            if client.try_ack(&ack.publish()).is_err() {
+                break;
+            }
+            self.unsent.pop_front();
+            handed += 1;
+        }
+        if self.unsent.len() > mqtt::REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
+            warn!(waiting = self.unsent.len(), "acks are falling behind the reads");
+        }
+        handed
+    }
+}
+
+/// Records in the raw ring that ingestd's `forwarded` does not count: a predecessor killed
+/// between committing a batch to the ring and publishing its counters. In step, the ring has
+/// published exactly `forwarded` records (ingestd is its only producer). Anything but "ahead
+/// by at most one batch" means the two do not share a history (one of them was recreated), and
+/// nothing is corrected. (A stats page recreated next to a ring that has published at most a
+/// batch in all cannot be told apart; its counters started over anyway.)
+pub fn unrecorded(ring_published: u64, forwarded: u64) -> u64 {
+    match ring_published.checked_sub(forwarded) {
+        Some(d) if d <= MAX_BATCH as u64 => d,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_ring_ahead_by_at_most_one_batch_is_corrected() {
+        assert_eq!(unrecorded(10, 10), 0);
+        assert_eq!(unrecorded(13, 10), 3);
+        assert_eq!(unrecorded(10 + MAX_BATCH as u64, 10), MAX_BATCH as u64);
+        // Further ahead, or behind: the ring or the page was recreated; not ours to fix.
+        assert_eq!(unrecorded(11 + MAX_BATCH as u64, 10), 0);
+        assert_eq!(unrecorded(5, 10), 0);
+    }
+}

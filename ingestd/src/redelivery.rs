@@ -1,0 +1,175 @@
+//! Recognising the broker's redeliveries: which QoS 1 messages carrying MQTT's DUP flag ingestd
+//! already took (into the raw ring, or into the batch on its way there), in O(1) per message.
+//!
+//! After a reconnect with a session, the broker resends every message it sent and saw no ack
+//! for, with the DUP flag. Those ingestd took before (its ack was lost with a killed process or
+//! connection) must not be taken again. The index keeps a digest of the topic and payload of the
+//! last [`Redelivered::window`] messages taken (as many as the raw ring holds) and answers with
+//! one hash lookup.
+//!
+//! Why content and not the packet id: mosquitto 2.0.11, resuming a session, moves every message
+//! it queued for us into flight at once, past our Receive Maximum, and with a backlog of more
+//! than 65,535 messages their packet ids repeat. A restarted ingestd was seen receiving over
+//! 100,000 DUP messages; keyed by packet id, most duplicates went unrecognised. The scan that came
+//! before (the last ~3,000 ring records, compared per DUP message) both crawled at ~1,300 msg/s
+//! through such a resend and missed duplicates further back (docs/benchmarks.md, "Restarts").
+//!
+//! Only DUP messages are looked up: two messages that arrive normally with the same topic and
+//! payload are two readings (a sensor repeating a value). A DUP message identical to one taken
+//! within the window is taken for its redelivery; readings that carry a sequence number `n` or a
+//! time `t` are never confused.
+//!
+//! A restarted ingestd takes over its predecessor's window from the raw ring
+//! ([`Redelivered::inherit`]), so redeliveries of what a killed process took are recognised too.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use records::RawRecord;
+
+/// A message's identity for redelivery: a 64-bit digest of its topic and payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Digest(u64);
+
+impl Digest {
+    /// The digest of a message (SipHash-1-3 with fixed keys: the same in every process).
+    pub fn of(topic: &[u8], payload: &[u8]) -> Digest {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(topic);
+        h.write_u8(0xff);
+        h.write(payload);
+        Digest(h.finish())
+    }
+}
+
+/// Digests are already well mixed: hash them as they are.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The digests of the last `window` messages taken, with O(1) membership.
+pub struct Redelivered {
+    window: usize,
+    /// Oldest first.
+    order: VecDeque<Digest>,
+    /// How many times each digest is in `order`.
+    counts: HashMap<Digest, u32, BuildHasherDefault<PassThrough>>,
+}
+
+impl Redelivered {
+    /// An empty index over the last `window` messages taken.
+    pub fn new(window: usize) -> Self {
+        Redelivered {
+            window: window.max(1),
+            order: VecDeque::with_capacity(window),
+            counts: HashMap::with_capacity_and_hasher(window, BuildHasherDefault::default()),
+        }
+    }
+
+    /// How many messages it remembers at most.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Remembers a message taken; the oldest one leaves the window.
+    pub fn remember(&mut self, digest: Digest) {
+        if self.order.len() == self.window {
+            if let Some(old) = self.order.pop_front() {
+                if let Some(n) = self.counts.get_mut(&old) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.counts.remove(&old);
+                    }
+                }
+            }
+        }
+        self.order.push_back(digest);
+        *self.counts.entry(digest).or_insert(0) += 1;
+    }
+
+    /// Whether a message with this digest was taken within the window.
+    pub fn holds(&self, digest: Digest) -> bool {
+        self.counts.contains_key(&digest)
+    }
+
+    /// Takes over what a predecessor took: `newest_first` are the raw ring's records from the
+    /// newest back (at most a window's worth is kept). Returns how many it remembered.
+    pub fn inherit(&mut self, newest_first: impl Iterator<Item = RawRecord>) -> usize {
+        let digests: Vec<Digest> = newest_first
+            .take(self.window)
+            .map(|r| Digest::of(r.topic(), r.payload()))
+            .collect();
+        for d in digests.iter().rev() {
+            self.remember(*d);
+        }
+        digests.len()
+    }
+
+    /// Forgets everything: the broker kept no session, so it will redeliver nothing.
+    pub fn forget(&mut self) {
+        self.order.clear();
+        self.counts.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use records::ContentType;
+
+    fn d(topic: &str, payload: &[u8]) -> Digest {
+        Digest::of(topic.as_bytes(), payload)
+    }
+
+    #[test]
+    fn a_message_taken_within_the_window_is_held() {
+        let mut r = Redelivered::new(3);
+        r.remember(d("t/a", b"1"));
+        assert!(r.holds(d("t/a", b"1")));
+        assert!(!r.holds(d("t/a", b"2")), "another payload");
+        assert!(!r.holds(d("t/b", b"1")), "another topic");
+        // Topic and payload are kept apart: "t/a" + "b1" is not "t/ab" + "1".
+        r.remember(d("t/a", b"b1"));
+        assert!(!r.holds(d("t/ab", b"1")));
+    }
+
+    #[test]
+    fn the_oldest_leaves_the_window_and_repeats_are_counted() {
+        let mut r = Redelivered::new(3);
+        r.remember(d("x", b"1"));
+        r.remember(d("x", b"1"));
+        r.remember(d("y", b"2"));
+        r.remember(d("z", b"3"));
+        assert!(r.holds(d("x", b"1")), "one of the two copies is still inside");
+        r.remember(d("w", b"4"));
+        assert!(!r.holds(d("x", b"1")), "both copies have left");
+        assert!(r.holds(d("y", b"2")) && r.holds(d("z", b"3")) && r.holds(d("w", b"4")));
+    }
+
+    #[test]
+    fn a_predecessors_records_are_inherited_up_to_a_window() {
+        let raw = |t: &str| RawRecord::new(t.as_bytes(), b"p", ContentType::Unknown, 0).unwrap();
+        let mut r = Redelivered::new(2);
+        // Newest first: c, b, a. Only c and b fit the window.
+        assert_eq!(r.inherit([raw("c"), raw("b"), raw("a")].into_iter()), 2);
+        assert!(r.holds(d("c", b"p")) && r.holds(d("b", b"p")) && !r.holds(d("a", b"p")));
+        // What this process takes next pushes out the oldest inherited one (b).
+        r.remember(d("mine", b"p"));
+        assert!(!r.holds(d("b", b"p")) && r.holds(d("c", b"p")));
+        r.forget();
+        assert!(!r.holds(d("c", b"p")) && !r.holds(d("mine", b"p")));
+    }
+}
