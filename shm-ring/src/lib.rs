@@ -106,8 +106,9 @@ pub use record::Record;
 pub use ring::{create, Created, IfExists, RingOptions};
 pub use segment::{list, remove, remove_all, Access, PrefixGuard, SegmentName};
 pub use stats::{
-    create_stats_page, CounterBatch, CounterId, ExitStatus, Heartbeat, RingSnapshot, StageSnapshot, StageState,
-    StageWriter, StatsLifecycle, StatsReader, StatsSnapshot, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
+    create_stats_page, ControlSlot, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState,
+    StageWriter, StatsControl, StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS,
+    MAX_STAGES,
 };
 pub use table::{create_table, Table, USER_WORDS};
 pub use wait::WaitStrategy;

@@ -1,5 +1,6 @@
 //! The stats page: one fixed-layout segment where every stage writes its counters and heartbeat,
-//! the supervisor writes each stage's lifecycle, and observers read everything without locks.
+//! whoever manages the stages keeps a few words of its own per stage, and observers read
+//! everything without locks.
 //!
 //! Because the counters live in shared memory they survive a stage's restart: the new process
 //! re-attaches its slot and keeps counting from where the old one stopped.
@@ -23,6 +24,20 @@
 //! | 0 | header (kind = stats page, capacity = number of stage slots) |
 //! | 128 | [`MAX_RINGS`] ring gauges, 128 bytes each |
 //! | 128 + 128 × MAX_RINGS | [`MAX_STAGES`] stage slots |
+//!
+//! # Who writes what in a stage slot
+//!
+//! | field | written by |
+//! |---|---|
+//! | counters, heartbeat, ring gauges | the stage ([`StageWriter`]), the only writer |
+//! | pid, start time | the stage on attach; the pid also by its manager ([`StatsControl`]) |
+//! | state ([`StageState`]) | the manager, and the stage when it becomes ready or stops |
+//! | [`CONTROL_WORDS`] control words | the manager ([`StatsControl`]); this crate gives them no meaning |
+//!
+//! The control words are how the process that starts the stages (the pipeline's supervisor)
+//! keeps per-stage bookkeeping where every observer can read it: restarts, the last exit, requests
+//! from operators. This crate only stores and reads them; the supervisor's `lifecycle` module says
+//! what each one means.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
@@ -41,7 +56,8 @@ pub const MAX_NAME_LEN: usize = 32;
 
 type Name = [u8; MAX_NAME_LEN];
 
-/// Lifecycle states, written by the supervisor (and by a stage about itself).
+/// A stage's state word: written by its manager (see [`StatsControl`]) and by a stage about itself
+/// (`Running` once ready, `Stopping` when it drains).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum StageState {
@@ -53,7 +69,7 @@ pub enum StageState {
     Running = 2,
     /// Draining or shutting down.
     Stopping = 3,
-    /// Exited; see `last_exit`.
+    /// Exited (its manager may record how in its control words).
     Exited = 4,
     /// Waiting out a restart backoff.
     Backoff = 5,
@@ -85,35 +101,6 @@ impl StageState {
     }
 }
 
-/// How a stage process last ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It has not exited (since the page was created).
-    None,
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it.
-    Signal(i32),
-}
-
-impl ExitStatus {
-    fn encode(self) -> u64 {
-        match self {
-            ExitStatus::None => 0,
-            ExitStatus::Code(c) => (1 << 32) | u64::from(c as u32),
-            ExitStatus::Signal(s) => (2 << 32) | u64::from(s as u32),
-        }
-    }
-
-    fn decode(v: u64) -> ExitStatus {
-        match v >> 32 {
-            1 => ExitStatus::Code(v as u32 as i32),
-            2 => ExitStatus::Signal(v as u32 as i32),
-            _ => ExitStatus::None,
-        }
-    }
-}
-
 /// One ring's gauge: written by the ring's consumer stage whenever it reads a batch.
 #[repr(C, align(128))]
 struct RingGauge {
@@ -125,6 +112,9 @@ struct RingGauge {
     depth: AtomicU64,
 }
 
+/// Words per stage slot that the stages' manager keeps (see [`StatsControl`]).
+pub const CONTROL_WORDS: usize = 8;
+
 /// One stage's slot.
 #[repr(C, align(128))]
 struct StageSlot {
@@ -133,25 +123,18 @@ struct StageSlot {
     seq: AtomicU64,
     /// CLOCK_MONOTONIC milliseconds of the stage's last sign of life; written by the stage.
     heartbeat_ms: AtomicU64,
-    /// Pid of the stage process; written by the stage on attach and by the supervisor on spawn.
+    /// Pid of the stage process; written by the stage on attach and by its manager.
     pid: AtomicU32,
-    /// A [`StageState`]; written by the supervisor, and by the stage when it becomes ready.
+    /// A [`StageState`]; written by the manager, and by the stage when it becomes ready.
     state: AtomicU32,
-    /// Restarts since the page was created; written by the supervisor.
-    restarts: AtomicU64,
-    /// Restarts caused by a stale heartbeat; written by the supervisor.
-    hangs: AtomicU64,
-    /// Encoded [`ExitStatus`] of the last exit; written by the supervisor.
-    last_exit: AtomicU64,
     /// Wall-clock milliseconds since the epoch when the current process started.
     started_unix_ms: AtomicU64,
-    /// Restarts asked for by an operator (`telemetryctl restart`); the supervisor restarts the
-    /// stage whenever this grows. Written by whoever asks (with write access to the page).
-    restart_requests: AtomicU64,
     /// Number of registered counter names; stored with `Release` after the name is written, and
     /// names below it never change.
     counter_count: AtomicU32,
     _pad: u32,
+    /// The manager's words: stored and shown, never interpreted here (see [`StatsControl`]).
+    control: [AtomicU64; CONTROL_WORDS],
     /// Set at page creation; never changed.
     name: Name,
     counter_names: [Name; MAX_COUNTERS],
@@ -511,66 +494,86 @@ impl StageWriter {
     }
 }
 
-/// Writes the lifecycle fields of every stage: the supervisor's handle on the page.
-pub struct StatsLifecycle {
+/// Write access to every stage slot's state, pid and control words, for the process that
+/// starts and stops the stages (the pipeline's supervisor) and for tools that talk to it through
+/// the page (an operator's restart request).
+///
+/// The page gives the [`CONTROL_WORDS`] words no meaning: each is a plain atomic that the manager
+/// loads, stores or adds to as it sees fit, and that [`StatsReader::snapshot`] shows as
+/// [`StageSnapshot::control`]. Opening needs write access to the page.
+///
+/// ```
+/// # use shm_ring::*;
+/// # use std::sync::atomic::Ordering;
+/// let name = SegmentName::new(&format!("doc-control-{}", std::process::id()), "stats")?;
+/// create_stats_page(&name, &["decoded"], &[])?;
+/// let control = StatsControl::open(&name)?;
+/// let decoded = control.stage("decoded")?;
+/// decoded.set_state(StageState::Starting, 0);
+/// decoded.word(0).fetch_add(1, Ordering::Relaxed); // say, a restart count
+/// let snap = StatsReader::open(&name)?.snapshot();
+/// let s = snap.stage("decoded").unwrap();
+/// assert_eq!((s.state, s.control[0]), (Some(StageState::Starting), 1));
+/// remove(&name)?;
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+pub struct StatsControl {
     page: Page,
 }
 
-impl StatsLifecycle {
+impl StatsControl {
     /// Opens the page writable.
     pub fn open(name: &SegmentName) -> Result<Self> {
-        Ok(StatsLifecycle {
+        Ok(StatsControl {
             page: Page::open(name, true)?,
         })
     }
 
-    fn slot(&self, stage: &str) -> Result<&StageSlot> {
+    /// The slot of `stage`; an error if the page has none.
+    pub fn stage(&self, stage: &str) -> Result<ControlSlot<'_>> {
         let i = self.page.find_stage(stage).ok_or_else(|| Error::InvalidParameter {
             reason: format!("stats page has no slot for stage {stage:?}"),
         })?;
-        Ok(self.page.slot(i))
+        Ok(ControlSlot {
+            slot: self.page.slot(i),
+        })
+    }
+}
+
+/// One stage's slot as its manager sees it; from [`StatsControl::stage`].
+#[derive(Clone, Copy)]
+pub struct ControlSlot<'a> {
+    slot: &'a StageSlot,
+}
+
+impl ControlSlot<'_> {
+    /// Sets the stage's state and pid (the manager does so before it spawns the stage, which
+    /// then writes its own pid on attach).
+    pub fn set_state(&self, state: StageState, pid: u32) {
+        self.slot.pid.store(pid, Ordering::Relaxed);
+        self.slot.state.store(state as u32, Ordering::Release);
     }
 
-    /// Sets a stage's state and pid.
-    pub fn set_state(&self, stage: &str, state: StageState, pid: u32) -> Result<()> {
-        let s = self.slot(stage)?;
-        s.pid.store(pid, Ordering::Relaxed);
-        s.state.store(state as u32, Ordering::Release);
-        Ok(())
+    /// The state word now, or `None` for a value this version does not know.
+    pub fn state(&self) -> Option<StageState> {
+        StageState::from_raw(self.slot.state.load(Ordering::Acquire))
     }
 
-    /// Records how a stage ended.
-    pub fn record_exit(&self, stage: &str, status: ExitStatus) -> Result<()> {
-        let s = self.slot(stage)?;
-        s.last_exit.store(status.encode(), Ordering::Relaxed);
-        s.state.store(StageState::Exited as u32, Ordering::Release);
-        Ok(())
+    /// The pid word now.
+    pub fn pid(&self) -> u32 {
+        self.slot.pid.load(Ordering::Relaxed)
     }
 
-    /// Counts a restart, and whether it was for a hang.
-    pub fn count_restart(&self, stage: &str, hang: bool) -> Result<()> {
-        let s = self.slot(stage)?;
-        s.restarts.fetch_add(1, Ordering::Relaxed);
-        if hang {
-            s.hangs.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+    /// Milliseconds since the stage's last heartbeat (CLOCK_MONOTONIC), or `None` if it never beat.
+    pub fn heartbeat_age_ms(&self) -> Option<u64> {
+        let beat = self.slot.heartbeat_ms.load(Ordering::Relaxed);
+        (beat != 0).then(|| monotonic_ms().saturating_sub(beat))
     }
 
-    /// Asks the supervisor to restart `stage` (it watches this count).
-    pub fn request_restart(&self, stage: &str) -> Result<u64> {
-        Ok(self.slot(stage)?.restart_requests.fetch_add(1, Ordering::AcqRel) + 1)
-    }
-
-    /// How many restarts have been asked for `stage` so far.
-    pub fn restart_requests(&self, stage: &str) -> Result<u64> {
-        Ok(self.slot(stage)?.restart_requests.load(Ordering::Acquire))
-    }
-
-    /// Milliseconds since the stage's last heartbeat (CLOCK_MONOTONIC).
-    pub fn heartbeat_age_ms(&self, stage: &str) -> Result<u64> {
-        let s = self.slot(stage)?;
-        Ok(monotonic_ms().saturating_sub(s.heartbeat_ms.load(Ordering::Relaxed)))
+    /// Control word `i` (below [`CONTROL_WORDS`]; panics otherwise). Any process with write
+    /// access may write it; which one does is the manager's convention.
+    pub fn word(&self, i: usize) -> &AtomicU64 {
+        &self.slot.control[i]
     }
 }
 
@@ -593,12 +596,9 @@ pub struct StageSnapshot {
     pub heartbeat_age_ms: Option<u64>,
     /// Wall-clock start of the current process, ms since the epoch (0 = never started).
     pub started_unix_ms: u64,
-    /// Restarts counted by the supervisor.
-    pub restarts: u64,
-    /// Restarts caused by a stale heartbeat.
-    pub hangs: u64,
-    /// How it last ended.
-    pub last_exit: ExitStatus,
+    /// The manager's control words as last written (their meaning is the manager's; see
+    /// [`StatsControl`]).
+    pub control: [u64; CONTROL_WORDS],
     /// Named counters, in registration order.
     pub counters: Vec<(String, u64)>,
     /// False if the seqlock never showed a batch boundary (the stage died inside a flush and has
@@ -695,9 +695,7 @@ impl StatsReader {
                 pid: s.pid.load(Ordering::Relaxed),
                 heartbeat_age_ms: (beat != 0).then(|| now.saturating_sub(beat)),
                 started_unix_ms: s.started_unix_ms.load(Ordering::Relaxed),
-                restarts: s.restarts.load(Ordering::Relaxed),
-                hangs: s.hangs.load(Ordering::Relaxed),
-                last_exit: ExitStatus::decode(s.last_exit.load(Ordering::Relaxed)),
+                control: std::array::from_fn(|w| s.control[w].load(Ordering::Acquire)),
                 counters: names.into_iter().zip(values).collect(),
                 consistent,
             });
@@ -714,23 +712,5 @@ impl StatsReader {
             })
             .collect();
         StatsSnapshot { stages, rings }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_status_round_trips() {
-        for s in [
-            ExitStatus::None,
-            ExitStatus::Code(0),
-            ExitStatus::Code(-1),
-            ExitStatus::Code(101),
-            ExitStatus::Signal(9),
-        ] {
-            assert_eq!(ExitStatus::decode(s.encode()), s);
-        }
     }
 }

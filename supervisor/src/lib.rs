@@ -9,6 +9,7 @@
 //! - `segments`: creating or re-adopting the rings and the stats page;
 //! - `spawn`: starting a stage so that it dies with the supervisor;
 //! - `intensity`: restart intensity and period;
+//! - `lifecycle`: what the supervisor's words in each stage slot of the stats page mean;
 //! - `supervisor`: the loop (exits, readiness, hangs, restart requests, ordered stop);
 //! - `poison`: taking out a record a stage keeps dying on, into a dead-letter file;
 //! - `notify`: systemd's notify protocol;
@@ -20,6 +21,7 @@
 pub mod child_spec;
 pub mod ctl;
 pub mod intensity;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod poison;

@@ -3,19 +3,19 @@
 //! intensity, restart on an operator's request, and stop everything in order on SIGTERM.
 
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use records::names::{segment, stage, supervisor_counter};
-use shm_ring::{CounterId, ExitStatus, SegmentName, StageState, StatsLifecycle, StatsReader};
+use shm_ring::{CounterId, SegmentName, StageState, StatsReader};
 use stage_runtime::{Backoff, Shutdown, StageCounters};
 use telemetry_config::Config;
 use tracing::{error, info, warn};
 
 use crate::child_spec::ChildSpec;
 use crate::intensity::RestartIntensity;
+use crate::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use crate::notify::Notifier;
 use crate::poison::{self, DeadLetter, PoisonWatch};
 use crate::spawn::spawn_stage;
@@ -24,18 +24,6 @@ use crate::spawn::spawn_stage;
 const TICK: Duration = Duration::from_millis(50);
 /// A stage that has run this long since its last start has its restart backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
-
-/// Whether an exit looks like a crash in the stage's own code (a Rust panic exits 101; a fault
-/// raises one of these signals), as opposed to being killed or exiting on purpose.
-fn crashed(exit: ExitStatus) -> bool {
-    match exit {
-        ExitStatus::Code(code) => code == 101,
-        ExitStatus::Signal(sig) => {
-            [libc::SIGABRT, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE].contains(&sig)
-        }
-        ExitStatus::None => false,
-    }
-}
 
 /// How the supervisor ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,7 +69,7 @@ pub struct Supervisor {
     config: Config,
     config_path: PathBuf,
     children: Vec<Supervised>,
-    lifecycle: StatsLifecycle,
+    lifecycle: Lifecycle,
     reader: StatsReader,
     own: StageCounters,
     ids: Ids,
@@ -102,7 +90,7 @@ impl Supervisor {
         notifier: Notifier,
     ) -> Result<Self, shm_ring::Error> {
         let page = SegmentName::new(&config.pipeline.prefix, segment::STATS)?;
-        let lifecycle = StatsLifecycle::open(&page)?;
+        let lifecycle = Lifecycle::open(&page)?;
         let reader = StatsReader::open(&page)?;
         let mut own = StageCounters::attach(&page, stage::SUPERVISOR)?;
         let ids = Ids {
@@ -207,7 +195,7 @@ impl Supervisor {
                     if age > hang_timeout {
                         warn!(stage = name, heartbeat_age_ms = age, "hung; killing it");
                         self.own.add(self.ids.hangs, 1);
-                        let _ = self.lifecycle.count_restart(name, true);
+                        let _ = self.lifecycle.count_hang(name, HangReason::Heartbeat);
                         self.kill(i);
                         // Reaped and restarted like any other exit on the next tick.
                     } else if self.children[i].started.elapsed() > STABLE_AFTER {
@@ -264,11 +252,7 @@ impl Supervisor {
 
     fn on_exit(&mut self, i: usize, status: std::process::ExitStatus) -> Result<(), String> {
         let name = self.children[i].spec.name;
-        let exit = match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(sig)) => ExitStatus::Signal(sig),
-            _ => ExitStatus::Code(-1),
-        };
+        let exit = ExitStatus::from_wait(status);
         let _ = self.lifecycle.record_exit(name, exit);
         self.children[i].process = None;
         let requested = matches!(self.children[i].phase, Phase::Stopping { restart: true, .. });
@@ -278,7 +262,7 @@ impl Supervisor {
             return self.start(i);
         }
         warn!(stage = name, ?exit, "exited");
-        if crashed(exit) {
+        if exit.crashed() {
             self.check_poison(i);
         }
         self.restart_later(i, &format!("{name} exited ({exit:?})"))
@@ -347,7 +331,7 @@ impl Supervisor {
 
     fn count_restart(&mut self, name: &str) {
         self.own.add(self.ids.restarts, 1);
-        let _ = self.lifecycle.count_restart(name, false);
+        let _ = self.lifecycle.count_restart(name);
     }
 
     fn kill(&mut self, i: usize) {
@@ -403,11 +387,7 @@ impl Supervisor {
                 self.own.flush();
                 std::thread::sleep(Duration::from_millis(10));
             };
-            let exit = match (status.code(), status.signal()) {
-                (Some(code), _) => ExitStatus::Code(code),
-                (_, Some(sig)) => ExitStatus::Signal(sig),
-                _ => ExitStatus::Code(-1),
-            };
+            let exit = ExitStatus::from_wait(status);
             info!(stage = name, ?exit, "stopped");
             let _ = self.lifecycle.record_exit(name, exit);
             self.children[i].process = None;

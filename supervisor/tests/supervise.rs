@@ -10,12 +10,18 @@ use std::time::Duration;
 
 use pipeline_tests::{alive, expectations, loadgen, times, Collector, Expected, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, segment, stage, supervisor_counter};
+use supervisor::lifecycle::StageLifecycle;
 use test_brokers::{binary, free_port, wait_for, Mosquitto, Nats, Process, TempDir};
 
 /// ingestd keeps a persistent session, so that the broker holds messages for it while it
 /// restarts: then "nothing lost" covers the MQTT side too.
 const DURABLE: &str =
     "[ingestd]\nclean_start = false\nsession_expiry_s = 300\n[supervisor]\nrestart_intensity = 50\nrestart_period_s = 60\n";
+
+/// A stage's restarts, hangs and last exit, as the supervisor wrote them.
+fn life(p: &Pipeline, stage: &str) -> StageLifecycle {
+    StageLifecycle::of(p.stats().stage(stage).unwrap())
+}
 
 fn kill(pid: u32, signal: i32) {
     let _ = Command::new("kill")
@@ -92,7 +98,7 @@ fn each_stage_killed_under_load_restarts_alone_and_nothing_is_lost() {
     }
     assert_eq!(load.wait_exit(PATIENCE), Some(0));
     assert_all_aggregated(&p, &collector, &expectations(&expect));
-    let restarts: u64 = stage::ALL.iter().map(|s| p.stats().stage(s).unwrap().restarts).sum();
+    let restarts: u64 = stage::ALL.iter().map(|s| life(&p, s).restarts).sum();
     assert_eq!(restarts, 4);
 }
 
@@ -154,7 +160,7 @@ fn exceeding_the_restart_intensity_stops_everything_and_exits_non_zero() {
     assert_eq!(supervisor.wait_exit(PATIENCE), Some(3));
     let emitd = p.stats().stage(stage::EMITD).unwrap().pid;
     assert!(emitd != 0 && !alive(emitd), "the running stages were stopped too");
-    assert_eq!(p.stats().stage(stage::AGGD).unwrap().restarts, 2);
+    assert_eq!(life(&p, stage::AGGD).restarts, 2);
 }
 
 #[test]
@@ -167,7 +173,7 @@ fn a_stopped_stage_is_detected_as_hung_and_restarted() {
     kill(pids[stage::DECODED], 19); // SIGSTOP
     let after = p.wait_replaced(&pids, stage::DECODED);
     assert_eq!(after[stage::INGESTD], pids[stage::INGESTD]);
-    assert_eq!(p.stats().stage(stage::DECODED).unwrap().hangs, 1);
+    assert_eq!(life(&p, stage::DECODED).hangs, 1);
     assert_eq!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS), 1);
 }
 
@@ -231,7 +237,7 @@ fn a_payload_that_crashes_decoded_is_quarantined_after_three_attempts() {
         dl.contains("\"ring\":\"raw\"") && dl.contains("site/x/sensor/t"),
         "{dl}"
     );
-    assert_eq!(p.stats().stage(stage::DECODED).unwrap().restarts, 3);
+    assert_eq!(life(&p, stage::DECODED).restarts, 3);
     let a = &collector.fullest()[&key];
     assert_eq!((a.num("min"), a.num("max")), (1.0, 3.0));
 }

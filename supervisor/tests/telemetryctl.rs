@@ -12,9 +12,9 @@ use records::names::{counter, drop_reason, error_reason, segment, stage};
 use records::{Aggregate, ContentType, RawRecord, Reading};
 use serde_json::Value;
 use shm_ring::{
-    create, create_stats_page, CounterBatch, ExitStatus, PrefixGuard, Producer, RingOptions, SegmentName, StageState,
-    StageWriter, StatsLifecycle,
+    create, create_stats_page, CounterBatch, PrefixGuard, Producer, RingOptions, SegmentName, StageState, StageWriter,
 };
+use supervisor::lifecycle::{ExitStatus, Lifecycle};
 use test_brokers::TempDir;
 
 /// A hang guard, not a speed requirement.
@@ -96,7 +96,7 @@ impl Fixture {
 
     /// Every stage and the supervisor running, with a fresh heartbeat.
     fn all_running(&self) {
-        let lifecycle = StatsLifecycle::open(&self.name(segment::STATS)).unwrap();
+        let lifecycle = Lifecycle::open(&self.name(segment::STATS)).unwrap();
         for s in stage::ALL.iter().chain([&stage::SUPERVISOR]) {
             // Attaching beats the heartbeat.
             drop(self.writer(s));
@@ -423,7 +423,7 @@ fn status_exit_codes() {
         "{r:?}"
     );
 
-    let lifecycle = StatsLifecycle::open(&f.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
     lifecycle.record_exit(stage::DECODED, ExitStatus::Signal(9)).unwrap();
     let r = f.ctl(&["status", "--heartbeat-timeout-ms", FRESH]);
     assert_eq!(r.code, 1, "{r:?}");
@@ -434,7 +434,7 @@ fn status_exit_codes() {
 
     // Running, but no process ever beat its heartbeat.
     let g = Fixture::new("status-nobeat");
-    let lifecycle = StatsLifecycle::open(&g.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&g.name(segment::STATS)).unwrap();
     for s in stage::ALL {
         lifecycle.set_state(s, StageState::Running, 1).unwrap();
     }
@@ -468,7 +468,7 @@ fn no_pipeline_is_exit_3_for_every_command() {
 fn restart_asks_for_exactly_one_stage() {
     let f = Fixture::new("restart");
     f.all_running();
-    let lifecycle = StatsLifecycle::open(&f.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
     let before: Vec<u64> = stage::ALL
         .iter()
         .map(|s| lifecycle.restart_requests(s).unwrap())
@@ -637,6 +637,6 @@ fn a_read_only_observer_needs_no_write_permission() {
     } else {
         std::fs::set_permissions(f.shm_path(segment::STATS), std::fs::Permissions::from_mode(0o640)).unwrap();
     }
-    let lifecycle = StatsLifecycle::open(&f.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
     assert_eq!(lifecycle.restart_requests(stage::DECODED).unwrap(), 0);
 }

@@ -12,6 +12,7 @@ use records::names::stage;
 use shm_ring::{StageState, StatsSnapshot};
 
 use super::format;
+use crate::lifecycle::{ExitStatus, StageLifecycle};
 
 /// One unhealthy stage and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,13 +28,14 @@ fn problem_of(stats: &StatsSnapshot, name: &str, max_heartbeat_age_ms: u64) -> O
     let Some(s) = stats.stage(name) else {
         return Some("no slot for it in the stats page".into());
     };
+    let life = StageLifecycle::of(s);
     if s.state != Some(StageState::Running) {
         let mut reason = format!("state {}", format::state(s.state));
-        if s.last_exit != shm_ring::ExitStatus::None {
-            reason.push_str(&format!(" (last exit: {})", format::exit_status(s.last_exit)));
+        if life.last_exit != ExitStatus::None {
+            reason.push_str(&format!(" (last exit: {})", format::exit_status(life.last_exit)));
         }
-        if s.restarts > 0 {
-            reason.push_str(&format!(", {} restart(s)", s.restarts));
+        if life.restarts > 0 {
+            reason.push_str(&format!(", {} restart(s)", life.restarts));
         }
         return Some(reason);
     }
@@ -73,7 +75,6 @@ pub fn supervisor_note(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Opti
 mod tests {
     use super::super::counters::tests::stage as snap;
     use super::*;
-    use shm_ring::ExitStatus;
 
     fn all_running() -> StatsSnapshot {
         StatsSnapshot {
@@ -95,8 +96,13 @@ mod tests {
     fn each_problem_is_one_line_per_stage() {
         let mut stats = all_running();
         stats.stages[1].state = Some(StageState::Exited);
-        stats.stages[1].last_exit = ExitStatus::Signal(9);
-        stats.stages[1].restarts = 2;
+        StageLifecycle {
+            restarts: 2,
+            hangs: 0,
+            last_exit: ExitStatus::Signal(9),
+            last_hang: None,
+        }
+        .write_to(&mut stats.stages[1]);
         stats.stages[2].heartbeat_age_ms = Some(12_300);
         stats.stages[3].heartbeat_age_ms = None;
         stats.stages.remove(0);

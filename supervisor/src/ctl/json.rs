@@ -58,7 +58,8 @@
 
 use records::names::counter;
 use serde_json::{json, Map, Value};
-use shm_ring::ExitStatus;
+
+use crate::lifecycle::{ExitStatus, StageLifecycle};
 
 use super::balance::Balance;
 use super::counters::{classify, ordered_stages, value, CounterKind};
@@ -102,6 +103,7 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                     .filter_map(|(name, _)| r.get(&s.name, name).map(|v| (name.clone(), json!(v))))
                     .collect::<Map<String, Value>>()
             });
+            let life = StageLifecycle::of(s);
             json!({
                 "name": s.name,
                 "state": format::state(s.state),
@@ -109,9 +111,9 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                 "started_unix_ms": s.started_unix_ms,
                 "uptime_ms": uptime_ms(s.state, s.started_unix_ms, sample.unix_ms),
                 "heartbeat_age_ms": s.heartbeat_age_ms,
-                "restarts": s.restarts,
-                "hangs": s.hangs,
-                "last_exit": last_exit(s.last_exit),
+                "restarts": life.restarts,
+                "hangs": life.hangs,
+                "last_exit": last_exit(life.last_exit),
                 "consistent": s.consistent,
                 "received": value(s, counter::RECEIVED),
                 "forwarded": value(s, counter::FORWARDED),
@@ -192,7 +194,11 @@ mod tests {
 
     fn sample() -> Sample {
         let mut ingestd = ingestd_sample();
-        ingestd.last_exit = ExitStatus::Signal(9);
+        StageLifecycle {
+            last_exit: ExitStatus::Signal(9),
+            ..StageLifecycle::of(&ingestd)
+        }
+        .write_to(&mut ingestd);
         Sample {
             prefix: "p".into(),
             unix_ms: 1_700_000_001_000,
