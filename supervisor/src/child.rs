@@ -3,7 +3,8 @@
 //!
 //! - when it is next due ([`Supervised::deadline`], [`nearest`]);
 //! - how long to wait before restarting it after an exit ([`judge`]: a crash loop backs off,
-//!   bad luck does not).
+//!   bad luck does not);
+//! - whether its input has stalled ([`Stall`]).
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -65,6 +66,39 @@ pub fn judge(ready_for: Option<Duration>, progressed: bool, min_uptime: Duration
     }
 }
 
+/// Tracks whether a stage's input position stands still while it has records to read and room
+/// to write them: fed one look at a time, it says for how long that has been so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stall {
+    position: Option<u64>,
+    since: Option<Instant>,
+}
+
+impl Stall {
+    /// Forgets what it saw (a new run).
+    pub fn reset(&mut self) {
+        *self = Stall::default();
+    }
+
+    /// One look at `now`: the consumer `position`, whether records are `pending` in the input,
+    /// and whether the output has `room`. Returns how long the stage has been stalled, counted
+    /// from the first look that found the position where it is now with work to do (never more
+    /// than the truth, so a hang is never declared early).
+    pub fn observe(&mut self, now: Instant, position: u64, pending: bool, room: bool) -> Option<Duration> {
+        let moved = self.position.replace(position) != Some(position);
+        if !pending || !room {
+            self.since = None;
+            return None;
+        }
+        if moved {
+            self.since = Some(now);
+            return None;
+        }
+        let since = *self.since.get_or_insert(now);
+        Some(now.saturating_duration_since(since))
+    }
+}
+
 /// The facts of a stage's current (or last) run that its exit is judged by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
@@ -110,8 +144,12 @@ pub struct Supervised {
     pub phase: Phase,
     /// Its current run.
     pub run: Run,
-    /// Its input ring, read-only (for progress).
+    /// Its input ring, read-only (for progress and stalls).
     pub input: Option<RingObserver>,
+    /// Its output ring, read-only (whether it has room).
+    pub output: Option<RingObserver>,
+    /// Whether its input stands still.
+    pub stall: Stall,
     /// Operator restart requests already acted on.
     pub restart_requests_seen: u64,
     backoff: Backoff,
@@ -126,11 +164,13 @@ impl Supervised {
         };
         Supervised {
             input: observe(spec.input),
+            output: observe(spec.output),
             spec,
             process: None,
             pidfd: None,
             phase: Phase::Pending,
             run: Run::new(now),
+            stall: Stall::default(),
             restart_requests_seen,
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
         }
@@ -146,13 +186,14 @@ impl Supervised {
         matches!(self.phase, Phase::Running { .. })
     }
 
-    /// When the loop must next look at this stage by the clock: its restart time, or its stop
-    /// deadline. `None`: only an event concerns it.
-    pub fn deadline(&self) -> Option<Instant> {
+    /// When the loop must next look at this stage by the clock: the end of its start timeout,
+    /// its restart time, or its stop deadline. `None`: only an event concerns it.
+    pub fn deadline(&self, start_timeout: Duration) -> Option<Instant> {
         match self.phase {
+            Phase::Starting { since } => Some(since + start_timeout),
             Phase::RestartAt(at) => Some(at),
             Phase::Stopping { deadline, .. } => Some(deadline),
-            Phase::Pending | Phase::Starting { .. } | Phase::Running { .. } | Phase::Killed => None,
+            Phase::Pending | Phase::Running { .. } | Phase::Killed => None,
         }
     }
 
@@ -193,6 +234,7 @@ mod tests {
             name: "decoded",
             program: PathBuf::from("/nonexistent/decoded"),
             input: None,
+            output: None,
         };
         Supervised::new(spec, "no-such-pipeline", 0, Instant::now())
     }
@@ -263,21 +305,22 @@ mod tests {
     #[test]
     fn deadlines_per_phase_and_the_nearest_one() {
         let t0 = Instant::now();
+        let start_timeout = Duration::from_secs(30);
         let mut s = stage();
-        assert_eq!(s.deadline(), None, "pending: waits for an event");
+        assert_eq!(s.deadline(start_timeout), None, "pending: waits for an event");
         s.phase = Phase::Starting { since: t0 };
-        assert_eq!(s.deadline(), None, "waits for its readiness");
+        assert_eq!(s.deadline(start_timeout), Some(t0 + start_timeout));
         s.phase = Phase::Running { since: t0 };
-        assert_eq!(s.deadline(), None);
+        assert_eq!(s.deadline(start_timeout), None);
         s.phase = Phase::RestartAt(t0 + MS);
-        assert_eq!(s.deadline(), Some(t0 + MS));
+        assert_eq!(s.deadline(start_timeout), Some(t0 + MS));
         s.phase = Phase::Stopping {
             deadline: t0 + 2 * MS,
             restart: true,
         };
-        assert_eq!(s.deadline(), Some(t0 + 2 * MS));
+        assert_eq!(s.deadline(start_timeout), Some(t0 + 2 * MS));
         s.phase = Phase::Killed;
-        assert_eq!(s.deadline(), None);
+        assert_eq!(s.deadline(start_timeout), None);
 
         assert_eq!(nearest([None, None]), None);
         assert_eq!(
@@ -291,5 +334,31 @@ mod tests {
         assert_eq!(check_interval(Duration::from_secs(10)), Duration::from_secs(1));
         assert_eq!(check_interval(Duration::from_secs(2)), Duration::from_millis(500));
         assert_eq!(check_interval(Duration::from_millis(100)), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_stall_is_counted_only_with_work_pending_and_room_downstream() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut s = Stall::default();
+        assert_eq!(s.observe(at(0), 5, true, true), None, "first look");
+        assert_eq!(s.observe(at(100), 5, true, true), Some(Duration::from_millis(100)));
+        assert_eq!(s.observe(at(200), 6, true, true), None, "it moved");
+        assert_eq!(s.observe(at(300), 6, true, true), Some(Duration::from_millis(100)));
+        assert_eq!(s.observe(at(400), 6, false, true), None, "nothing to read");
+        assert_eq!(
+            s.observe(at(500), 6, true, true),
+            Some(Duration::ZERO),
+            "counted afresh"
+        );
+        assert_eq!(
+            s.observe(at(600), 6, true, false),
+            None,
+            "output full: blocked, not hung"
+        );
+        assert_eq!(s.observe(at(700), 6, true, true), Some(Duration::ZERO));
+        assert_eq!(s.observe(at(1_700), 6, true, true), Some(Duration::from_secs(1)));
+        s.reset();
+        assert_eq!(s.observe(at(1_800), 6, true, true), None, "a new run starts over");
     }
 }

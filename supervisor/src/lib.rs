@@ -6,14 +6,14 @@
 //! everything in order and exits non-zero, so that systemd's `Restart=` takes over.
 //!
 //! - `child_spec`: the four stages, their binaries, rings and start order;
-//! - `child`: one supervised stage: its phase, deadlines and backoff decision;
+//! - `child`: one supervised stage: its phase, deadlines, backoff decision and stall tracking;
 //! - `segments`: creating or re-adopting the rings and the stats page;
 //! - `spawn`: starting a stage so that it dies with the supervisor and can wake it when ready;
 //! - `events`: what the loop sleeps on (poll over pidfds, the readiness and shutdown pipes);
 //! - `intensity`: restart intensity and period;
 //! - `lifecycle`: what the supervisor's words in each stage slot of the stats page mean;
 //! - `supervisor`: the event loop (exits, readiness, restarts with backoff, deadlines);
-//! - `liveness`: readiness, hangs, restart requests;
+//! - `liveness`: readiness, hangs (heartbeat, start timeout, no progress), restart requests;
 //! - `stop`: the ordered stop;
 //! - `poison`: taking out a record a stage keeps dying on, into a dead-letter file;
 //! - `notify`: systemd's notify protocol;

@@ -7,7 +7,14 @@
 //!   hangs, and for operators' restart requests.
 //!
 //! A stage is hung, killed and restarted (counted in `hangs`, with the reason in its slot) when
-//! its heartbeat is older than `hang_timeout_ms` ([`HangReason::Heartbeat`]).
+//!
+//! - its heartbeat is older than `hang_timeout_ms` ([`HangReason::Heartbeat`]);
+//! - decoded or aggd: its input ring holds records and its output ring has room, but its read
+//!   position has not moved for `hang_timeout_ms` ([`HangReason::NoProgress`]). Not emitd, which
+//!   in JetStream mode holds its position on purpose while NATS is away, and not ingestd, which
+//!   has no input ring (see `ChildSpec::must_keep_moving`);
+//! - it is still starting after `start_timeout_ms` ([`HangReason::StartTimeout`]; that deadline
+//!   is the loop's, see `Supervisor::on_time`).
 
 use std::time::Instant;
 
@@ -65,15 +72,35 @@ impl Supervisor {
     }
 
     /// Why a running stage is hung, if it is.
-    fn hung(&mut self, i: usize, _now: Instant) -> Option<HangReason> {
+    fn hung(&mut self, i: usize, now: Instant) -> Option<HangReason> {
         let hang_timeout = self.limits.hang_timeout;
-        let c = &self.children[i];
+        let c = &mut self.children[i];
         let age_ms = self.lifecycle.slot(c.spec.name).ok()?.heartbeat_age_ms().unwrap_or(0);
         if age_ms > hang_timeout.as_millis() as u64 {
             warn!(stage = c.spec.name, heartbeat_age_ms = age_ms, "heartbeat too old");
             return Some(HangReason::Heartbeat);
         }
-        None
+        if !c.spec.must_keep_moving() {
+            return None;
+        }
+        let (Some(input), Some(output)) = (&c.input, &c.output) else {
+            return None;
+        };
+        let (written, read) = input.positions();
+        let (out_written, out_read) = output.positions();
+        let room = out_written.wrapping_sub(out_read) < output.capacity();
+        let stalled = c.stall.observe(now, read, written != read, room)?;
+        if stalled <= hang_timeout {
+            return None;
+        }
+        warn!(
+            stage = c.spec.name,
+            position = read,
+            pending = written.wrapping_sub(read),
+            stalled_ms = stalled.as_millis() as u64,
+            "input pending and room downstream, but the position does not move"
+        );
+        Some(HangReason::NoProgress)
     }
 
     /// Kills a hung stage (it is restarted when its exit is reaped) and counts the hang.

@@ -4,8 +4,8 @@
 //!
 //! The loop sleeps in one `poll(2)` (see [`crate::events`]) until a child exits (its pidfd), a
 //! stage reports ready (the readiness pipe), a signal arrives (the shutdown pipe), or the nearest
-//! deadline passes: a restart that is due, a stop deadline, the periodic look at heartbeats and
-//! restart requests ([`crate::liveness`]), or systemd's watchdog. It never
+//! deadline passes: a restart that is due, a stop deadline, a start timeout, the periodic look at
+//! heartbeats, stalls and restart requests ([`crate::liveness`]), or systemd's watchdog. It never
 //! polls on a fixed tick: idle, it wakes once per check interval (`hang_timeout_ms / 4`, 50 ms to
 //! 1 s). The per-stage decisions (deadlines, backoff) are in [`crate::child`]; the ordered stop in
 //! [`crate::stop`].
@@ -24,7 +24,7 @@ use crate::child::{check_interval, nearest, Phase, Run, Supervised, Verdict};
 use crate::child_spec::ChildSpec;
 use crate::events::{self, ReadyPipe};
 use crate::intensity::RestartIntensity;
-use crate::lifecycle::{ExitStatus, Lifecycle};
+use crate::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use crate::notify::Notifier;
 use crate::poison::{DeadLetter, PoisonWatch};
 use crate::spawn::spawn_stage;
@@ -49,6 +49,7 @@ pub(crate) struct Ids {
 /// The `[supervisor]` durations, read once.
 pub(crate) struct Limits {
     pub(crate) hang_timeout: Duration,
+    pub(crate) start_timeout: Duration,
     pub(crate) min_uptime: Duration,
     pub(crate) shutdown_timeout: Duration,
     /// How often [`crate::liveness`] looks (see [`check_interval`]).
@@ -60,6 +61,7 @@ impl Limits {
         let ms = Duration::from_millis;
         Limits {
             hang_timeout: ms(s.hang_timeout_ms),
+            start_timeout: ms(s.start_timeout_ms),
             min_uptime: ms(s.min_uptime_ms),
             shutdown_timeout: ms(s.shutdown_timeout_ms),
             check_every: check_interval(ms(s.hang_timeout_ms)),
@@ -204,6 +206,9 @@ impl Supervisor {
             match self.children[i].phase {
                 // Start in order: every stage before this one must be ready.
                 Phase::Pending if self.children[..i].iter().all(Supervised::is_running) => self.start(i)?,
+                Phase::Starting { since } if now >= since + self.limits.start_timeout => {
+                    self.hang(i, HangReason::StartTimeout);
+                }
                 Phase::RestartAt(at) if now >= at => self.start(i)?,
                 Phase::Stopping { deadline, restart } if now >= deadline => {
                     warn!(stage = name, "did not stop in time; killing it");
@@ -230,7 +235,8 @@ impl Supervisor {
 
     /// The nearest instant at which [`Supervisor::on_time`] has something to do.
     fn next_deadline(&self) -> Instant {
-        let children = self.children.iter().map(Supervised::deadline);
+        let start_timeout = self.limits.start_timeout;
+        let children = self.children.iter().map(|c| c.deadline(start_timeout));
         nearest(children.chain([Some(self.next_check), self.next_watchdog])).unwrap_or(self.next_check)
     }
 
@@ -254,6 +260,7 @@ impl Supervisor {
         let ready_fd = Some(self.ready_pipe.child_end());
         let c = &mut self.children[i];
         c.run = Run::new(now);
+        c.stall.reset();
         match spawn_stage(&c.spec.program, &self.config_path, ready_fd) {
             Ok(child) => {
                 let pid = child.id();

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use pipeline_tests::{alive, expectations, loadgen, times, Collector, Expected, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, segment, stage, supervisor_counter};
-use supervisor::lifecycle::StageLifecycle;
+use shm_ring::StageState;
+use supervisor::lifecycle::{HangReason, StageLifecycle};
 use test_brokers::{binary, free_port, wait_for, Mosquitto, Nats, Process, TempDir};
 
 /// ingestd keeps a persistent session, so that the broker holds messages for it while it
@@ -175,6 +176,57 @@ fn a_stopped_stage_is_detected_as_hung_and_restarted() {
     assert_eq!(after[stage::INGESTD], pids[stage::INGESTD]);
     assert_eq!(life(&p, stage::DECODED).hangs, 1);
     assert_eq!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS), 1);
+}
+
+/// A stage that never reports ready: ingestd replaced by a script that records its pid and
+/// sleeps. The real binaries run the other three.
+#[test]
+fn a_stage_stuck_starting_past_the_start_timeout_is_restarted_as_hung() {
+    let mqtt = Mosquitto::start();
+    let nats = Nats::start();
+    let bin = TempDir::new("stuck-bin");
+    for s in [stage::DECODED, stage::AGGD, stage::EMITD] {
+        std::os::unix::fs::symlink(binary(s), bin.path().join(s)).unwrap();
+    }
+    let starts = bin.path().join("starts");
+    let stuck = bin.path().join(stage::INGESTD);
+    std::fs::write(
+        &stuck,
+        format!("#!/bin/sh\necho $$ >> {}\nexec sleep 600\n", starts.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stuck, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let p = Pipeline::configure(
+        "start-timeout",
+        &mqtt,
+        &nats,
+        &format!(
+            "[supervisor]\nstart_timeout_ms = 500\nrestart_intensity = 1000\nbin_dir = \"{}\"\n",
+            bin.path().display()
+        ),
+    );
+    let _supervisor = p.supervise(&[]);
+    let started = |n: usize| {
+        let text = std::fs::read_to_string(&starts).unwrap_or_default();
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+        (pids.len() >= n).then_some(pids)
+    };
+    let pids = wait_for("the stuck stage to be started twice", PATIENCE, || started(2));
+    assert!(!alive(pids[0]), "the first one was killed");
+    let ingestd = life(&p, stage::INGESTD);
+    assert!(ingestd.hangs >= 1 && ingestd.restarts >= ingestd.hangs, "{ingestd:?}");
+    assert_eq!(ingestd.last_hang, Some(HangReason::StartTimeout));
+    assert!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS) >= 1);
+    // one_for_one: the stages that did start were left alone.
+    let others = |s: &str| p.stats().stage(s).map(|x| (x.state, x.pid)).unwrap();
+    let before: Vec<_> = [stage::DECODED, stage::AGGD, stage::EMITD].map(others).to_vec();
+    assert!(
+        before.iter().all(|(state, _)| *state == Some(StageState::Running)),
+        "{before:?}"
+    );
+    wait_for("the stuck stage to be killed again", PATIENCE, || started(3));
+    let after: Vec<_> = [stage::DECODED, stage::AGGD, stage::EMITD].map(others).to_vec();
+    assert_eq!(before, after);
 }
 
 #[test]
