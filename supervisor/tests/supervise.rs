@@ -217,6 +217,18 @@ fn a_stage_stuck_starting_past_the_start_timeout_is_restarted_as_hung() {
     assert!(ingestd.hangs >= 1 && ingestd.restarts >= ingestd.hangs, "{ingestd:?}");
     assert_eq!(ingestd.last_hang, Some(HangReason::StartTimeout));
     assert!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS) >= 1);
+    let status = Command::new(binary("telemetryctl"))
+        .arg("--config")
+        .arg(&p.config_path)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("note: ingestd: restarted as hung") && l.contains("last: start_timeout")),
+        "{text}"
+    );
     // one_for_one: the stages that did start were left alone.
     let others = |s: &str| p.stats().stage(s).map(|x| (x.state, x.pid)).unwrap();
     let before: Vec<_> = [stage::DECODED, stage::AGGD, stage::EMITD].map(others).to_vec();

@@ -14,7 +14,7 @@ use serde_json::Value;
 use shm_ring::{
     create, create_stats_page, CounterBatch, PrefixGuard, Producer, RingOptions, SegmentName, StageState, StageWriter,
 };
-use supervisor::lifecycle::{ExitStatus, Lifecycle};
+use supervisor::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use test_brokers::TempDir;
 
 /// A hang guard, not a speed requirement.
@@ -285,6 +285,7 @@ fn stats_json_has_the_documented_fields() {
     assert!(ingestd["started_unix_ms"].as_u64().unwrap() > 0);
     assert_eq!(ingestd["restarts"], 0);
     assert_eq!(ingestd["hangs"], 0);
+    assert_eq!(ingestd["last_hang"], Value::Null);
     assert_eq!(ingestd["last_exit"], Value::Null);
     assert_eq!(ingestd["consistent"], true);
     assert_eq!(ingestd["received"], 110);
@@ -423,12 +424,22 @@ fn status_exit_codes() {
         "{r:?}"
     );
 
+    // A stage that was restarted as hung and runs again: healthy, with a note saying why.
     let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
+    lifecycle.count_hang(stage::AGGD, HangReason::NoProgress).unwrap();
+    let r = f.ctl(&["status", "--heartbeat-timeout-ms", FRESH]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        line_of(&r.stdout, "note: aggd:", "").contains("restarted as hung 1 time(s); last: no_progress"),
+        "{r:?}"
+    );
+
     lifecycle.record_exit(stage::DECODED, ExitStatus::Signal(9)).unwrap();
     let r = f.ctl(&["status", "--heartbeat-timeout-ms", FRESH]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
-        r.stdout, "unhealthy: decoded: state exited (last exit: signal 9 (SIGKILL))\n",
+        r.stdout.lines().next(),
+        Some("unhealthy: decoded: state exited (last exit: signal 9 (SIGKILL))"),
         "{r:?}"
     );
 

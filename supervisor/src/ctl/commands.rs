@@ -163,7 +163,10 @@ fn status(s: &Settings, max_heartbeat_age_ms: u64) -> Result<i32, CtlError> {
             out.push_str(&format!("unhealthy: {}: {}\n", p.stage, p.reason));
         }
     }
-    if let Some(note) = health::supervisor_note(&snap, max_heartbeat_age_ms) {
+    for note in health::hang_notes(&snap)
+        .into_iter()
+        .chain(health::supervisor_note(&snap, max_heartbeat_age_ms))
+    {
         out.push_str(&note);
         out.push('\n');
     }

@@ -20,6 +20,8 @@
 //!     "uptime_ms": 99000,                      // null unless starting, running or stopping
 //!     "heartbeat_age_ms": 120,                 // null: never beat
 //!     "restarts": 2, "hangs": 1,
+//!     "last_hang": "heartbeat",                // why it was last restarted as hung: null (never),
+//!                                              //   "heartbeat", "start_timeout", "no_progress"
 //!     "last_exit": null,                       // or {"code": 1} or {"signal": 9}
 //!     "consistent": true,                      // false: died inside a counter update
 //!     "received": 1000, "forwarded": 990,      // 0 when the counter is not registered
@@ -113,6 +115,7 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                 "heartbeat_age_ms": s.heartbeat_age_ms,
                 "restarts": life.restarts,
                 "hangs": life.hangs,
+                "last_hang": life.last_hang.map(|h| h.as_str()),
                 "last_exit": last_exit(life.last_exit),
                 "consistent": s.consistent,
                 "received": value(s, counter::RECEIVED),
@@ -196,6 +199,8 @@ mod tests {
         let mut ingestd = ingestd_sample();
         StageLifecycle {
             last_exit: ExitStatus::Signal(9),
+            hangs: 1,
+            last_hang: Some(crate::lifecycle::HangReason::StartTimeout),
             ..StageLifecycle::of(&ingestd)
         }
         .write_to(&mut ingestd);
@@ -241,6 +246,8 @@ mod tests {
         assert_eq!(decoded["forwarded"], 0);
         assert_eq!(decoded["errors"]["bad_type"], 1);
         assert_eq!(decoded["last_exit"], Value::Null);
+        assert_eq!(decoded["last_hang"], Value::Null);
+        assert_eq!(ingestd["last_hang"], "start_timeout");
         assert_eq!(doc["rings"][0]["source"], "gauge");
         assert_eq!(doc["rings"][0]["problem"], "ring segment missing");
         assert_eq!(doc["balance"]["ok"], false);

@@ -1,5 +1,5 @@
 //! The text table of `telemetryctl stats`: stages (state, pid, uptime, heartbeat, restarts and
-//! hangs, last exit, received and forwarded; `-` when the counter is not registered), every counter (with its rate per second in
+//! hangs with the last hang's reason, last exit, received and forwarded; `-` when the counter is not registered), every counter (with its rate per second in
 //! `--watch`), ring depths against capacity, and the conservation balance.
 
 use records::names::counter;
@@ -78,7 +78,10 @@ pub fn render(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Stri
             uptime_ms(s.state, s.started_unix_ms, sample.unix_ms).map_or("-".into(), format::duration_ms),
             s.heartbeat_age_ms.map_or("never".into(), format::duration_ms),
             life.restarts.to_string(),
-            life.hangs.to_string(),
+            match life.last_hang {
+                Some(h) if life.hangs > 0 => format!("{} ({})", life.hangs, h.as_str()),
+                _ => life.hangs.to_string(),
+            },
             format::exit_status(life.last_exit),
             s.counter(counter::RECEIVED).map_or("-".into(), |v| v.to_string()),
             s.counter(counter::FORWARDED).map_or("-".into(), |v| v.to_string()),
@@ -177,7 +180,7 @@ mod tests {
             restarts: 3,
             hangs: 1,
             last_exit: ExitStatus::Signal(9),
-            last_hang: None,
+            last_hang: Some(crate::lifecycle::HangReason::Heartbeat),
         }
         .write_to(&mut decoded);
         decoded.consistent = false;
@@ -233,6 +236,7 @@ mod tests {
         let decoded = lines.iter().find(|l| l.starts_with("decoded ")).unwrap();
         assert!(decoded.contains("exited*"), "{decoded}");
         assert!(decoded.contains("signal 9 (SIGKILL)"), "{decoded}");
+        assert!(decoded.contains("1 (heartbeat)"), "{decoded}");
         assert!(text.contains("* decoded: died inside a counter update"));
         let malformed = lines.iter().find(|l| l.contains("error.malformed")).unwrap();
         assert!(
