@@ -1,8 +1,8 @@
 //! Liveness: is each stage ready, alive and moving? The loop asks on two occasions:
 //!
-//! - a stage wrote to the readiness pipe: [`Supervisor::check_ready`] looks at the states in the
+//! - a stage wrote to the readiness pipe: `Supervisor::check_ready` looks at the states in the
 //!   stats page and takes every stage that reports `Running` (with its own pid) as started;
-//! - every check interval ([`crate::child::check_interval`]): [`Supervisor::check`] looks for
+//! - every check interval ([`crate::child::check_interval`]): `Supervisor::check` looks for
 //!   readiness again (in case a wake-up was lost), for exits of children without a pidfd, for
 //!   hangs, and for operators' restart requests.
 //!
