@@ -44,6 +44,8 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::error::{Error, Result};
 use crate::layout::{self, CheckError, HeaderFields, KIND_STATS, LINE};
 use crate::segment::{Access, Mapping, SegmentName};
+#[cfg(doc)]
+use crate::StatsControl;
 
 /// Most stages a page holds.
 pub const MAX_STAGES: usize = 8;
@@ -76,7 +78,7 @@ pub enum StageState {
 }
 
 impl StageState {
-    fn from_raw(v: u32) -> Option<StageState> {
+    pub(crate) fn from_raw(v: u32) -> Option<StageState> {
         Some(match v {
             0 => StageState::Idle,
             1 => StageState::Starting,
@@ -117,16 +119,16 @@ pub const CONTROL_WORDS: usize = 8;
 
 /// One stage's slot.
 #[repr(C, align(128))]
-struct StageSlot {
+pub(crate) struct StageSlot {
     /// Seqlock over `counters`: odd while the stage is inside [`StageWriter::flush`]. Written only
     /// by the stage that holds the slot.
     seq: AtomicU64,
     /// CLOCK_MONOTONIC milliseconds of the stage's last sign of life; written by the stage.
-    heartbeat_ms: AtomicU64,
+    pub(crate) heartbeat_ms: AtomicU64,
     /// Pid of the stage process; written by the stage on attach and by its manager.
-    pid: AtomicU32,
+    pub(crate) pid: AtomicU32,
     /// A [`StageState`]; written by the manager, and by the stage when it becomes ready.
-    state: AtomicU32,
+    pub(crate) state: AtomicU32,
     /// Wall-clock milliseconds since the epoch when the current process started.
     started_unix_ms: AtomicU64,
     /// Number of registered counter names; stored with `Release` after the name is written, and
@@ -134,7 +136,7 @@ struct StageSlot {
     counter_count: AtomicU32,
     _pad: u32,
     /// The manager's words: stored and shown, never interpreted here (see [`StatsControl`]).
-    control: [AtomicU64; CONTROL_WORDS],
+    pub(crate) control: [AtomicU64; CONTROL_WORDS],
     /// Set at page creation; never changed.
     name: Name,
     counter_names: [Name; MAX_COUNTERS],
@@ -173,7 +175,7 @@ fn read_name(n: &Name) -> Name {
     unsafe { std::ptr::read_volatile(n) }
 }
 
-fn monotonic_ms() -> u64 {
+pub(crate) fn monotonic_ms() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
         .unwrap_or(0)
@@ -187,13 +189,13 @@ fn unix_ms() -> u64 {
 }
 
 /// A checked mapping of a stats page.
-struct Page {
+pub(crate) struct Page {
     map: Mapping,
     stages: usize,
 }
 
 impl Page {
-    fn open(name: &SegmentName, writable: bool) -> Result<Page> {
+    pub(crate) fn open(name: &SegmentName, writable: bool) -> Result<Page> {
         let map = Mapping::open(name, writable)?;
         let seg = name.to_string();
         if map.len() < LINE {
@@ -239,12 +241,12 @@ impl Page {
         unsafe { self.map.ptr().add(STAGES_OFFSET + i * std::mem::size_of::<StageSlot>()) as *mut StageSlot }
     }
 
-    fn slot(&self, i: usize) -> &StageSlot {
+    pub(crate) fn slot(&self, i: usize) -> &StageSlot {
         // SAFETY: as for `gauge`: slot i is inside the checked page, aligned, and any bits are valid.
         unsafe { &*self.slot_ptr(i) }
     }
 
-    fn find_stage(&self, stage: &str) -> Option<usize> {
+    pub(crate) fn find_stage(&self, stage: &str) -> Option<usize> {
         (0..self.stages).find(|&i| name_str(&read_name(&self.slot(i).name)) == stage)
     }
 
@@ -491,89 +493,6 @@ impl StageWriter {
         if let Some(i) = self.page.find_ring(ring) {
             self.page.gauge(i).depth.store(depth, Ordering::Relaxed);
         }
-    }
-}
-
-/// Write access to every stage slot's state, pid and control words, for the process that
-/// starts and stops the stages (the pipeline's supervisor) and for tools that talk to it through
-/// the page (an operator's restart request).
-///
-/// The page gives the [`CONTROL_WORDS`] words no meaning: each is a plain atomic that the manager
-/// loads, stores or adds to as it sees fit, and that [`StatsReader::snapshot`] shows as
-/// [`StageSnapshot::control`]. Opening needs write access to the page.
-///
-/// ```
-/// # use shm_ring::*;
-/// # use std::sync::atomic::Ordering;
-/// let name = SegmentName::new(&format!("doc-control-{}", std::process::id()), "stats")?;
-/// create_stats_page(&name, &["decoded"], &[])?;
-/// let control = StatsControl::open(&name)?;
-/// let decoded = control.stage("decoded")?;
-/// decoded.set_state(StageState::Starting, 0);
-/// decoded.word(0).fetch_add(1, Ordering::Relaxed); // say, a restart count
-/// let snap = StatsReader::open(&name)?.snapshot();
-/// let s = snap.stage("decoded").unwrap();
-/// assert_eq!((s.state, s.control[0]), (Some(StageState::Starting), 1));
-/// remove(&name)?;
-/// # Ok::<(), shm_ring::Error>(())
-/// ```
-pub struct StatsControl {
-    page: Page,
-}
-
-impl StatsControl {
-    /// Opens the page writable.
-    pub fn open(name: &SegmentName) -> Result<Self> {
-        Ok(StatsControl {
-            page: Page::open(name, true)?,
-        })
-    }
-
-    /// The slot of `stage`; an error if the page has none.
-    pub fn stage(&self, stage: &str) -> Result<ControlSlot<'_>> {
-        let i = self.page.find_stage(stage).ok_or_else(|| Error::InvalidParameter {
-            reason: format!("stats page has no slot for stage {stage:?}"),
-        })?;
-        Ok(ControlSlot {
-            slot: self.page.slot(i),
-        })
-    }
-}
-
-/// One stage's slot as its manager sees it; from [`StatsControl::stage`].
-#[derive(Clone, Copy)]
-pub struct ControlSlot<'a> {
-    slot: &'a StageSlot,
-}
-
-impl ControlSlot<'_> {
-    /// Sets the stage's state and pid (the manager does so before it spawns the stage, which
-    /// then writes its own pid on attach).
-    pub fn set_state(&self, state: StageState, pid: u32) {
-        self.slot.pid.store(pid, Ordering::Relaxed);
-        self.slot.state.store(state as u32, Ordering::Release);
-    }
-
-    /// The state word now, or `None` for a value this version does not know.
-    pub fn state(&self) -> Option<StageState> {
-        StageState::from_raw(self.slot.state.load(Ordering::Acquire))
-    }
-
-    /// The pid word now.
-    pub fn pid(&self) -> u32 {
-        self.slot.pid.load(Ordering::Relaxed)
-    }
-
-    /// Milliseconds since the stage's last heartbeat (CLOCK_MONOTONIC), or `None` if it never beat.
-    pub fn heartbeat_age_ms(&self) -> Option<u64> {
-        let beat = self.slot.heartbeat_ms.load(Ordering::Relaxed);
-        (beat != 0).then(|| monotonic_ms().saturating_sub(beat))
-    }
-
-    /// Control word `i` (below [`CONTROL_WORDS`]; panics otherwise). Any process with write
-    /// access may write it; which one does is the manager's convention.
-    pub fn word(&self, i: usize) -> &AtomicU64 {
-        &self.slot.control[i]
     }
 }
 
