@@ -86,6 +86,13 @@ impl ControlSlot<'_> {
         (beat != 0).then(|| monotonic_ms().saturating_sub(beat))
     }
 
+    /// One of the stage's counters as last published, or `None` if it has none of that name.
+    /// A single load: unlike [`StatsReader::snapshot`] it never waits for a batch boundary, and
+    /// is not consistent with the stage's other counters.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.slot.counter_value(name)
+    }
+
     /// Control word `i` (below [`CONTROL_WORDS`]; panics otherwise). Any process with write
     /// access may write it; which one does is the manager's convention.
     pub fn word(&self, i: usize) -> &AtomicU64 {

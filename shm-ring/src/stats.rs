@@ -143,6 +143,17 @@ pub(crate) struct StageSlot {
     counters: [AtomicU64; MAX_COUNTERS],
 }
 
+impl StageSlot {
+    /// One counter's value as last published, by name: a single atomic load, without waiting for
+    /// a batch boundary (so it never waits on a writer that died inside a flush).
+    pub(crate) fn counter_value(&self, counter: &str) -> Option<u64> {
+        let bytes = name_bytes(counter, "counter").ok()?;
+        let count = (self.counter_count.load(Ordering::Acquire) as usize).min(MAX_COUNTERS);
+        let i = (0..count).find(|&i| read_name(&self.counter_names[i]) == bytes)?;
+        Some(self.counters[i].load(Ordering::Relaxed))
+    }
+}
+
 const GAUGES_OFFSET: usize = LINE;
 const STAGES_OFFSET: usize = GAUGES_OFFSET + MAX_RINGS * std::mem::size_of::<RingGauge>();
 const PAGE_BYTES: usize = STAGES_OFFSET + MAX_STAGES * std::mem::size_of::<StageSlot>();

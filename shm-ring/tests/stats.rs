@@ -148,8 +148,14 @@ fn control_words_state_and_ring_gauges_are_visible_to_readers() {
     decoded.word(CONTROL_WORDS - 1).fetch_add(2, Ordering::Relaxed);
     assert!(control.stage("nonesuch").is_err());
     assert_eq!(decoded.heartbeat_age_ms(), None, "never beat");
-    let w = StageWriter::attach(&name, "decoded").unwrap();
+    let mut w = StageWriter::attach(&name, "decoded").unwrap();
     w.set_ring_depth("raw", 17);
+    let received = w.counter("received").unwrap();
+    let mut batch = CounterBatch::default();
+    batch.add(received, 5);
+    w.flush(&mut batch);
+    assert_eq!(decoded.counter("received"), Some(5));
+    assert_eq!(decoded.counter("nonesuch"), None);
     let snap = StatsReader::open(&name).unwrap().snapshot();
     let emitd = snap.stage("emitd").unwrap();
     assert_eq!((emitd.state, emitd.pid), (Some(StageState::Running), 4242));

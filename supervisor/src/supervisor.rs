@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use records::names::{counter, segment, stage, supervisor_counter};
-use shm_ring::{CounterId, SegmentName, StageState, StatsReader};
+use shm_ring::{CounterId, SegmentName, StageState};
 use stage_runtime::{Shutdown, StageCounters};
 use telemetry_config::Config;
 use tracing::{error, info, warn};
@@ -75,7 +75,6 @@ pub struct Supervisor {
     config_path: PathBuf,
     pub(crate) children: Vec<Supervised>,
     pub(crate) lifecycle: Lifecycle,
-    reader: StatsReader,
     pub(crate) own: StageCounters,
     pub(crate) ids: Ids,
     intensity: RestartIntensity,
@@ -100,7 +99,6 @@ impl Supervisor {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let page = SegmentName::new(&config.pipeline.prefix, segment::STATS)?;
         let lifecycle = Lifecycle::open(&page)?;
-        let reader = StatsReader::open(&page)?;
         let mut own = StageCounters::attach(&page, stage::SUPERVISOR)?;
         let ids = Ids {
             restarts: own.id(supervisor_counter::RESTARTS)?,
@@ -131,7 +129,6 @@ impl Supervisor {
             config_path,
             children,
             lifecycle,
-            reader,
             own,
             ids,
             notifier,
@@ -241,12 +238,13 @@ impl Supervisor {
     }
 
     /// A stage's progress mark: its input ring's read position, or for a stage without an input
-    /// ring (ingestd) its received counter.
+    /// ring (ingestd) its received counter. Single loads, so that judging an exit never waits
+    /// (a snapshot would, on a stage killed inside a counter update).
     pub(crate) fn progress_mark(&self, i: usize) -> Option<u64> {
         let c = &self.children[i];
         match &c.input {
             Some(ring) => Some(ring.positions().1),
-            None => self.reader.snapshot().stage(c.spec.name)?.counter(counter::RECEIVED),
+            None => self.lifecycle.slot(c.spec.name).ok()?.counter(counter::RECEIVED),
         }
     }
 
