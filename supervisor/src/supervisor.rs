@@ -204,7 +204,11 @@ impl Supervisor {
                 // Start in order: every stage before this one must be ready.
                 Phase::Pending if self.children[..i].iter().all(Supervised::is_running) => self.start(i)?,
                 Phase::Starting { since } if now >= since + self.limits.start_timeout => {
-                    self.hang(i, HangReason::StartTimeout);
+                    // Its wake-up may still be unread in the pipe: look at the page first.
+                    self.check_ready(now);
+                    if !self.children[i].is_running() {
+                        self.hang(i, HangReason::StartTimeout);
+                    }
                 }
                 Phase::RestartAt(at) if now >= at => self.start(i)?,
                 Phase::Stopping { deadline, restart } if now >= deadline => {
