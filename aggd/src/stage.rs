@@ -190,7 +190,7 @@ impl Stage {
                 "windows table rows failed validation and were freed"
             );
         }
-        stage.counters.slot().set_state(StageState::Running);
+        stage.counters.slot().ready();
         Ok(stage)
     }
 

@@ -319,8 +319,16 @@ pub struct Supervisor {
     pub restart_period_s: u64,
     /// How long a stage may take to stop after SIGTERM before SIGKILL (ms).
     pub shutdown_timeout_ms: u64,
-    /// A stage whose heartbeat is older than this (ms) is killed and restarted as hung.
+    /// A stage whose heartbeat is older than this (ms) is killed and restarted as hung; so is
+    /// decoded or aggd when its input has records and room downstream but its position has not
+    /// moved for this long.
     pub hang_timeout_ms: u64,
+    /// A stage still starting (not ready) after this long (ms) is killed and restarted as hung.
+    pub start_timeout_ms: u64,
+    /// A stage that was ready for at least this long (ms), or did work since it was ready, is
+    /// restarted at once when it exits; one that exits sooner without work is in a crash loop and
+    /// waits an exponential backoff (100 ms doubling to 10 s) before each restart.
+    pub min_uptime_ms: u64,
     /// Keep the segments in `/dev/shm` after a clean stop.
     pub keep_segments: bool,
     /// Prometheus text endpoint, for example `127.0.0.1:9108`; empty for none.
@@ -342,6 +350,8 @@ impl Default for Supervisor {
             restart_period_s: 60,
             shutdown_timeout_ms: 5_000,
             hang_timeout_ms: 10_000,
+            start_timeout_ms: 30_000,
+            min_uptime_ms: 500,
             keep_segments: false,
             metrics_listen: String::new(),
             poison_attempts: 3,
@@ -568,6 +578,20 @@ impl Config {
                 "must be at least 100",
             ));
         }
+        if s.start_timeout_ms < 100 {
+            return Err(bad(
+                "supervisor.start_timeout_ms",
+                s.start_timeout_ms,
+                "must be at least 100",
+            ));
+        }
+        if s.min_uptime_ms > 3_600_000 {
+            return Err(bad(
+                "supervisor.min_uptime_ms",
+                s.min_uptime_ms,
+                "must be at most 3600000 (an hour)",
+            ));
+        }
         if !s.metrics_listen.is_empty() && s.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad(
                 "supervisor.metrics_listen",
@@ -638,6 +662,11 @@ mod tests {
         assert!(err("[pipeline]\nprefix = \"../x\"\n").starts_with("config: pipeline.prefix"));
         assert!(err("[ingestd]\ntopics = [\"$share/g/t\"]\n").contains("share_group"));
         assert!(err("[supervisor]\nmetrics_listen = \"localhost\"\n").starts_with("config: supervisor.metrics_listen"));
+        assert_eq!(
+            err("[supervisor]\nstart_timeout_ms = 10\n"),
+            "config: supervisor.start_timeout_ms = 10: must be at least 100"
+        );
+        assert!(err("[supervisor]\nmin_uptime_ms = 3600001\n").starts_with("config: supervisor.min_uptime_ms"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use records::names::{counter, segment};
 use records::{RawRecord, Reading};
-use shm_ring::{Consumer, CounterId, Producer, SegmentName, StageState, WaitStrategy};
+use shm_ring::{Consumer, CounterId, Producer, SegmentName, WaitStrategy};
 use stage_runtime::StageCounters;
 
 use crate::decode::decode;
@@ -145,7 +145,7 @@ impl Stage {
         );
 
         counters.set_ring_depth(segment::RAW, queued - skip);
-        counters.set_state(StageState::Running);
+        counters.ready();
         counters.flush();
         Ok(Stage {
             input,

@@ -18,7 +18,7 @@ use records::names::{counter, error_reason, segment, stage};
 use records::{ContentType, FixedText, RawRecord, Reading};
 use shm_ring::{
     create, create_stats_page, Consumer, PrefixGuard, Producer, RingObserver, RingOptions, SegmentName, StageState,
-    StatsLifecycle, StatsReader,
+    StatsControl, StatsReader,
 };
 use telemetry_config::Decoded;
 use test_brokers::{wait_for, Process, TempDir};
@@ -99,10 +99,11 @@ impl Scene {
     /// test marks the slot `Starting` first).
     fn start(&mut self) {
         assert!(self.decoded.is_none());
-        StatsLifecycle::open(&self.stats)
+        StatsControl::open(&self.stats)
             .unwrap()
-            .set_state(stage::DECODED, StageState::Starting, 0)
-            .unwrap();
+            .stage(stage::DECODED)
+            .unwrap()
+            .set_state(StageState::Starting, 0);
         let log = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let process = Process::spawn(
             "decoded",

@@ -223,7 +223,7 @@ impl Stage {
 
     /// Runs until a shutdown request has been handled (then `Ok`) or a fatal error.
     pub async fn run(mut self) -> Result<(), Error> {
-        self.stats.set_state(StageState::Running);
+        self.stats.ready();
         loop {
             self.check_shutdown();
             self.reap_acks()?;

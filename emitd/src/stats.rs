@@ -123,4 +123,9 @@ impl Stats {
     pub fn set_state(&self, state: StageState) {
         self.counters.set_state(state);
     }
+
+    /// Reports the stage ready and wakes the supervisor (see `StageCounters::ready`).
+    pub fn ready(&self) {
+        self.counters.ready();
+    }
 }

@@ -84,6 +84,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod consumer;
+mod control;
 mod error;
 mod futex;
 mod layout;
@@ -98,6 +99,7 @@ mod table;
 mod wait;
 
 pub use consumer::{Consumer, PopError, ReadChunk};
+pub use control::{ControlSlot, StatsControl};
 pub use error::{Error, Result};
 pub use layout::LAYOUT_VERSION;
 pub use observer::RingObserver;
@@ -106,8 +108,8 @@ pub use record::Record;
 pub use ring::{create, Created, IfExists, RingOptions};
 pub use segment::{list, remove, remove_all, Access, PrefixGuard, SegmentName};
 pub use stats::{
-    create_stats_page, CounterBatch, CounterId, ExitStatus, Heartbeat, RingSnapshot, StageSnapshot, StageState,
-    StageWriter, StatsLifecycle, StatsReader, StatsSnapshot, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
+    create_stats_page, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState, StageWriter,
+    StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
 };
 pub use table::{create_table, Table, USER_WORDS};
 pub use wait::WaitStrategy;

@@ -1,5 +1,6 @@
 //! The stats page: one fixed-layout segment where every stage writes its counters and heartbeat,
-//! the supervisor writes each stage's lifecycle, and observers read everything without locks.
+//! whoever manages the stages keeps a few words of its own per stage, and observers read
+//! everything without locks.
 //!
 //! Because the counters live in shared memory they survive a stage's restart: the new process
 //! re-attaches its slot and keeps counting from where the old one stopped.
@@ -23,12 +24,28 @@
 //! | 0 | header (kind = stats page, capacity = number of stage slots) |
 //! | 128 | [`MAX_RINGS`] ring gauges, 128 bytes each |
 //! | 128 + 128 × MAX_RINGS | [`MAX_STAGES`] stage slots |
+//!
+//! # Who writes what in a stage slot
+//!
+//! | field | written by |
+//! |---|---|
+//! | counters, heartbeat, ring gauges | the stage ([`StageWriter`]), the only writer |
+//! | pid, start time | the stage on attach; the pid also by its manager ([`StatsControl`]) |
+//! | state ([`StageState`]) | the manager, and the stage when it becomes ready or stops |
+//! | [`CONTROL_WORDS`] control words | the manager ([`StatsControl`]); this crate gives them no meaning |
+//!
+//! The control words are how the process that starts the stages (the pipeline's supervisor)
+//! keeps per-stage bookkeeping where every observer can read it: restarts, the last exit, requests
+//! from operators. This crate only stores and reads them; the supervisor's `lifecycle` module says
+//! what each one means.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::layout::{self, CheckError, HeaderFields, KIND_STATS, LINE};
 use crate::segment::{Access, Mapping, SegmentName};
+#[cfg(doc)]
+use crate::StatsControl;
 
 /// Most stages a page holds.
 pub const MAX_STAGES: usize = 8;
@@ -41,7 +58,8 @@ pub const MAX_NAME_LEN: usize = 32;
 
 type Name = [u8; MAX_NAME_LEN];
 
-/// Lifecycle states, written by the supervisor (and by a stage about itself).
+/// A stage's state word: written by its manager (see [`StatsControl`]) and by a stage about itself
+/// (`Running` once ready, `Stopping` when it drains).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum StageState {
@@ -53,14 +71,14 @@ pub enum StageState {
     Running = 2,
     /// Draining or shutting down.
     Stopping = 3,
-    /// Exited; see `last_exit`.
+    /// Exited (its manager may record how in its control words).
     Exited = 4,
     /// Waiting out a restart backoff.
     Backoff = 5,
 }
 
 impl StageState {
-    fn from_raw(v: u32) -> Option<StageState> {
+    pub(crate) fn from_raw(v: u32) -> Option<StageState> {
         Some(match v {
             0 => StageState::Idle,
             1 => StageState::Starting,
@@ -85,35 +103,6 @@ impl StageState {
     }
 }
 
-/// How a stage process last ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It has not exited (since the page was created).
-    None,
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it.
-    Signal(i32),
-}
-
-impl ExitStatus {
-    fn encode(self) -> u64 {
-        match self {
-            ExitStatus::None => 0,
-            ExitStatus::Code(c) => (1 << 32) | u64::from(c as u32),
-            ExitStatus::Signal(s) => (2 << 32) | u64::from(s as u32),
-        }
-    }
-
-    fn decode(v: u64) -> ExitStatus {
-        match v >> 32 {
-            1 => ExitStatus::Code(v as u32 as i32),
-            2 => ExitStatus::Signal(v as u32 as i32),
-            _ => ExitStatus::None,
-        }
-    }
-}
-
 /// One ring's gauge: written by the ring's consumer stage whenever it reads a batch.
 #[repr(C, align(128))]
 struct RingGauge {
@@ -125,37 +114,44 @@ struct RingGauge {
     depth: AtomicU64,
 }
 
+/// Words per stage slot that the stages' manager keeps (see [`StatsControl`]).
+pub const CONTROL_WORDS: usize = 8;
+
 /// One stage's slot.
 #[repr(C, align(128))]
-struct StageSlot {
+pub(crate) struct StageSlot {
     /// Seqlock over `counters`: odd while the stage is inside [`StageWriter::flush`]. Written only
     /// by the stage that holds the slot.
     seq: AtomicU64,
     /// CLOCK_MONOTONIC milliseconds of the stage's last sign of life; written by the stage.
-    heartbeat_ms: AtomicU64,
-    /// Pid of the stage process; written by the stage on attach and by the supervisor on spawn.
-    pid: AtomicU32,
-    /// A [`StageState`]; written by the supervisor, and by the stage when it becomes ready.
-    state: AtomicU32,
-    /// Restarts since the page was created; written by the supervisor.
-    restarts: AtomicU64,
-    /// Restarts caused by a stale heartbeat; written by the supervisor.
-    hangs: AtomicU64,
-    /// Encoded [`ExitStatus`] of the last exit; written by the supervisor.
-    last_exit: AtomicU64,
+    pub(crate) heartbeat_ms: AtomicU64,
+    /// Pid of the stage process; written by the stage on attach and by its manager.
+    pub(crate) pid: AtomicU32,
+    /// A [`StageState`]; written by the manager, and by the stage when it becomes ready.
+    pub(crate) state: AtomicU32,
     /// Wall-clock milliseconds since the epoch when the current process started.
     started_unix_ms: AtomicU64,
-    /// Restarts asked for by an operator (`telemetryctl restart`); the supervisor restarts the
-    /// stage whenever this grows. Written by whoever asks (with write access to the page).
-    restart_requests: AtomicU64,
     /// Number of registered counter names; stored with `Release` after the name is written, and
     /// names below it never change.
     counter_count: AtomicU32,
     _pad: u32,
+    /// The manager's words: stored and shown, never interpreted here (see [`StatsControl`]).
+    pub(crate) control: [AtomicU64; CONTROL_WORDS],
     /// Set at page creation; never changed.
     name: Name,
     counter_names: [Name; MAX_COUNTERS],
     counters: [AtomicU64; MAX_COUNTERS],
+}
+
+impl StageSlot {
+    /// One counter's value as last published, by name: a single atomic load, without waiting for
+    /// a batch boundary (so it never waits on a writer that died inside a flush).
+    pub(crate) fn counter_value(&self, counter: &str) -> Option<u64> {
+        let bytes = name_bytes(counter, "counter").ok()?;
+        let count = (self.counter_count.load(Ordering::Acquire) as usize).min(MAX_COUNTERS);
+        let i = (0..count).find(|&i| read_name(&self.counter_names[i]) == bytes)?;
+        Some(self.counters[i].load(Ordering::Relaxed))
+    }
 }
 
 const GAUGES_OFFSET: usize = LINE;
@@ -190,7 +186,7 @@ fn read_name(n: &Name) -> Name {
     unsafe { std::ptr::read_volatile(n) }
 }
 
-fn monotonic_ms() -> u64 {
+pub(crate) fn monotonic_ms() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
         .unwrap_or(0)
@@ -204,13 +200,13 @@ fn unix_ms() -> u64 {
 }
 
 /// A checked mapping of a stats page.
-struct Page {
+pub(crate) struct Page {
     map: Mapping,
     stages: usize,
 }
 
 impl Page {
-    fn open(name: &SegmentName, writable: bool) -> Result<Page> {
+    pub(crate) fn open(name: &SegmentName, writable: bool) -> Result<Page> {
         let map = Mapping::open(name, writable)?;
         let seg = name.to_string();
         if map.len() < LINE {
@@ -256,12 +252,12 @@ impl Page {
         unsafe { self.map.ptr().add(STAGES_OFFSET + i * std::mem::size_of::<StageSlot>()) as *mut StageSlot }
     }
 
-    fn slot(&self, i: usize) -> &StageSlot {
+    pub(crate) fn slot(&self, i: usize) -> &StageSlot {
         // SAFETY: as for `gauge`: slot i is inside the checked page, aligned, and any bits are valid.
         unsafe { &*self.slot_ptr(i) }
     }
 
-    fn find_stage(&self, stage: &str) -> Option<usize> {
+    pub(crate) fn find_stage(&self, stage: &str) -> Option<usize> {
         (0..self.stages).find(|&i| name_str(&read_name(&self.slot(i).name)) == stage)
     }
 
@@ -518,69 +514,6 @@ impl StageWriter {
     }
 }
 
-/// Writes the lifecycle fields of every stage: the supervisor's handle on the page.
-pub struct StatsLifecycle {
-    page: Page,
-}
-
-impl StatsLifecycle {
-    /// Opens the page writable.
-    pub fn open(name: &SegmentName) -> Result<Self> {
-        Ok(StatsLifecycle {
-            page: Page::open(name, true)?,
-        })
-    }
-
-    fn slot(&self, stage: &str) -> Result<&StageSlot> {
-        let i = self.page.find_stage(stage).ok_or_else(|| Error::InvalidParameter {
-            reason: format!("stats page has no slot for stage {stage:?}"),
-        })?;
-        Ok(self.page.slot(i))
-    }
-
-    /// Sets a stage's state and pid.
-    pub fn set_state(&self, stage: &str, state: StageState, pid: u32) -> Result<()> {
-        let s = self.slot(stage)?;
-        s.pid.store(pid, Ordering::Relaxed);
-        s.state.store(state as u32, Ordering::Release);
-        Ok(())
-    }
-
-    /// Records how a stage ended.
-    pub fn record_exit(&self, stage: &str, status: ExitStatus) -> Result<()> {
-        let s = self.slot(stage)?;
-        s.last_exit.store(status.encode(), Ordering::Relaxed);
-        s.state.store(StageState::Exited as u32, Ordering::Release);
-        Ok(())
-    }
-
-    /// Counts a restart, and whether it was for a hang.
-    pub fn count_restart(&self, stage: &str, hang: bool) -> Result<()> {
-        let s = self.slot(stage)?;
-        s.restarts.fetch_add(1, Ordering::Relaxed);
-        if hang {
-            s.hangs.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Asks the supervisor to restart `stage` (it watches this count).
-    pub fn request_restart(&self, stage: &str) -> Result<u64> {
-        Ok(self.slot(stage)?.restart_requests.fetch_add(1, Ordering::AcqRel) + 1)
-    }
-
-    /// How many restarts have been asked for `stage` so far.
-    pub fn restart_requests(&self, stage: &str) -> Result<u64> {
-        Ok(self.slot(stage)?.restart_requests.load(Ordering::Acquire))
-    }
-
-    /// Milliseconds since the stage's last heartbeat (CLOCK_MONOTONIC).
-    pub fn heartbeat_age_ms(&self, stage: &str) -> Result<u64> {
-        let s = self.slot(stage)?;
-        Ok(monotonic_ms().saturating_sub(s.heartbeat_ms.load(Ordering::Relaxed)))
-    }
-}
-
 /// A read-only view of the page (`O_RDONLY`, `PROT_READ`): works when the supervisor is hung or
 /// gone and needs no write permission.
 pub struct StatsReader {
@@ -600,12 +533,9 @@ pub struct StageSnapshot {
     pub heartbeat_age_ms: Option<u64>,
     /// Wall-clock start of the current process, ms since the epoch (0 = never started).
     pub started_unix_ms: u64,
-    /// Restarts counted by the supervisor.
-    pub restarts: u64,
-    /// Restarts caused by a stale heartbeat.
-    pub hangs: u64,
-    /// How it last ended.
-    pub last_exit: ExitStatus,
+    /// The manager's control words as last written (their meaning is the manager's; see
+    /// [`StatsControl`]).
+    pub control: [u64; CONTROL_WORDS],
     /// Named counters, in registration order.
     pub counters: Vec<(String, u64)>,
     /// False if the seqlock never showed a batch boundary (the stage died inside a flush and has
@@ -702,9 +632,7 @@ impl StatsReader {
                 pid: s.pid.load(Ordering::Relaxed),
                 heartbeat_age_ms: (beat != 0).then(|| now.saturating_sub(beat)),
                 started_unix_ms: s.started_unix_ms.load(Ordering::Relaxed),
-                restarts: s.restarts.load(Ordering::Relaxed),
-                hangs: s.hangs.load(Ordering::Relaxed),
-                last_exit: ExitStatus::decode(s.last_exit.load(Ordering::Relaxed)),
+                control: std::array::from_fn(|w| s.control[w].load(Ordering::Acquire)),
                 counters: names.into_iter().zip(values).collect(),
                 consistent,
             });
@@ -721,23 +649,5 @@ impl StatsReader {
             })
             .collect();
         StatsSnapshot { stages, rings }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_status_round_trips() {
-        for s in [
-            ExitStatus::None,
-            ExitStatus::Code(0),
-            ExitStatus::Code(-1),
-            ExitStatus::Code(101),
-            ExitStatus::Signal(9),
-        ] {
-            assert_eq!(ExitStatus::decode(s.encode()), s);
-        }
     }
 }

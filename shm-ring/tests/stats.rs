@@ -1,5 +1,6 @@
 //! The stats page: counters that survive a writer's restart, snapshots that are consistent per
-//! stage while a writer is busy, lifecycle fields, and refusal of foreign pages.
+//! stage while a writer is busy, the manager's state and control words, and refusal of foreign
+//! pages.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -137,23 +138,30 @@ fn a_writer_killed_inside_a_flush_is_reported_then_repaired_by_its_successor() {
 }
 
 #[test]
-fn lifecycle_and_ring_gauges_are_visible_to_readers() {
-    let (_g, name) = scratch("lifecycle");
+fn control_words_state_and_ring_gauges_are_visible_to_readers() {
+    let (_g, name) = scratch("control");
     create_stats_page(&name, &STAGES, &RINGS).unwrap();
-    let life = StatsLifecycle::open(&name).unwrap();
-    life.set_state("emitd", StageState::Running, 4242).unwrap();
-    life.record_exit("decoded", ExitStatus::Signal(9)).unwrap();
-    life.count_restart("decoded", false).unwrap();
-    life.count_restart("decoded", true).unwrap();
-    assert!(life.set_state("nonesuch", StageState::Running, 1).is_err());
-    let w = StageWriter::attach(&name, "decoded").unwrap();
+    let control = StatsControl::open(&name).unwrap();
+    control.stage("emitd").unwrap().set_state(StageState::Running, 4242);
+    let decoded = control.stage("decoded").unwrap();
+    decoded.word(0).store(7, Ordering::Relaxed);
+    decoded.word(CONTROL_WORDS - 1).fetch_add(2, Ordering::Relaxed);
+    assert!(control.stage("nonesuch").is_err());
+    assert_eq!(decoded.heartbeat_age_ms(), None, "never beat");
+    let mut w = StageWriter::attach(&name, "decoded").unwrap();
     w.set_ring_depth("raw", 17);
+    let received = w.counter("received").unwrap();
+    let mut batch = CounterBatch::default();
+    batch.add(received, 5);
+    w.flush(&mut batch);
+    assert_eq!(decoded.counter("received"), Some(5));
+    assert_eq!(decoded.counter("nonesuch"), None);
     let snap = StatsReader::open(&name).unwrap().snapshot();
     let emitd = snap.stage("emitd").unwrap();
     assert_eq!((emitd.state, emitd.pid), (Some(StageState::Running), 4242));
-    let decoded = snap.stage("decoded").unwrap();
-    assert_eq!(decoded.last_exit, ExitStatus::Signal(9));
-    assert_eq!((decoded.restarts, decoded.hangs), (2, 1));
+    assert_eq!(emitd.control, [0; CONTROL_WORDS]);
+    let d = snap.stage("decoded").unwrap();
+    assert_eq!((d.control[0], d.control[CONTROL_WORDS - 1]), (7, 2));
     assert_eq!(
         snap.rings[0],
         RingSnapshot {
@@ -163,7 +171,12 @@ fn lifecycle_and_ring_gauges_are_visible_to_readers() {
         }
     );
     assert_eq!(snap.stages.len(), 4);
-    assert!(life.heartbeat_age_ms("decoded").unwrap() < 60_000);
+    assert!(decoded.heartbeat_age_ms().unwrap() < 60_000);
+    assert_eq!(decoded.pid(), std::process::id(), "the stage wrote its pid on attach");
+    w.set_state(StageState::Running);
+    assert_eq!(decoded.state(), Some(StageState::Running));
+    // The stage's writer and the manager's words do not touch each other's fields.
+    assert_eq!(decoded.word(0).load(Ordering::Relaxed), 7);
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! A stage's counters: registered once by name in the stats page, incremented locally per
-//! record, published once per batch.
+//! record, published once per batch. Also its state, and the wake-up that tells the supervisor
+//! it is ready (see [`crate::ready`]).
+
+use std::os::fd::RawFd;
 
 use shm_ring::{CounterBatch, CounterId, Heartbeat, SegmentName, StageState, StageWriter};
 
@@ -7,6 +10,8 @@ use shm_ring::{CounterBatch, CounterId, Heartbeat, SegmentName, StageState, Stag
 pub struct StageCounters {
     writer: StageWriter,
     batch: CounterBatch,
+    /// The supervisor's readiness pipe, when it started this stage.
+    ready_fd: Option<RawFd>,
 }
 
 impl StageCounters {
@@ -15,6 +20,7 @@ impl StageCounters {
         Ok(StageCounters {
             writer: StageWriter::attach(page, stage)?,
             batch: CounterBatch::default(),
+            ready_fd: crate::ready::from_env(),
         })
     }
 
@@ -54,9 +60,22 @@ impl StageCounters {
         self.writer.heartbeat_handle()
     }
 
-    /// Reports the stage's state (`Running` once it is ready).
+    /// Reports the stage's state. `Running` means ready: the supervisor is woken as by
+    /// [`StageCounters::ready`].
     pub fn set_state(&self, state: StageState) {
         self.writer.set_state(state);
+        if state == StageState::Running {
+            if let Some(fd) = self.ready_fd {
+                // After the state is stored, so that the supervisor finds it when it looks.
+                crate::ready::wake(fd);
+            }
+        }
+    }
+
+    /// Reports the stage ready (`Running`) and wakes the supervisor that started it, which then
+    /// takes it as started. Call it once the stage has attached everything it needs.
+    pub fn ready(&self) {
+        self.set_state(StageState::Running);
     }
 
     /// Reports the depth of a ring this stage consumes.

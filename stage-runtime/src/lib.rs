@@ -1,5 +1,6 @@
 //! What every stage process does besides its own work: structured logs on stderr, a shutdown
-//! flag set by SIGTERM/SIGINT, its slot in the stats page, and how it waits on its input ring.
+//! flag set by SIGTERM/SIGINT, its slot in the stats page (and the wake-up that tells the
+//! supervisor it is ready), and how it waits on its input ring.
 //!
 //! A stage's `main` wires these to its own loop; see `ingestd`, `decoded`, `aggd` and `emitd`.
 
@@ -8,12 +9,14 @@
 pub mod backoff;
 mod counters;
 mod logging;
+mod ready;
 mod rings;
 mod shutdown;
 
 pub use backoff::Backoff;
 pub use counters::StageCounters;
 pub use logging::init_logging;
+pub use ready::READY_FD_ENV;
 pub use rings::{attach_consumer, attach_producer, patiently, segment, wait_strategy};
 pub use shutdown::Shutdown;
 

@@ -1,4 +1,5 @@
-//! Child specs: what the supervisor starts, in which order, and what each stage reads from.
+//! Child specs: what the supervisor starts, in which order, and which rings each stage reads
+//! and writes.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,20 @@ pub struct ChildSpec {
     pub name: &'static str,
     /// The executable.
     pub program: PathBuf,
-    /// The ring it consumes, if any (for poison detection and ordered shutdown).
+    /// The ring it consumes, if any (for poison detection, progress and ordered shutdown).
     pub input: Option<&'static str>,
+    /// The ring it produces into, if its output is a ring (emitd's is NATS).
+    pub output: Option<&'static str>,
+}
+
+impl ChildSpec {
+    /// Whether a stalled input position means a hang: only for a stage between two rings
+    /// (decoded, aggd), which must move whenever its input has records and its output has room.
+    /// Not emitd: in JetStream mode it holds its position on purpose while NATS is away. Not
+    /// ingestd: it has no input ring (its heartbeat and start timeout still apply).
+    pub fn must_keep_moving(&self) -> bool {
+        self.input.is_some() && self.output.is_some()
+    }
 }
 
 /// The four stages in start order: consumers first (emitd, aggd, decoded, ingestd), so that
@@ -27,16 +40,17 @@ pub fn child_specs(config: &Config, own_exe: &Path) -> Vec<ChildSpec> {
         PathBuf::from(&config.supervisor.bin_dir)
     };
     [
-        (stage::EMITD, Some(segment::AGGREGATES)),
-        (stage::AGGD, Some(segment::READINGS)),
-        (stage::DECODED, Some(segment::RAW)),
-        (stage::INGESTD, None),
+        (stage::EMITD, Some(segment::AGGREGATES), None),
+        (stage::AGGD, Some(segment::READINGS), Some(segment::AGGREGATES)),
+        (stage::DECODED, Some(segment::RAW), Some(segment::READINGS)),
+        (stage::INGESTD, None, Some(segment::RAW)),
     ]
     .into_iter()
-    .map(|(name, input)| ChildSpec {
+    .map(|(name, input, output)| ChildSpec {
         name,
         program: dir.join(name),
         input,
+        output,
     })
     .collect()
 }
@@ -51,6 +65,12 @@ mod tests {
         let names: Vec<_> = specs.iter().map(|s| s.name).collect();
         assert_eq!(names, ["emitd", "aggd", "decoded", "ingestd"]);
         assert_eq!(specs[3].program, Path::new("/opt/telemetry/bin/ingestd"));
+        let moving: Vec<_> = specs.iter().filter(|s| s.must_keep_moving()).map(|s| s.name).collect();
+        assert_eq!(
+            moving,
+            ["aggd", "decoded"],
+            "not emitd (JetStream holds), not ingestd (no input)"
+        );
         let mut c = Config::default();
         c.supervisor.bin_dir = "/usr/lib/telemetry".into();
         assert_eq!(

@@ -5,11 +5,16 @@
 //! than `restart_intensity` restarts within `restart_period_s` escalate: the supervisor stops
 //! everything in order and exits non-zero, so that systemd's `Restart=` takes over.
 //!
-//! - `child_spec`: the four stages, their binaries and start order;
+//! - `child_spec`: the four stages, their binaries, rings and start order;
+//! - `child`: one supervised stage: its phase, deadlines, backoff decision and stall tracking;
 //! - `segments`: creating or re-adopting the rings and the stats page;
-//! - `spawn`: starting a stage so that it dies with the supervisor;
+//! - `spawn`: starting a stage so that it dies with the supervisor and can wake it when ready;
+//! - `events`: what the loop sleeps on (poll over pidfds, the readiness and shutdown pipes);
 //! - `intensity`: restart intensity and period;
-//! - `supervisor`: the loop (exits, readiness, hangs, restart requests, ordered stop);
+//! - `lifecycle`: what the supervisor's words in each stage slot of the stats page mean;
+//! - `supervisor`: the event loop (exits, readiness, restarts with backoff, deadlines);
+//! - `liveness`: readiness, hangs (heartbeat, start timeout, no progress), restart requests;
+//! - `stop`: the ordered stop;
 //! - `poison`: taking out a record a stage keeps dying on, into a dead-letter file;
 //! - `notify`: systemd's notify protocol;
 //! - `metrics`: the Prometheus endpoint;
@@ -17,12 +22,17 @@
 
 #![deny(missing_docs)]
 
+pub mod child;
 pub mod child_spec;
 pub mod ctl;
+pub mod events;
 pub mod intensity;
+pub mod lifecycle;
+pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod poison;
 pub mod segments;
 pub mod spawn;
+pub mod stop;
 pub mod supervisor;

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let mut supervisor = match Supervisor::new(config.clone(), config_path, specs, Notifier::from_env()) {
         Ok(s) => s,
         Err(e) => {
-            error!(error = %e, "cannot attach to the stats page");
+            error!(error = %e, "cannot set up supervision (stats page, readiness pipe)");
             return ExitCode::from(1);
         }
     };

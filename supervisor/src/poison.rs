@@ -11,9 +11,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use records::names::segment;
+use records::names::{segment, supervisor_counter};
 use records::{Aggregate, RawRecord, Reading};
 use shm_ring::{Consumer, Record, SegmentName};
+use tracing::{error, warn};
+
+use crate::supervisor::Supervisor;
 
 /// Remembers, per stage, the record it last died on and how many times in a row.
 #[derive(Debug, Default)]
@@ -79,6 +82,43 @@ impl DeadLetter {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
         writeln!(f, "{line}")?;
         Ok(true)
+    }
+}
+
+impl Supervisor {
+    /// After a crash of stage `i`: if it keeps dying on the same input record, take that record
+    /// out.
+    pub(crate) fn check_poison(&mut self, i: usize) {
+        let (name, Some(ring)) = (self.children[i].spec.name, self.children[i].spec.input) else {
+            return;
+        };
+        let position = self.children[i].input.as_ref().and_then(|o| o.processing());
+        if !self.poison.died(name, position) {
+            return;
+        }
+        let position = position.expect("died() is true only for a position");
+        match take_out(&self.config.pipeline.prefix, ring, position, name) {
+            Ok(line) => {
+                error!(
+                    stage = name,
+                    ring, position, "skipped a poison record after repeated crashes on it"
+                );
+                self.own.add(self.ids.poison_skipped, 1);
+                // Per ring too, so that telemetryctl's balance can account for it.
+                if let Ok(id) = self.own.id(&format!("{}.{ring}", supervisor_counter::POISON_SKIPPED)) {
+                    self.own.add(id, 1);
+                }
+                match self.dead_letter.write(&line) {
+                    Ok(true) => {}
+                    Ok(false) => self.own.add(self.ids.dead_letter_full, 1),
+                    Err(e) => {
+                        warn!(error = %e, "cannot write the dead-letter file");
+                        self.own.add(self.ids.dead_letter_full, 1);
+                    }
+                }
+            }
+            Err(e) => error!(stage = name, ring, position, error = %e, "cannot take the poison record out"),
+        }
     }
 }
 

@@ -1,41 +1,33 @@
 //! The supervision loop: start the stages in order, restart each alone when it exits
-//! (one_for_one), restart it when its heartbeat goes stale (a hang), escalate past the restart
-//! intensity, restart on an operator's request, and stop everything in order on SIGTERM.
+//! (one_for_one), restart it when it hangs, escalate past the restart intensity, restart on an
+//! operator's request, and stop everything in order on SIGTERM.
+//!
+//! The loop sleeps in one `poll(2)` (see [`crate::events`]) until a child exits (its pidfd), a
+//! stage reports ready (the readiness pipe), a signal arrives (the shutdown pipe), or the nearest
+//! deadline passes: a restart that is due, a stop deadline, a start timeout, the periodic look at
+//! heartbeats, stalls and restart requests ([`crate::liveness`]), or systemd's watchdog. It never
+//! polls on a fixed tick: idle, it wakes once per check interval (`hang_timeout_ms / 4`, 50 ms to
+//! 1 s). The per-stage decisions (deadlines, backoff) are in [`crate::child`]; the ordered stop in
+//! [`crate::stop`].
 
-use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use records::names::{segment, stage, supervisor_counter};
-use shm_ring::{CounterId, ExitStatus, SegmentName, StageState, StatsLifecycle, StatsReader};
-use stage_runtime::{Backoff, Shutdown, StageCounters};
+use records::names::{counter, segment, stage, supervisor_counter};
+use shm_ring::{CounterId, SegmentName, StageState};
+use stage_runtime::{Shutdown, StageCounters};
 use telemetry_config::Config;
 use tracing::{error, info, warn};
 
+use crate::child::{check_interval, nearest, Phase, Run, Supervised, Verdict};
 use crate::child_spec::ChildSpec;
+use crate::events::{self, ReadyPipe};
 use crate::intensity::RestartIntensity;
+use crate::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use crate::notify::Notifier;
-use crate::poison::{self, DeadLetter, PoisonWatch};
+use crate::poison::{DeadLetter, PoisonWatch};
 use crate::spawn::spawn_stage;
-
-/// How often the loop looks at its children.
-const TICK: Duration = Duration::from_millis(50);
-/// A stage that has run this long since its last start has its restart backoff reset.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
-
-/// Whether an exit looks like a crash in the stage's own code (a Rust panic exits 101; a fault
-/// raises one of these signals), as opposed to being killed or exiting on purpose.
-fn crashed(exit: ExitStatus) -> bool {
-    match exit {
-        ExitStatus::Code(code) => code == 101,
-        ExitStatus::Signal(sig) => {
-            [libc::SIGABRT, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE].contains(&sig)
-        }
-        ExitStatus::None => false,
-    }
-}
 
 /// How the supervisor ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,64 +38,67 @@ pub enum Outcome {
     Escalated,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Not started yet (waiting for the stages before it).
-    Pending,
-    /// Spawned, not yet reporting Running.
-    Starting,
-    /// Reporting Running.
-    Running,
-    /// Exited; restart due at the given time.
-    RestartAt(Instant),
-    /// Asked to stop (restart request or shutdown); killed at the deadline.
-    Stopping { deadline: Instant, restart: bool },
+/// The supervisor's own counters in the stats page.
+pub(crate) struct Ids {
+    pub(crate) restarts: CounterId,
+    pub(crate) hangs: CounterId,
+    pub(crate) poison_skipped: CounterId,
+    pub(crate) dead_letter_full: CounterId,
 }
 
-struct Supervised {
-    spec: ChildSpec,
-    process: Option<Child>,
-    phase: Phase,
-    started: Instant,
-    backoff: Backoff,
-    restart_requests_seen: u64,
+/// The `[supervisor]` durations, read once.
+pub(crate) struct Limits {
+    pub(crate) hang_timeout: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) min_uptime: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    /// How often [`crate::liveness`] looks (see [`check_interval`]).
+    pub(crate) check_every: Duration,
 }
 
-struct Ids {
-    restarts: CounterId,
-    hangs: CounterId,
-    poison_skipped: CounterId,
-    dead_letter_full: CounterId,
+impl Limits {
+    fn of(s: &telemetry_config::Supervisor) -> Limits {
+        let ms = Duration::from_millis;
+        Limits {
+            hang_timeout: ms(s.hang_timeout_ms),
+            start_timeout: ms(s.start_timeout_ms),
+            min_uptime: ms(s.min_uptime_ms),
+            shutdown_timeout: ms(s.shutdown_timeout_ms),
+            check_every: check_interval(ms(s.hang_timeout_ms)),
+        }
+    }
 }
 
 /// The supervisor.
 pub struct Supervisor {
-    config: Config,
+    pub(crate) config: Config,
     config_path: PathBuf,
-    children: Vec<Supervised>,
-    lifecycle: StatsLifecycle,
-    reader: StatsReader,
-    own: StageCounters,
-    ids: Ids,
+    pub(crate) children: Vec<Supervised>,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) own: StageCounters,
+    pub(crate) ids: Ids,
     intensity: RestartIntensity,
-    notifier: Notifier,
+    pub(crate) notifier: Notifier,
     ready_sent: bool,
-    last_watchdog: Instant,
-    poison: PoisonWatch,
-    dead_letter: DeadLetter,
+    ready_pipe: ReadyPipe,
+    pub(crate) limits: Limits,
+    next_check: Instant,
+    next_watchdog: Option<Instant>,
+    pub(crate) poison: PoisonWatch,
+    pub(crate) dead_letter: DeadLetter,
 }
 
 impl Supervisor {
-    /// Attaches to the stats page (which `segments::prepare` created).
+    /// Attaches to the stats page (which `segments::prepare` created) and the rings, and creates
+    /// the readiness pipe.
     pub fn new(
         config: Config,
         config_path: PathBuf,
         specs: Vec<ChildSpec>,
         notifier: Notifier,
-    ) -> Result<Self, shm_ring::Error> {
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let page = SegmentName::new(&config.pipeline.prefix, segment::STATS)?;
-        let lifecycle = StatsLifecycle::open(&page)?;
-        let reader = StatsReader::open(&page)?;
+        let lifecycle = Lifecycle::open(&page)?;
         let mut own = StageCounters::attach(&page, stage::SUPERVISOR)?;
         let ids = Ids {
             restarts: own.id(supervisor_counter::RESTARTS)?,
@@ -114,312 +109,274 @@ impl Supervisor {
         own.set_state(StageState::Running);
         own.flush();
         let s = config.supervisor.clone();
-        let intensity = RestartIntensity::new(s.restart_intensity, Duration::from_secs(s.restart_period_s));
+        let limits = Limits::of(&s);
+        let now = Instant::now();
         let children = specs
             .into_iter()
             .map(|spec| {
                 let seen = lifecycle.restart_requests(spec.name).unwrap_or(0);
-                Supervised {
-                    spec,
-                    process: None,
-                    phase: Phase::Pending,
-                    started: Instant::now(),
-                    backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
-                    restart_requests_seen: seen,
-                }
+                Supervised::new(spec, &config.pipeline.prefix, seen, now)
             })
             .collect();
         Ok(Supervisor {
+            intensity: RestartIntensity::new(s.restart_intensity, Duration::from_secs(s.restart_period_s)),
+            next_watchdog: notifier.watchdog_interval().map(|every| now + every),
+            next_check: now + limits.check_every,
+            ready_pipe: ReadyPipe::new()?,
+            poison: PoisonWatch::new(s.poison_attempts),
+            dead_letter: DeadLetter::new(&s.dead_letter_file, s.dead_letter_max_bytes),
             config,
             config_path,
             children,
             lifecycle,
-            reader,
             own,
             ids,
-            intensity,
             notifier,
             ready_sent: false,
-            last_watchdog: Instant::now(),
-            poison: PoisonWatch::new(s.poison_attempts),
-            dead_letter: DeadLetter::new(&s.dead_letter_file, s.dead_letter_max_bytes),
+            limits,
         })
     }
 
     /// Runs until SIGTERM/SIGINT or escalation.
     pub fn run(&mut self, shutdown: &Shutdown) -> Outcome {
         self.notifier.status("starting stages");
-        loop {
-            if shutdown.requested() {
+        let wake = shutdown
+            .wake_pipe()
+            .inspect_err(|e| warn!(error = %e, "no shutdown wake-up pipe; waits are cut to 100 ms instead"))
+            .ok();
+        match self.supervise(shutdown, wake.as_ref().map(AsFd::as_fd)) {
+            Ok(()) => {
                 self.stop_all("shutdown requested");
-                return Outcome::Stopped;
+                Outcome::Stopped
             }
-            if let Err(reason) = self.tick() {
+            Err(reason) => {
                 error!(%reason, "restart intensity exceeded; stopping the pipeline");
                 self.notifier.status(&format!("giving up: {reason}"));
                 self.stop_all(&reason);
-                return Outcome::Escalated;
+                Outcome::Escalated
             }
-            self.own.flush();
-            if let Some(every) = self.notifier.watchdog_interval() {
-                if self.last_watchdog.elapsed() >= every {
-                    self.notifier.watchdog();
-                    self.last_watchdog = Instant::now();
-                }
-            }
-            std::thread::sleep(TICK);
         }
     }
 
-    /// One look at every child. `Err` means the restart intensity was exceeded.
-    fn tick(&mut self) -> Result<(), String> {
-        let snapshot = self.reader.snapshot();
-        let hang_timeout = self.config.supervisor.hang_timeout_ms;
-        let now = Instant::now();
-        for i in 0..self.children.len() {
-            // Exits.
-            let exited = match self.children[i].process.as_mut().map(Child::try_wait) {
-                Some(Ok(Some(status))) => Some(status),
-                _ => None,
-            };
-            if let Some(status) = exited {
-                self.on_exit(i, status)?;
-                continue;
+    /// The loop. `Ok` on a shutdown request, `Err` when the restart intensity was exceeded.
+    fn supervise(&mut self, shutdown: &Shutdown, wake: Option<BorrowedFd<'_>>) -> Result<(), String> {
+        loop {
+            // Checked before every wait; a signal after this point is in the wake-up pipe.
+            if shutdown.requested() {
+                return Ok(());
             }
+            self.on_time(Instant::now())?;
+            self.own.flush();
+            let deadline = self.next_deadline();
+            let mut timeout = deadline.saturating_duration_since(Instant::now());
+            if wake.is_none() {
+                timeout = timeout.min(Duration::from_millis(100));
+            }
+            let pidfds: Vec<(usize, BorrowedFd<'_>)> = self
+                .children
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i, c.pidfd.as_ref()?.as_fd())))
+                .collect();
+            let woken = match events::wait(wake, self.ready_pipe.as_fd(), &pidfds, timeout) {
+                Ok(w) => w,
+                Err(e) => {
+                    // Not expected (poll fails only for bad arguments or no memory); do not spin.
+                    error!(error = %e, "poll failed");
+                    std::thread::sleep(self.limits.check_every);
+                    continue;
+                }
+            };
+            for i in woken.exited {
+                self.reap(i)?;
+            }
+            if woken.ready {
+                self.check_ready(Instant::now());
+            }
+        }
+    }
+
+    /// Everything that is due by the clock at `now`.
+    fn on_time(&mut self, now: Instant) -> Result<(), String> {
+        for i in 0..self.children.len() {
             let name = self.children[i].spec.name;
-            let slot = snapshot.stage(name);
             match self.children[i].phase {
-                Phase::Pending => {
-                    // Start in order: every stage before this one must be Running.
-                    if self.children[..i].iter().all(|c| c.phase == Phase::Running) {
-                        self.start(i)?;
-                    }
-                }
-                Phase::Starting => {
-                    if slot.is_some_and(|s| s.state == Some(StageState::Running) && s.pid == self.pid(i)) {
-                        info!(stage = name, pid = self.pid(i), "ready");
-                        self.children[i].phase = Phase::Running;
-                        self.report();
-                    }
-                }
-                Phase::Running => {
-                    let age = slot.and_then(|s| s.heartbeat_age_ms).unwrap_or(0);
-                    if age > hang_timeout {
-                        warn!(stage = name, heartbeat_age_ms = age, "hung; killing it");
-                        self.own.add(self.ids.hangs, 1);
-                        let _ = self.lifecycle.count_restart(name, true);
-                        self.kill(i);
-                        // Reaped and restarted like any other exit on the next tick.
-                    } else if self.children[i].started.elapsed() > STABLE_AFTER {
-                        self.children[i].backoff.reset();
+                // Start in order: every stage before this one must be ready.
+                Phase::Pending if self.children[..i].iter().all(Supervised::is_running) => self.start(i)?,
+                Phase::Starting { since } if now >= since + self.limits.start_timeout => {
+                    // Its wake-up may still be unread in the pipe: look at the page first.
+                    self.check_ready(now);
+                    if !self.children[i].is_running() {
+                        self.hang(i, HangReason::StartTimeout);
                     }
                 }
                 Phase::RestartAt(at) if now >= at => self.start(i)?,
-                Phase::RestartAt(_) => {}
-                Phase::Stopping { deadline, .. } if now >= deadline => {
+                Phase::Stopping { deadline, restart } if now >= deadline => {
                     warn!(stage = name, "did not stop in time; killing it");
                     self.kill(i);
+                    // Not again at once: only if even SIGKILL has not ended it by then.
+                    self.children[i].phase = Phase::Stopping {
+                        deadline: now + self.limits.shutdown_timeout,
+                        restart,
+                    };
                 }
-                Phase::Stopping { .. } => {}
+                _ => {}
             }
-            // Operator's restart requests (telemetryctl restart).
-            let requests = self.lifecycle.restart_requests(name).unwrap_or(0);
-            if requests > self.children[i].restart_requests_seen {
-                self.children[i].restart_requests_seen = requests;
-                if self.children[i].process.is_some() {
-                    info!(stage = name, "restart requested");
-                    self.terminate(i, true);
-                }
-            }
+        }
+        if now >= self.next_check {
+            self.check(now)?;
+            self.next_check = now + self.limits.check_every;
+        }
+        if self.next_watchdog.is_some_and(|at| now >= at) {
+            self.notifier.watchdog();
+            self.next_watchdog = self.notifier.watchdog_interval().map(|every| now + every);
         }
         Ok(())
     }
 
-    fn pid(&self, i: usize) -> u32 {
-        self.children[i].process.as_ref().map_or(0, Child::id)
+    /// The nearest instant at which [`Supervisor::on_time`] has something to do.
+    fn next_deadline(&self) -> Instant {
+        let start_timeout = self.limits.start_timeout;
+        let children = self.children.iter().map(|c| c.deadline(start_timeout));
+        nearest(children.chain([Some(self.next_check), self.next_watchdog])).unwrap_or(self.next_check)
+    }
+
+    /// A stage's progress mark: its input ring's read position, or for a stage without an input
+    /// ring (ingestd) its received counter. Single loads, so that judging an exit never waits
+    /// (a snapshot would, on a stage killed inside a counter update).
+    pub(crate) fn progress_mark(&self, i: usize) -> Option<u64> {
+        let c = &self.children[i];
+        match &c.input {
+            Some(ring) => Some(ring.positions().1),
+            None => self.lifecycle.slot(c.spec.name).ok()?.counter(counter::RECEIVED),
+        }
     }
 
     /// Spawns a stage. A stage that cannot even be spawned (missing binary, no permission)
     /// counts as a failed start, towards the restart intensity like any exit.
     fn start(&mut self, i: usize) -> Result<(), String> {
-        let c = &mut self.children[i];
+        let now = Instant::now();
+        let name = self.children[i].spec.name;
         // Before the spawn: a stage quick enough to report Running must not be overwritten.
-        let _ = self.lifecycle.set_state(c.spec.name, StageState::Starting, 0);
-        match spawn_stage(&c.spec.program, &self.config_path) {
+        let _ = self.lifecycle.set_state(name, StageState::Starting, 0);
+        let ready_fd = Some(self.ready_pipe.child_end());
+        let c = &mut self.children[i];
+        c.run = Run::new(now);
+        c.stall.reset();
+        match spawn_stage(&c.spec.program, &self.config_path, ready_fd) {
             Ok(child) => {
-                info!(stage = c.spec.name, pid = child.id(), "started");
+                let pid = child.id();
+                c.pidfd = events::pidfd_open(pid)
+                    .inspect_err(
+                        |e| warn!(stage = name, pid, error = %e, "no pidfd; exits are found by the periodic check"),
+                    )
+                    .ok();
                 c.process = Some(child);
-                c.phase = Phase::Starting;
-                c.started = Instant::now();
+                c.phase = Phase::Starting { since: now };
+                info!(stage = name, pid, "started");
+                Ok(())
             }
             Err(e) => {
-                let name = c.spec.name;
                 error!(stage = name, program = %c.spec.program.display(), error = %e, "cannot start");
-                c.started = Instant::now();
-                return self.restart_later(i, &format!("{name} cannot be started ({e})"));
+                self.restart_later(i, &format!("{name} cannot be started ({e})"), Verdict::CrashLoop)
             }
         }
-        Ok(())
     }
 
-    fn on_exit(&mut self, i: usize, status: std::process::ExitStatus) -> Result<(), String> {
-        let name = self.children[i].spec.name;
-        let exit = match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(sig)) => ExitStatus::Signal(sig),
-            _ => ExitStatus::Code(-1),
+    /// A child's pidfd is readable (or, without one, the periodic check asks): reap it.
+    pub(crate) fn reap(&mut self, i: usize) -> Result<(), String> {
+        let status = match self.children[i].process.as_mut().map(std::process::Child::try_wait) {
+            Some(Ok(Some(status))) => status,
+            Some(Ok(None)) | None => return Ok(()),
+            Some(Err(e)) => {
+                error!(stage = self.children[i].spec.name, error = %e, "cannot reap");
+                return Ok(());
+            }
         };
+        self.on_exit(i, ExitStatus::from_wait(status))
+    }
+
+    fn on_exit(&mut self, i: usize, exit: ExitStatus) -> Result<(), String> {
+        let now = Instant::now();
+        let name = self.children[i].spec.name;
         let _ = self.lifecycle.record_exit(name, exit);
-        self.children[i].process = None;
-        let requested = matches!(self.children[i].phase, Phase::Stopping { restart: true, .. });
-        if requested {
+        let mark = self.progress_mark(i);
+        let c = &mut self.children[i];
+        c.process = None;
+        c.pidfd = None;
+        if matches!(c.phase, Phase::Stopping { restart: true, .. }) {
             info!(stage = name, ?exit, "stopped on request; starting it again");
             self.count_restart(name);
             return self.start(i);
         }
-        warn!(stage = name, ?exit, "exited");
-        if crashed(exit) {
+        let verdict = c.run.verdict(now, mark, self.limits.min_uptime);
+        let ready_ms = c
+            .run
+            .ready_at
+            .map(|t| now.saturating_duration_since(t).as_millis() as u64);
+        warn!(stage = name, ?exit, ?verdict, ready_ms, "exited");
+        if exit.crashed() {
             self.check_poison(i);
         }
-        self.restart_later(i, &format!("{name} exited ({exit:?})"))
+        self.restart_later(i, &format!("{name} exited ({exit:?})"), verdict)
     }
 
-    /// Schedules a restart after a failure, or gives up past the restart intensity.
-    fn restart_later(&mut self, i: usize, failure: &str) -> Result<(), String> {
+    /// Schedules a restart after a failure (at once for bad luck, after a backoff for a crash
+    /// loop), or gives up past the restart intensity.
+    fn restart_later(&mut self, i: usize, failure: &str, verdict: Verdict) -> Result<(), String> {
+        let now = Instant::now();
         let name = self.children[i].spec.name;
-        if !self.intensity.allow(Instant::now()) {
+        if !self.intensity.allow(now) {
+            let s = &self.config.supervisor;
             return Err(format!(
                 "{failure}: more than {} restarts within {} s",
-                self.config.supervisor.restart_intensity, self.config.supervisor.restart_period_s
+                s.restart_intensity, s.restart_period_s
             ));
         }
         self.count_restart(name);
-        // The first restart is immediate; a stage that keeps failing backs off.
-        let c = &mut self.children[i];
-        let delay = if c.started.elapsed() > STABLE_AFTER {
-            c.backoff.reset();
-            Duration::ZERO
-        } else {
-            c.backoff.next_delay()
-        };
-        c.phase = Phase::RestartAt(Instant::now() + delay);
+        let delay = self.children[i].restart_delay(verdict);
+        if !delay.is_zero() {
+            info!(
+                stage = name,
+                delay_ms = delay.as_millis() as u64,
+                "crash loop; backing off"
+            );
+        }
+        self.children[i].phase = Phase::RestartAt(now + delay);
         let _ = self.lifecycle.set_state(name, StageState::Backoff, 0);
         self.report();
         Ok(())
     }
 
-    /// After a crash: if the stage keeps dying on the same input record, take that record out.
-    fn check_poison(&mut self, i: usize) {
-        let (name, Some(ring)) = (self.children[i].spec.name, self.children[i].spec.input) else {
-            return;
-        };
-        let position = SegmentName::new(&self.config.pipeline.prefix, ring)
-            .ok()
-            .and_then(|n| shm_ring::RingObserver::attach(&n).ok())
-            .and_then(|o| o.processing());
-        if !self.poison.died(name, position) {
-            return;
-        }
-        let position = position.expect("died() is true only for a position");
-        match poison::take_out(&self.config.pipeline.prefix, ring, position, name) {
-            Ok(line) => {
-                error!(
-                    stage = name,
-                    ring, position, "skipped a poison record after repeated crashes on it"
-                );
-                self.own.add(self.ids.poison_skipped, 1);
-                // Per ring too, so that telemetryctl's balance can account for it.
-                if let Ok(id) = self.own.id(&format!("{}.{ring}", supervisor_counter::POISON_SKIPPED)) {
-                    self.own.add(id, 1);
-                }
-                match self.dead_letter.write(&line) {
-                    Ok(true) => {}
-                    Ok(false) => self.own.add(self.ids.dead_letter_full, 1),
-                    Err(e) => {
-                        warn!(error = %e, "cannot write the dead-letter file");
-                        self.own.add(self.ids.dead_letter_full, 1);
-                    }
-                }
-            }
-            Err(e) => error!(stage = name, ring, position, error = %e, "cannot take the poison record out"),
-        }
-    }
-
     fn count_restart(&mut self, name: &str) {
         self.own.add(self.ids.restarts, 1);
-        let _ = self.lifecycle.count_restart(name, false);
+        let _ = self.lifecycle.count_restart(name);
     }
 
-    fn kill(&mut self, i: usize) {
+    pub(crate) fn kill(&mut self, i: usize) {
         if let Some(c) = self.children[i].process.as_mut() {
             let _ = c.kill();
         }
     }
 
-    fn terminate(&mut self, i: usize, restart: bool) {
-        let pid = self.pid(i);
+    /// SIGTERM, and a deadline for SIGKILL.
+    pub(crate) fn terminate(&mut self, i: usize, restart: bool) {
+        let pid = self.children[i].pid();
         if pid != 0 {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
-        let timeout = Duration::from_millis(self.config.supervisor.shutdown_timeout_ms);
         self.children[i].phase = Phase::Stopping {
-            deadline: Instant::now() + timeout,
+            deadline: Instant::now() + self.limits.shutdown_timeout,
             restart,
         };
     }
 
-    /// Stops the stages upstream first: each gets SIGTERM once the one before it has exited, so
-    /// it drains an input ring that no longer grows; SIGKILL after the shutdown timeout.
-    fn stop_all(&mut self, why: &str) {
-        info!(why, "stopping the pipeline");
-        self.notifier.stopping(&format!("stopping: {why}"));
-        self.own.set_state(StageState::Stopping);
-        for i in (0..self.children.len()).rev() {
-            let name = self.children[i].spec.name;
-            if self.children[i].process.is_none() {
-                continue;
-            }
-            let _ = self.lifecycle.set_state(name, StageState::Stopping, self.pid(i));
-            self.terminate(i, false);
-            let timeout = Duration::from_millis(self.config.supervisor.shutdown_timeout_ms);
-            let deadline = Instant::now() + timeout;
-            let status = loop {
-                let done = self.children[i]
-                    .process
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten());
-                if let Some(s) = done {
-                    break s;
-                }
-                if Instant::now() >= deadline {
-                    warn!(stage = name, "did not stop within the shutdown timeout; killing it");
-                    let c = self.children[i].process.as_mut().expect("running");
-                    let _ = c.kill();
-                    break c.wait().expect("wait");
-                }
-                self.own.flush();
-                std::thread::sleep(Duration::from_millis(10));
-            };
-            let exit = match (status.code(), status.signal()) {
-                (Some(code), _) => ExitStatus::Code(code),
-                (_, Some(sig)) => ExitStatus::Signal(sig),
-                _ => ExitStatus::Code(-1),
-            };
-            info!(stage = name, ?exit, "stopped");
-            let _ = self.lifecycle.record_exit(name, exit);
-            self.children[i].process = None;
-        }
-        self.own.set_state(StageState::Exited);
-        self.own.flush();
-    }
-
     /// Sends READY=1 the first time every stage runs, and a STATUS= line on every change.
-    fn report(&mut self) {
-        let states: HashMap<&str, Phase> = self.children.iter().map(|c| (c.spec.name, c.phase)).collect();
-        let running = states.values().filter(|p| **p == Phase::Running).count();
+    pub(crate) fn report(&mut self) {
+        let running = self.children.iter().filter(|c| c.is_running()).count();
         let status = format!("{running}/{} stages running", self.children.len());
         if running == self.children.len() && !self.ready_sent {
             self.notifier.ready(&status);

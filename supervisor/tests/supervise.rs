@@ -10,12 +10,19 @@ use std::time::Duration;
 
 use pipeline_tests::{alive, expectations, loadgen, times, Collector, Expected, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, segment, stage, supervisor_counter};
+use shm_ring::StageState;
+use supervisor::lifecycle::{HangReason, StageLifecycle};
 use test_brokers::{binary, free_port, wait_for, Mosquitto, Nats, Process, TempDir};
 
 /// ingestd keeps a persistent session, so that the broker holds messages for it while it
 /// restarts: then "nothing lost" covers the MQTT side too.
 const DURABLE: &str =
     "[ingestd]\nclean_start = false\nsession_expiry_s = 300\n[supervisor]\nrestart_intensity = 50\nrestart_period_s = 60\n";
+
+/// A stage's restarts, hangs and last exit, as the supervisor wrote them.
+fn life(p: &Pipeline, stage: &str) -> StageLifecycle {
+    StageLifecycle::of(p.stats().stage(stage).unwrap())
+}
 
 fn kill(pid: u32, signal: i32) {
     let _ = Command::new("kill")
@@ -92,7 +99,7 @@ fn each_stage_killed_under_load_restarts_alone_and_nothing_is_lost() {
     }
     assert_eq!(load.wait_exit(PATIENCE), Some(0));
     assert_all_aggregated(&p, &collector, &expectations(&expect));
-    let restarts: u64 = stage::ALL.iter().map(|s| p.stats().stage(s).unwrap().restarts).sum();
+    let restarts: u64 = stage::ALL.iter().map(|s| life(&p, s).restarts).sum();
     assert_eq!(restarts, 4);
 }
 
@@ -154,7 +161,7 @@ fn exceeding_the_restart_intensity_stops_everything_and_exits_non_zero() {
     assert_eq!(supervisor.wait_exit(PATIENCE), Some(3));
     let emitd = p.stats().stage(stage::EMITD).unwrap().pid;
     assert!(emitd != 0 && !alive(emitd), "the running stages were stopped too");
-    assert_eq!(p.stats().stage(stage::AGGD).unwrap().restarts, 2);
+    assert_eq!(life(&p, stage::AGGD).restarts, 2);
 }
 
 #[test]
@@ -167,8 +174,71 @@ fn a_stopped_stage_is_detected_as_hung_and_restarted() {
     kill(pids[stage::DECODED], 19); // SIGSTOP
     let after = p.wait_replaced(&pids, stage::DECODED);
     assert_eq!(after[stage::INGESTD], pids[stage::INGESTD]);
-    assert_eq!(p.stats().stage(stage::DECODED).unwrap().hangs, 1);
+    assert_eq!(life(&p, stage::DECODED).hangs, 1);
     assert_eq!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS), 1);
+}
+
+/// A stage that never reports ready: ingestd replaced by a script that records its pid and
+/// sleeps. The real binaries run the other three.
+#[test]
+fn a_stage_stuck_starting_past_the_start_timeout_is_restarted_as_hung() {
+    let mqtt = Mosquitto::start();
+    let nats = Nats::start();
+    let bin = TempDir::new("stuck-bin");
+    for s in [stage::DECODED, stage::AGGD, stage::EMITD] {
+        std::os::unix::fs::symlink(binary(s), bin.path().join(s)).unwrap();
+    }
+    let starts = bin.path().join("starts");
+    let stuck = bin.path().join(stage::INGESTD);
+    std::fs::write(
+        &stuck,
+        format!("#!/bin/sh\necho $$ >> {}\nexec sleep 600\n", starts.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stuck, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let p = Pipeline::configure(
+        "start-timeout",
+        &mqtt,
+        &nats,
+        &format!(
+            "[supervisor]\nstart_timeout_ms = 500\nrestart_intensity = 1000\nbin_dir = \"{}\"\n",
+            bin.path().display()
+        ),
+    );
+    let _supervisor = p.supervise(&[]);
+    let started = |n: usize| {
+        let text = std::fs::read_to_string(&starts).unwrap_or_default();
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+        (pids.len() >= n).then_some(pids)
+    };
+    let pids = wait_for("the stuck stage to be started twice", PATIENCE, || started(2));
+    assert!(!alive(pids[0]), "the first one was killed");
+    let ingestd = life(&p, stage::INGESTD);
+    assert!(ingestd.hangs >= 1 && ingestd.restarts >= ingestd.hangs, "{ingestd:?}");
+    assert_eq!(ingestd.last_hang, Some(HangReason::StartTimeout));
+    assert!(p.counter(stage::SUPERVISOR, supervisor_counter::HANGS) >= 1);
+    let status = Command::new(binary("telemetryctl"))
+        .arg("--config")
+        .arg(&p.config_path)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("note: ingestd: restarted as hung") && l.contains("last: start_timeout")),
+        "{text}"
+    );
+    // one_for_one: the stages that did start were left alone.
+    let others = |s: &str| p.stats().stage(s).map(|x| (x.state, x.pid)).unwrap();
+    let before: Vec<_> = [stage::DECODED, stage::AGGD, stage::EMITD].map(others).to_vec();
+    assert!(
+        before.iter().all(|(state, _)| *state == Some(StageState::Running)),
+        "{before:?}"
+    );
+    wait_for("the stuck stage to be killed again", PATIENCE, || started(3));
+    let after: Vec<_> = [stage::DECODED, stage::AGGD, stage::EMITD].map(others).to_vec();
+    assert_eq!(before, after);
 }
 
 #[test]
@@ -231,7 +301,7 @@ fn a_payload_that_crashes_decoded_is_quarantined_after_three_attempts() {
         dl.contains("\"ring\":\"raw\"") && dl.contains("site/x/sensor/t"),
         "{dl}"
     );
-    assert_eq!(p.stats().stage(stage::DECODED).unwrap().restarts, 3);
+    assert_eq!(life(&p, stage::DECODED).restarts, 3);
     let a = &collector.fullest()[&key];
     assert_eq!((a.num("min"), a.num("max")), (1.0, 3.0));
 }

@@ -12,9 +12,9 @@ use records::names::{counter, drop_reason, error_reason, segment, stage};
 use records::{Aggregate, ContentType, RawRecord, Reading};
 use serde_json::Value;
 use shm_ring::{
-    create, create_stats_page, CounterBatch, ExitStatus, PrefixGuard, Producer, RingOptions, SegmentName, StageState,
-    StageWriter, StatsLifecycle,
+    create, create_stats_page, CounterBatch, PrefixGuard, Producer, RingOptions, SegmentName, StageState, StageWriter,
 };
+use supervisor::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use test_brokers::TempDir;
 
 /// A hang guard, not a speed requirement.
@@ -96,7 +96,7 @@ impl Fixture {
 
     /// Every stage and the supervisor running, with a fresh heartbeat.
     fn all_running(&self) {
-        let lifecycle = StatsLifecycle::open(&self.name(segment::STATS)).unwrap();
+        let lifecycle = Lifecycle::open(&self.name(segment::STATS)).unwrap();
         for s in stage::ALL.iter().chain([&stage::SUPERVISOR]) {
             // Attaching beats the heartbeat.
             drop(self.writer(s));
@@ -285,6 +285,7 @@ fn stats_json_has_the_documented_fields() {
     assert!(ingestd["started_unix_ms"].as_u64().unwrap() > 0);
     assert_eq!(ingestd["restarts"], 0);
     assert_eq!(ingestd["hangs"], 0);
+    assert_eq!(ingestd["last_hang"], Value::Null);
     assert_eq!(ingestd["last_exit"], Value::Null);
     assert_eq!(ingestd["consistent"], true);
     assert_eq!(ingestd["received"], 110);
@@ -423,18 +424,28 @@ fn status_exit_codes() {
         "{r:?}"
     );
 
-    let lifecycle = StatsLifecycle::open(&f.name(segment::STATS)).unwrap();
+    // A stage that was restarted as hung and runs again: healthy, with a note saying why.
+    let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
+    lifecycle.count_hang(stage::AGGD, HangReason::NoProgress).unwrap();
+    let r = f.ctl(&["status", "--heartbeat-timeout-ms", FRESH]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        line_of(&r.stdout, "note: aggd:", "").contains("restarted as hung 1 time(s); last: no_progress"),
+        "{r:?}"
+    );
+
     lifecycle.record_exit(stage::DECODED, ExitStatus::Signal(9)).unwrap();
     let r = f.ctl(&["status", "--heartbeat-timeout-ms", FRESH]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
-        r.stdout, "unhealthy: decoded: state exited (last exit: signal 9 (SIGKILL))\n",
+        r.stdout.lines().next(),
+        Some("unhealthy: decoded: state exited (last exit: signal 9 (SIGKILL))"),
         "{r:?}"
     );
 
     // Running, but no process ever beat its heartbeat.
     let g = Fixture::new("status-nobeat");
-    let lifecycle = StatsLifecycle::open(&g.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&g.name(segment::STATS)).unwrap();
     for s in stage::ALL {
         lifecycle.set_state(s, StageState::Running, 1).unwrap();
     }
@@ -468,7 +479,7 @@ fn no_pipeline_is_exit_3_for_every_command() {
 fn restart_asks_for_exactly_one_stage() {
     let f = Fixture::new("restart");
     f.all_running();
-    let lifecycle = StatsLifecycle::open(&f.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
     let before: Vec<u64> = stage::ALL
         .iter()
         .map(|s| lifecycle.restart_requests(s).unwrap())
@@ -637,6 +648,6 @@ fn a_read_only_observer_needs_no_write_permission() {
     } else {
         std::fs::set_permissions(f.shm_path(segment::STATS), std::fs::Permissions::from_mode(0o640)).unwrap();
     }
-    let lifecycle = StatsLifecycle::open(&f.name(segment::STATS)).unwrap();
+    let lifecycle = Lifecycle::open(&f.name(segment::STATS)).unwrap();
     assert_eq!(lifecycle.restart_requests(stage::DECODED).unwrap(), 0);
 }

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use records::names::stage;
-use shm_ring::{StatsLifecycle, StatsReader};
+use shm_ring::StatsReader;
 use telemetry_config::Config;
 
 use super::args::{Command, Invocation, StatsArgs, USAGE};
 use super::error::{page_error, Access, CtlError, EXIT_OK, EXIT_UNHEALTHY};
 use super::sample::{self, page_name, page_path, Sample};
 use super::{balance, health, json, rates, table};
+use crate::lifecycle::Lifecycle;
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "/etc/telemetry/telemetry.toml";
@@ -162,7 +163,10 @@ fn status(s: &Settings, max_heartbeat_age_ms: u64) -> Result<i32, CtlError> {
             out.push_str(&format!("unhealthy: {}: {}\n", p.stage, p.reason));
         }
     }
-    if let Some(note) = health::supervisor_note(&snap, max_heartbeat_age_ms) {
+    for note in health::hang_notes(&snap)
+        .into_iter()
+        .chain(health::supervisor_note(&snap, max_heartbeat_age_ms))
+    {
         out.push_str(&note);
         out.push('\n');
     }
@@ -179,7 +183,7 @@ fn restart(s: &Settings, stage_name: &str) -> Result<i32, CtlError> {
         )));
     }
     let name = page_name(&s.prefix).map_err(|e| page_error(&e, &s.prefix, Access::Write))?;
-    let lifecycle = StatsLifecycle::open(&name).map_err(|e| {
+    let lifecycle = Lifecycle::open(&name).map_err(|e| {
         let mut err = page_error(&e, &s.prefix, Access::Write);
         if err.code == super::error::EXIT_PERMISSION {
             if let Some(mode) = file_mode(Path::new(&page_path(&s.prefix))) {

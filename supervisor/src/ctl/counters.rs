@@ -96,7 +96,7 @@ pub fn ordered_stages(stats: &StatsSnapshot) -> Vec<&StageSnapshot> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use shm_ring::{ExitStatus, StageState};
+    use shm_ring::{StageState, CONTROL_WORDS};
 
     /// ingestd as the json and prometheus tests see it: 10 received, 8 forwarded, 2 dropped, one
     /// counter outside the balance (a real one: `records::names::session::CONNECTS`).
@@ -120,9 +120,7 @@ pub(crate) mod tests {
             pid: 100,
             heartbeat_age_ms: Some(5),
             started_unix_ms: 1_700_000_000_000,
-            restarts: 0,
-            hangs: 0,
-            last_exit: ExitStatus::None,
+            control: [0; CONTROL_WORDS],
             counters: counters.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
             consistent: true,
         }

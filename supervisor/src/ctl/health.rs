@@ -6,12 +6,15 @@
 //! declares the stage hung and restarts it, so an older heartbeat means the stage is hung and the
 //! supervisor is not acting on it. `--heartbeat-timeout-ms` overrides it.
 //!
-//! The supervisor's own slot is reported as a note but does not decide the exit code.
+//! The supervisor's own slot is reported as a note but does not decide the exit code, and so is
+//! a stage that the supervisor restarted as hung: the note says how often and why it last was
+//! (`heartbeat`, `start_timeout` or `no_progress`), whether the stage is healthy now or not.
 
 use records::names::stage;
 use shm_ring::{StageState, StatsSnapshot};
 
 use super::format;
+use crate::lifecycle::{ExitStatus, StageLifecycle};
 
 /// One unhealthy stage and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,13 +30,14 @@ fn problem_of(stats: &StatsSnapshot, name: &str, max_heartbeat_age_ms: u64) -> O
     let Some(s) = stats.stage(name) else {
         return Some("no slot for it in the stats page".into());
     };
+    let life = StageLifecycle::of(s);
     if s.state != Some(StageState::Running) {
         let mut reason = format!("state {}", format::state(s.state));
-        if s.last_exit != shm_ring::ExitStatus::None {
-            reason.push_str(&format!(" (last exit: {})", format::exit_status(s.last_exit)));
+        if life.last_exit != ExitStatus::None {
+            reason.push_str(&format!(" (last exit: {})", format::exit_status(life.last_exit)));
         }
-        if s.restarts > 0 {
-            reason.push_str(&format!(", {} restart(s)", s.restarts));
+        if life.restarts > 0 {
+            reason.push_str(&format!(", {} restart(s)", life.restarts));
         }
         return Some(reason);
     }
@@ -61,6 +65,23 @@ pub fn evaluate(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Vec<Problem
         .collect()
 }
 
+/// One note per stage (ingestd, decoded, aggd, emitd) that was ever restarted as hung: how often,
+/// and why the last time.
+pub fn hang_notes(stats: &StatsSnapshot) -> Vec<String> {
+    stage::ALL
+        .iter()
+        .filter_map(|name| {
+            let life = StageLifecycle::of(stats.stage(name)?);
+            (life.hangs > 0).then(|| {
+                let why = life.last_hang.map_or("reason unknown".to_owned(), |h| {
+                    format!("{}: {}", h.as_str(), h.describe())
+                });
+                format!("note: {name}: restarted as hung {} time(s); last: {why}", life.hangs)
+            })
+        })
+        .collect()
+}
+
 /// A note about the supervisor's slot if it is present and not healthy (it does not change the
 /// exit code: the stages run without it, but nothing restarts them).
 pub fn supervisor_note(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Option<String> {
@@ -73,7 +94,7 @@ pub fn supervisor_note(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Opti
 mod tests {
     use super::super::counters::tests::stage as snap;
     use super::*;
-    use shm_ring::ExitStatus;
+    use crate::lifecycle::HangReason;
 
     fn all_running() -> StatsSnapshot {
         StatsSnapshot {
@@ -95,8 +116,13 @@ mod tests {
     fn each_problem_is_one_line_per_stage() {
         let mut stats = all_running();
         stats.stages[1].state = Some(StageState::Exited);
-        stats.stages[1].last_exit = ExitStatus::Signal(9);
-        stats.stages[1].restarts = 2;
+        StageLifecycle {
+            restarts: 2,
+            hangs: 0,
+            last_exit: ExitStatus::Signal(9),
+            last_hang: None,
+        }
+        .write_to(&mut stats.stages[1]);
         stats.stages[2].heartbeat_age_ms = Some(12_300);
         stats.stages[3].heartbeat_age_ms = None;
         stats.stages.remove(0);
@@ -111,6 +137,27 @@ mod tests {
                 "emitd: running but has never sent a heartbeat",
             ]
         );
+    }
+
+    #[test]
+    fn a_stage_restarted_as_hung_gets_a_note_with_the_last_reason() {
+        let mut stats = all_running();
+        assert!(hang_notes(&stats).is_empty());
+        StageLifecycle {
+            restarts: 3,
+            hangs: 2,
+            last_exit: ExitStatus::Signal(9),
+            last_hang: Some(HangReason::NoProgress),
+        }
+        .write_to(&mut stats.stages[1]);
+        assert_eq!(
+            hang_notes(&stats),
+            [
+                "note: decoded: restarted as hung 2 time(s); last: no_progress: its input was pending but \
+              its position did not move for hang_timeout_ms"
+            ]
+        );
+        assert!(evaluate(&stats, 10_000).is_empty(), "a note, not a problem");
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!     "uptime_ms": 99000,                      // null unless starting, running or stopping
 //!     "heartbeat_age_ms": 120,                 // null: never beat
 //!     "restarts": 2, "hangs": 1,
+//!     "last_hang": "heartbeat",                // why it was last restarted as hung: null (never),
+//!                                              //   "heartbeat", "start_timeout", "no_progress"
 //!     "last_exit": null,                       // or {"code": 1} or {"signal": 9}
 //!     "consistent": true,                      // false: died inside a counter update
 //!     "received": 1000, "forwarded": 990,      // 0 when the counter is not registered
@@ -58,7 +60,8 @@
 
 use records::names::counter;
 use serde_json::{json, Map, Value};
-use shm_ring::ExitStatus;
+
+use crate::lifecycle::{ExitStatus, StageLifecycle};
 
 use super::balance::Balance;
 use super::counters::{classify, ordered_stages, value, CounterKind};
@@ -102,6 +105,7 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                     .filter_map(|(name, _)| r.get(&s.name, name).map(|v| (name.clone(), json!(v))))
                     .collect::<Map<String, Value>>()
             });
+            let life = StageLifecycle::of(s);
             json!({
                 "name": s.name,
                 "state": format::state(s.state),
@@ -109,9 +113,10 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                 "started_unix_ms": s.started_unix_ms,
                 "uptime_ms": uptime_ms(s.state, s.started_unix_ms, sample.unix_ms),
                 "heartbeat_age_ms": s.heartbeat_age_ms,
-                "restarts": s.restarts,
-                "hangs": s.hangs,
-                "last_exit": last_exit(s.last_exit),
+                "restarts": life.restarts,
+                "hangs": life.hangs,
+                "last_hang": life.last_hang.map(|h| h.as_str()),
+                "last_exit": last_exit(life.last_exit),
                 "consistent": s.consistent,
                 "received": value(s, counter::RECEIVED),
                 "forwarded": value(s, counter::FORWARDED),
@@ -192,7 +197,13 @@ mod tests {
 
     fn sample() -> Sample {
         let mut ingestd = ingestd_sample();
-        ingestd.last_exit = ExitStatus::Signal(9);
+        StageLifecycle {
+            last_exit: ExitStatus::Signal(9),
+            hangs: 1,
+            last_hang: Some(crate::lifecycle::HangReason::StartTimeout),
+            ..StageLifecycle::of(&ingestd)
+        }
+        .write_to(&mut ingestd);
         Sample {
             prefix: "p".into(),
             unix_ms: 1_700_000_001_000,
@@ -235,6 +246,8 @@ mod tests {
         assert_eq!(decoded["forwarded"], 0);
         assert_eq!(decoded["errors"]["bad_type"], 1);
         assert_eq!(decoded["last_exit"], Value::Null);
+        assert_eq!(decoded["last_hang"], Value::Null);
+        assert_eq!(ingestd["last_hang"], "start_timeout");
         assert_eq!(doc["rings"][0]["source"], "gauge");
         assert_eq!(doc["rings"][0]["problem"], "ring segment missing");
         assert_eq!(doc["balance"]["ok"], false);

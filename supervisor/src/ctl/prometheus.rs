@@ -26,6 +26,7 @@ use records::names::{counter, stage};
 use shm_ring::{StageState, StatsSnapshot};
 
 use super::counters::{classify, ordered_stages, CounterKind};
+use crate::lifecycle::StageLifecycle;
 
 /// Escapes a label value: backslash, double quote and line feed.
 pub fn escape_label(v: &str) -> String {
@@ -159,8 +160,9 @@ pub fn render_prometheus<S: AsRef<str>>(snapshot: &StatsSnapshot, rings: &[(S, u
                 CounterKind::Other => events.add(vec![("stage", name.into()), ("counter", c.clone())], v),
             }
         }
-        restarts.add(st(), s.restarts);
-        hangs.add(st(), s.hangs);
+        let life = StageLifecycle::of(s);
+        restarts.add(st(), life.restarts);
+        hangs.add(st(), life.hangs);
         up.add(st(), u8::from(s.state == Some(StageState::Running)));
         if let Some(age) = s.heartbeat_age_ms {
             heartbeat.add(st(), seconds(age));
@@ -199,8 +201,13 @@ mod tests {
     #[test]
     fn the_exposition_format() {
         let mut ingestd = ingestd_sample();
-        ingestd.restarts = 3;
-        ingestd.hangs = 1;
+        StageLifecycle {
+            restarts: 3,
+            hangs: 1,
+            last_exit: crate::lifecycle::ExitStatus::None,
+            last_hang: None,
+        }
+        .write_to(&mut ingestd);
         ingestd.heartbeat_age_ms = Some(1500);
         let mut decoded = stage("decoded", &[("error.bad\"type", 4)]);
         decoded.state = Some(StageState::Exited);

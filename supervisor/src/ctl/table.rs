@@ -1,5 +1,5 @@
 //! The text table of `telemetryctl stats`: stages (state, pid, uptime, heartbeat, restarts and
-//! hangs, last exit, received and forwarded; `-` when the counter is not registered), every counter (with its rate per second in
+//! hangs with the last hang's reason, last exit, received and forwarded; `-` when the counter is not registered), every counter (with its rate per second in
 //! `--watch`), ring depths against capacity, and the conservation balance.
 
 use records::names::counter;
@@ -10,6 +10,7 @@ use super::counters::{ordered_stages, sorted_counters};
 use super::format::{self, columns, Align};
 use super::rates::Rates;
 use super::sample::{page_path, Sample};
+use crate::lifecycle::StageLifecycle;
 
 /// The sentence under the balance that says how exact it is.
 pub const IN_FLIGHT_NOTE: &str = "note: counters and ring depths are read at slightly different moments, so a running \
@@ -69,15 +70,19 @@ pub fn render(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Stri
             state.push('*');
             inconsistent.push(s.name.as_str());
         }
+        let life = StageLifecycle::of(s);
         rows.push(vec![
             s.name.clone(),
             state,
             if s.pid == 0 { "-".into() } else { s.pid.to_string() },
             uptime_ms(s.state, s.started_unix_ms, sample.unix_ms).map_or("-".into(), format::duration_ms),
             s.heartbeat_age_ms.map_or("never".into(), format::duration_ms),
-            s.restarts.to_string(),
-            s.hangs.to_string(),
-            format::exit_status(s.last_exit),
+            life.restarts.to_string(),
+            match life.last_hang {
+                Some(h) if life.hangs > 0 => format!("{} ({})", life.hangs, h.as_str()),
+                _ => life.hangs.to_string(),
+            },
+            format::exit_status(life.last_exit),
             s.counter(counter::RECEIVED).map_or("-".into(), |v| v.to_string()),
             s.counter(counter::FORWARDED).map_or("-".into(), |v| v.to_string()),
         ]);
@@ -164,15 +169,20 @@ mod tests {
     use super::super::counters::tests::stage;
     use super::super::sample::RingView;
     use super::*;
-    use shm_ring::{ExitStatus, StatsSnapshot};
+    use crate::lifecycle::ExitStatus;
+    use shm_ring::StatsSnapshot;
     use std::time::Instant;
 
     fn sample() -> Sample {
         let mut decoded = stage("decoded", &[("received", 10), ("forwarded", 7), ("error.malformed", 2)]);
         decoded.state = Some(StageState::Exited);
-        decoded.last_exit = ExitStatus::Signal(9);
-        decoded.restarts = 3;
-        decoded.hangs = 1;
+        StageLifecycle {
+            restarts: 3,
+            hangs: 1,
+            last_exit: ExitStatus::Signal(9),
+            last_hang: Some(crate::lifecycle::HangReason::Heartbeat),
+        }
+        .write_to(&mut decoded);
         decoded.consistent = false;
         Sample {
             prefix: "plant".into(),
@@ -226,6 +236,7 @@ mod tests {
         let decoded = lines.iter().find(|l| l.starts_with("decoded ")).unwrap();
         assert!(decoded.contains("exited*"), "{decoded}");
         assert!(decoded.contains("signal 9 (SIGKILL)"), "{decoded}");
+        assert!(decoded.contains("1 (heartbeat)"), "{decoded}");
         assert!(text.contains("* decoded: died inside a counter update"));
         let malformed = lines.iter().find(|l| l.contains("error.malformed")).unwrap();
         assert!(
