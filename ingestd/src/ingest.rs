@@ -1,7 +1,7 @@
 //! What the loop does with each message: take it into the batch (or settle it at once as a
 //! duplicate or an oversize message), hand the batch to the raw ring, and ack what is settled.
 //!
-//! # Settled, then counted, then acked
+//! # Settled, then counted, then acked, in order
 //!
 //! A message is *settled* when its record is committed to the raw ring or it is counted as
 //! dropped. Counters are published before the acks of what they count are handed to rumqttc: a
@@ -9,6 +9,13 @@
 //! counted again, as duplicates of what the ring holds. `received` counts a message when it is
 //! settled, so `received = forwarded + dropped.*` holds exactly at every flush, also while
 //! messages are held.
+//!
+//! Acks go out in the order the messages arrived (MQTT 5, 4.6), so a duplicate or an oversize
+//! message settled at once waits for the acks of the messages before it. This is more than
+//! form: mosquitto 2.0.11 matches a PUBACK to the *first* message in flight with that packet id,
+//! and after a session resumes it puts its whole queue in flight, where ids repeat past 65,535.
+//! An ack that overtook a held message with the same id would settle the held one at the broker
+//! (lost if ingestd is then killed) and leave the acked one to be redelivered.
 //!
 //! # A full ring
 //!
@@ -74,7 +81,12 @@ pub struct Ingest {
     batch: Vec<Staged>,
     /// Messages taken since the last flush (the tail of `batch`).
     fresh: usize,
-    /// Acks of messages settled since the counters were last published.
+    /// Arrival number of the next QoS 1 message (orders the acks).
+    next_seq: u64,
+    /// Acks of messages settled outside the batch (duplicates, oversize, dropped for a full
+    /// ring), by arrival number, waiting for the acks of every message before them.
+    early: VecDeque<(u64, Ack)>,
+    /// Acks released for sending since the counters were last published, in arrival order.
     settled: Vec<Ack>,
     /// Acks that did not fit in rumqttc's request channel yet (it takes them one per `poll()`);
     /// sent, in order, before any newer ack.
@@ -132,6 +144,8 @@ impl Ingest {
             ids,
             batch: Vec::with_capacity(MAX_BATCH),
             fresh: 0,
+            next_seq: 0,
+            early: VecDeque::new(),
             settled: Vec::with_capacity(MAX_BATCH),
             unsent: VecDeque::new(),
             redelivered,
@@ -175,6 +189,8 @@ impl Ingest {
     /// already taken, or one that does not fit a record).
     pub fn take(&mut self, publish: Publish, received_ms: u64) {
         let ack = Ack::of(&publish);
+        let seq = self.next_seq;
+        self.next_seq += u64::from(ack.is_some());
         // Only QoS 1 messages can come again; only they are remembered.
         let digest = ack.map(|_| Digest::of(&publish.topic, &publish.payload));
         if let Some(digest) = digest.filter(|d| publish.dup && self.redelivered.holds(*d)) {
@@ -184,7 +200,7 @@ impl Ingest {
             // one (the broker resends with the original packet id). Acking now would tell the
             // broker it is safe before it is.
             if !self.batch.iter().any(|s| s.digest == Some(digest)) {
-                self.settled.extend(ack);
+                self.early.extend(ack.map(|a| (seq, a)));
             }
             return;
         }
@@ -194,6 +210,7 @@ impl Ingest {
                     self.redelivered.remember(d);
                 }
                 staged.digest = digest;
+                staged.seq = seq;
                 self.batch.push(staged);
                 self.fresh += 1;
             }
@@ -205,7 +222,7 @@ impl Ingest {
                 };
                 self.stats.add(self.ids.received, 1);
                 self.stats.add(id, 1);
-                self.settled.extend(ack);
+                self.early.extend(ack.map(|a| (seq, a)));
             }
         }
     }
@@ -217,6 +234,7 @@ impl Ingest {
     pub fn connected(&mut self, session_present: bool) {
         self.stats.add(self.ids.connects, 1);
         self.unsent.clear();
+        self.early.clear();
         if !session_present {
             if self.connects > 0 {
                 self.stats.add(self.ids.session_lost, 1);
@@ -241,6 +259,7 @@ impl Ingest {
     /// every settled message to rumqttc. Returns how many acks it handed over.
     pub fn flush(&mut self, client: &AsyncClient) -> Result<usize, shm_ring::Error> {
         let mut committed = 0;
+        let mut ordered: Vec<(u64, Ack)> = Vec::new();
         while committed < self.batch.len() {
             let want = (self.batch.len() - committed).min(MAX_BATCH);
             let mut chunk = self.producer.write_chunk(want)?;
@@ -250,7 +269,7 @@ impl Ingest {
                 s.write(slot);
             }
             chunk.commit_all();
-            self.settled.extend(staged.iter().filter_map(|s| s.ack));
+            ordered.extend(staged.iter().filter_map(|s| s.ack.map(|a| (s.seq, a))));
             self.stats.add(self.ids.received, taken as u64);
             self.stats.add(self.ids.forwarded, taken as u64);
             self.stats.flush();
@@ -263,20 +282,26 @@ impl Ingest {
         self.fresh = 0;
         // What the ring could not take: held (QoS 1, hold) or dropped.
         let hold = self.when_full == WhenFull::Hold;
-        let before = self.batch.len();
-        let (settled, ring_full) = (&mut self.settled, &mut 0u64);
+        let mut ring_full = 0u64;
+        let early = &mut self.early;
         self.batch.retain(|s| {
             if hold && s.ack.is_some() {
                 return true;
             }
-            settled.extend(s.ack);
-            *ring_full += 1;
+            early.extend(s.ack.map(|a| (s.seq, a)));
+            ring_full += 1;
             false
         });
-        debug_assert_eq!(before - self.batch.len(), *ring_full as usize);
-        self.stats.add(self.ids.received, *ring_full);
-        self.stats.add(self.ids.ring_full, *ring_full);
+        if ring_full > 0 {
+            // Dropped messages arrived before the duplicates settled since: keep arrival order.
+            self.early.make_contiguous().sort_unstable_by_key(|(seq, _)| *seq);
+        }
+        self.stats.add(self.ids.received, ring_full);
+        self.stats.add(self.ids.ring_full, ring_full);
         self.stats.flush();
+        // Release, in arrival order, every ack before the first message still held.
+        let frontier = self.batch.iter().find_map(|s| s.ack.map(|_| s.seq)).unwrap_or(u64::MAX);
+        release_in_order(ordered, &mut self.early, frontier, &mut self.settled);
         Ok(self.send_acks(client))
     }
 
@@ -299,6 +324,28 @@ impl Ingest {
     }
 }
 
+/// Appends to `out`, in arrival order, the acks of `committed` (in arrival order) merged with
+/// those of `early` that arrived before `frontier` (the first message still held); the rest of
+/// `early` stays.
+fn release_in_order(committed: Vec<(u64, Ack)>, early: &mut VecDeque<(u64, Ack)>, frontier: u64, out: &mut Vec<Ack>) {
+    let mut committed = committed.into_iter().peekable();
+    loop {
+        let next_early = early.front().map(|(seq, _)| *seq).filter(|seq| *seq < frontier);
+        let take_early = match (committed.peek(), next_early) {
+            (Some((c, _)), Some(e)) => e < *c,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => return,
+        };
+        let ack = if take_early {
+            early.pop_front().map(|(_, a)| a)
+        } else {
+            committed.next().map(|(_, a)| a)
+        };
+        out.extend(ack);
+    }
+}
+
 /// Records in the raw ring that ingestd's `forwarded` does not count: a predecessor killed
 /// between committing a batch to the ring and publishing its counters. In step, the ring has
 /// published exactly `forwarded` records (ingestd is its only producer). Anything but "ahead
@@ -315,6 +362,29 @@ pub fn unrecorded(ring_published: u64, forwarded: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn acks(seqs: &[u64]) -> Vec<(u64, Ack)> {
+        seqs.iter().map(|&s| (s, Ack::for_test(s as u16 + 1))).collect()
+    }
+
+    #[test]
+    fn acks_are_released_in_arrival_order_and_never_past_a_held_message() {
+        // Arrived: 0 1 2 (committed), 3 (a duplicate), 4 (held), 5 (a duplicate).
+        let mut early: VecDeque<_> = acks(&[3, 5]).into();
+        let mut out = Vec::new();
+        release_in_order(acks(&[0, 1, 2]), &mut early, 4, &mut out);
+        assert_eq!(out.iter().map(|a| a.pkid).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(early.len(), 1, "5 waits behind the held 4");
+        // 4 committed, nothing held any more.
+        out.clear();
+        release_in_order(acks(&[4]), &mut early, u64::MAX, &mut out);
+        assert_eq!(out.iter().map(|a| a.pkid).collect::<Vec<_>>(), [5, 6]);
+        // Duplicates between committed messages.
+        let mut early: VecDeque<_> = acks(&[1, 3]).into();
+        out.clear();
+        release_in_order(acks(&[0, 2, 4]), &mut early, u64::MAX, &mut out);
+        assert_eq!(out.iter().map(|a| a.pkid).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    }
 
     #[test]
     fn only_a_ring_ahead_by_at_most_one_batch_is_corrected() {

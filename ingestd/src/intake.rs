@@ -23,6 +23,8 @@ pub struct Staged {
     pub ack: Option<Ack>,
     /// Its identity for recognising a redelivery (QoS 1; set by the caller).
     pub digest: Option<crate::redelivery::Digest>,
+    /// Its arrival number among QoS 1 messages (set by the caller; orders the acks).
+    pub seq: u64,
 }
 
 /// What an ack needs of a message: its packet id and QoS. Keeping the whole `Publish` until the
@@ -41,6 +43,15 @@ impl Ack {
             pkid: publish.pkid,
             qos: publish.qos,
         })
+    }
+
+    /// A QoS 1 ack with packet id `pkid`, for tests.
+    #[cfg(test)]
+    pub fn for_test(pkid: u16) -> Ack {
+        Ack {
+            pkid,
+            qos: QoS::AtLeastOnce,
+        }
     }
 
     /// The message shape `AsyncClient::try_ack` takes (no topic, no payload: nothing allocated).
@@ -64,6 +75,7 @@ pub fn stage(publish: Publish, received_ms: u64, max_payload: usize) -> Result<S
     Ok(Staged {
         ack: Ack::of(&publish),
         digest: None,
+        seq: 0,
         topic: publish.topic,
         payload: publish.payload,
         content_type,
