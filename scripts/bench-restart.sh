@@ -3,7 +3,7 @@
 # supervisor's idle CPU. Starts its own mosquitto and nats-server on free loopback ports, runs
 # the release build under the supervisor, keeps loadgen publishing QoS 1 readings at RATE, and
 # kills each stage KILLS times, INTERVAL_MS apart, with `restart-latency` (loadgen/src/bin).
-#   KILLS=100 INTERVAL_MS=1000 RATE=10000 ./scripts/bench-restart.sh
+#   KILLS=100 INTERVAL_MS=1000 RATE=10000 STAGES="ingestd decoded aggd emitd" ./scripts/bench-restart.sh
 # Results go to target/bench-restart/<time>/ (logs) and stdout, one `restart stage=...` line per
 # stage plus `supervisor_idle_cpu_pct=...`. docs/benchmarks.md ("Restarts") has the figures.
 set -euo pipefail
@@ -69,7 +69,7 @@ secs=$(( (KILLS * INTERVAL_MS / 1000 + 30) * 4 ))
 $B/loadgen --broker "mqtt://127.0.0.1:$MP" --devices 100 --sensors 10 --rate "$RATE" --duration-s "$secs" --qos 1 \
   >"$OUT/loadgen.log" 2>&1 & LOAD=$!; pids+=($LOAD)
 sleep 2
-for stage in ingestd decoded aggd emitd; do
+for stage in ${STAGES:-ingestd decoded aggd emitd}; do
   $B/restart-latency --config "$OUT/telemetry.toml" --stage "$stage" --kills "$KILLS" --interval-ms "$INTERVAL_MS" | tail -1 | tee -a "$OUT/restart.txt"
 done
 $B/telemetryctl --config "$OUT/telemetry.toml" stats >"$OUT/stats.txt" 2>&1 || true

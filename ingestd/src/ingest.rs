@@ -92,6 +92,9 @@ pub struct Ingest {
     /// sent, in order, before any newer ack.
     unsent: VecDeque<Ack>,
     redelivered: Redelivered,
+    /// The raw ring's published count when this process attached, until the predecessor's
+    /// records are inherited (at the first DUP message; see `redelivery`).
+    predecessor_published: Option<u64>,
     when_full: WhenFull,
     max_payload: usize,
     /// Connections accepted so far.
@@ -130,14 +133,8 @@ impl Ingest {
             stats.add(ids.forwarded, unrecorded);
         }
         stats.flush();
-        let started = std::time::Instant::now();
-        let mut redelivered = Redelivered::new(producer.capacity());
-        let inherited = redelivered.inherit(producer.recent(producer.capacity()));
-        info!(
-            records = inherited,
-            took_us = started.elapsed().as_micros() as u64,
-            "took over the raw ring's recent records (to recognise redeliveries)"
-        );
+        let predecessor_published = Some(producer.published());
+        let redelivered = Redelivered::new(producer.capacity());
         Ok(Ingest {
             producer,
             stats,
@@ -149,6 +146,7 @@ impl Ingest {
             settled: Vec::with_capacity(MAX_BATCH),
             unsent: VecDeque::new(),
             redelivered,
+            predecessor_published,
             when_full,
             max_payload,
             connects: 0,
@@ -193,6 +191,9 @@ impl Ingest {
         self.next_seq += u64::from(ack.is_some());
         // Only QoS 1 messages can come again; only they are remembered.
         let digest = ack.map(|_| Digest::of(&publish.topic, &publish.payload));
+        if publish.dup {
+            self.inherit_predecessor();
+        }
         if let Some(digest) = digest.filter(|d| publish.dup && self.redelivered.holds(*d)) {
             self.stats.add(self.ids.received, 1);
             self.stats.add(self.ids.duplicate, 1);
@@ -227,6 +228,27 @@ impl Ingest {
         }
     }
 
+    /// Takes over the digests of what the predecessor committed to the raw ring, once: the ring's
+    /// records before those this process committed.
+    fn inherit_predecessor(&mut self) {
+        let Some(at_start) = self.predecessor_published.take() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let own = self.producer.published().wrapping_sub(at_start) as usize;
+        let capacity = self.producer.capacity();
+        let inherited = if own < capacity {
+            self.redelivered.inherit(self.producer.recent(capacity).skip(own))
+        } else {
+            0
+        };
+        info!(
+            records = inherited,
+            took_us = started.elapsed().as_micros() as u64,
+            "took over the raw ring's recent records (to recognise redeliveries)"
+        );
+    }
+
     /// The broker accepted a connection. Acks not yet handed over belong to the last
     /// connection: the broker resends what they would have acked, and those resends are acked
     /// as duplicates. After the first connection, one without a session means the broker
@@ -241,6 +263,7 @@ impl Ingest {
                 warn!("the broker kept no session for us: messages it queued while we were away are lost");
             }
             self.redelivered.forget();
+            self.predecessor_published = None;
             for s in &mut self.batch {
                 s.ack = None;
             }
