@@ -120,6 +120,15 @@ fn messages_arrive_whole_in_order_and_oversize_ones_are_counted() {
 }
 
 #[test]
+fn help_and_version_exit_0() {
+    for (flag, expect) in [("--help", "usage: ingestd --config PATH"), ("--version", "ingestd 0.")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ingestd")).arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(expect), "{flag}: {out:?}");
+    }
+}
+
+#[test]
 fn a_full_ring_drops_and_counts_without_blocking_the_connection() {
     let broker = Mosquitto::start();
     let pipeline = Pipeline::new("full", 16);

@@ -16,6 +16,10 @@ fn main() {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if argv.iter().any(|a| a == "--version" || a == "-V") {
+        println!("telemetryctl {}", env!("CARGO_PKG_VERSION"));
+        std::process::exit(0);
+    }
     let code = match args::parse(argv) {
         Ok(invocation) => commands::run(&invocation),
         Err(message) => {
