@@ -36,6 +36,7 @@ use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::AsyncClient;
 use shm_ring::{CounterId, Producer};
 use stage_runtime::StageCounters;
+use telemetry_config::WhenRingFull;
 use tracing::{info, warn};
 
 use crate::intake::{self, Ack, Staged};
@@ -48,15 +49,6 @@ pub const MAX_BATCH: usize = 1024;
 /// Held messages past which the loop stops reading its socket until the ring has room: well
 /// above what a broker honouring our Receive Maximum can have in flight.
 pub const HOLD_LIMIT: usize = 4 * mqtt::RECEIVE_MAXIMUM as usize;
-
-/// How the batch meets a full ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WhenFull {
-    /// QoS 1 messages wait in the batch, unacked.
-    Hold,
-    /// Every message that does not fit is acked, dropped and counted.
-    Drop,
-}
 
 struct Counters {
     received: CounterId,
@@ -77,7 +69,7 @@ pub struct Ingest {
     ids: Counters,
     /// Messages taken and not settled yet, oldest first, as slices of rumqttc's read buffers:
     /// written into their ring slots only when handed over (see `intake`). With
-    /// [`WhenFull::Hold`] its head may be messages the ring could not take yet.
+    /// `WhenRingFull::Hold` its head may be messages the ring could not take yet.
     batch: Vec<Staged>,
     /// Messages taken since the last flush (the tail of `batch`).
     fresh: usize,
@@ -95,7 +87,7 @@ pub struct Ingest {
     /// The raw ring's published count when this process attached, until the predecessor's
     /// records are inherited (at the first DUP message; see `redelivery`).
     predecessor_published: Option<u64>,
-    when_full: WhenFull,
+    when_full: WhenRingFull,
     max_payload: usize,
     /// Connections accepted so far.
     connects: u64,
@@ -110,7 +102,7 @@ impl Ingest {
         producer: Producer<RawRecord>,
         mut stats: StageCounters,
         max_payload: usize,
-        when_full: WhenFull,
+        when_full: WhenRingFull,
     ) -> Result<Self, shm_ring::Error> {
         let ids = Counters {
             received: stats.id(counter::RECEIVED)?,
@@ -304,7 +296,7 @@ impl Ingest {
         self.batch.drain(..committed);
         self.fresh = 0;
         // What the ring could not take: held (QoS 1, hold) or dropped.
-        let hold = self.when_full == WhenFull::Hold;
+        let hold = self.when_full == WhenRingFull::Hold;
         let mut ring_full = 0u64;
         let early = &mut self.early;
         self.batch.retain(|s| {

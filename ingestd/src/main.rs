@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         let stats = stage_runtime::segment(&config, segment::STATS)?;
         let producer = attach_producer::<RawRecord>(&raw, Duration::from_secs(10))?;
         let counters = StageCounters::attach_patiently(&stats, stage::INGESTD, Duration::from_secs(10))?;
-        let when_full = ingestd::stage::when_full(&config);
+        let when_full = config.ingestd.when_ring_full;
         ingestd::ingest::Ingest::new(producer, counters, config.ingestd.max_payload, when_full)
     };
     let ingest = match setup() {

@@ -26,7 +26,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use shm_ring::StageState;
 use stage_runtime::Backoff;
-use telemetry_config::{Config, WhenRingFull};
+use telemetry_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -37,14 +37,6 @@ use crate::pacing::Pacing;
 
 /// How often messages held for a full ring are offered to it again while the socket is quiet.
 const HOLD_RETRY: Duration = Duration::from_millis(2);
-
-/// [`crate::ingest::WhenFull`] from the config.
-pub fn when_full(config: &Config) -> crate::ingest::WhenFull {
-    match config.ingestd.when_ring_full {
-        WhenRingFull::Hold => crate::ingest::WhenFull::Hold,
-        WhenRingFull::Drop => crate::ingest::WhenFull::Drop,
-    }
-}
 
 /// Why the loop ended.
 #[derive(Debug)]
