@@ -1,0 +1,72 @@
+//! `[aggd]`: the window aggregator.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{bad, ConfigError};
+
+/// `[aggd]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Aggd {
+    /// Window length in ms; a multiple of `emit_every_ms`.
+    pub window_ms: u64,
+    /// Emission interval in ms: every key with samples in the window is emitted this often.
+    pub emit_every_ms: u64,
+    /// Most keys tracked at once; beyond it the least recently seen key is evicted (counted).
+    pub max_keys: u32,
+    /// A key with no sample for this long (ms) is forgotten; at least `window_ms`.
+    pub idle_ttl_ms: u64,
+}
+
+impl Aggd {
+    /// Panes per window: one partial aggregate per emission interval.
+    pub fn panes(&self) -> u64 {
+        self.window_ms / self.emit_every_ms.max(1)
+    }
+}
+
+impl Default for Aggd {
+    fn default() -> Self {
+        Aggd {
+            window_ms: 60_000,
+            emit_every_ms: 5_000,
+            max_keys: 100_000,
+            idle_ttl_ms: 600_000,
+        }
+    }
+}
+
+impl Aggd {
+    /// Checks what TOML's types cannot.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let a = self;
+        if a.emit_every_ms == 0 {
+            return Err(bad("aggd.emit_every_ms", 0, "must be at least 1"));
+        }
+        if a.window_ms < a.emit_every_ms || !a.window_ms.is_multiple_of(a.emit_every_ms) {
+            return Err(bad(
+                "aggd.window_ms",
+                a.window_ms,
+                "must be a multiple of aggd.emit_every_ms",
+            ));
+        }
+        if a.panes() > 64 {
+            return Err(bad(
+                "aggd.window_ms",
+                a.window_ms,
+                "must be at most 64 × aggd.emit_every_ms",
+            ));
+        }
+        if a.max_keys == 0 {
+            return Err(bad("aggd.max_keys", 0, "must be at least 1"));
+        }
+        if a.idle_ttl_ms < a.window_ms {
+            return Err(bad(
+                "aggd.idle_ttl_ms",
+                a.idle_ttl_ms,
+                "must be at least aggd.window_ms",
+            ));
+        }
+        Ok(())
+    }
+}

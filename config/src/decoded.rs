@@ -1,0 +1,37 @@
+//! `[decoded]`: the decoder.
+
+use serde::{Deserialize, Serialize};
+
+/// How a payload is encoded.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// From the MQTT 5 content type, then the per-topic lists, then the first byte.
+    Auto,
+    /// Always CBOR.
+    Cbor,
+    /// Always JSON.
+    Json,
+}
+
+/// `[decoded]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Decoded {
+    /// Format of payloads that declare no content type and match no list below.
+    pub format: PayloadFormat,
+    /// Topic filters (MQTT syntax, `+` and `#`) whose payloads are JSON.
+    pub json_topics: Vec<String>,
+    /// Topic filters whose payloads are CBOR.
+    pub cbor_topics: Vec<String>,
+}
+
+impl Default for Decoded {
+    fn default() -> Self {
+        Decoded {
+            format: PayloadFormat::Auto,
+            json_topics: Vec::new(),
+            cbor_topics: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `[ingestd]`: the MQTT subscriber.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{bad, check_url, ConfigError};
+
+/// `[ingestd]`
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ingestd {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
+    pub broker: String,
+    /// Topic filters to subscribe to.
+    pub topics: Vec<String>,
+    /// Subscription QoS: 0 or 1.
+    pub qos: u8,
+    /// Shared-subscription group; empty for none. With a group, each filter is subscribed as
+    /// `$share/<group>/<filter>` and the broker splits the stream between the group's members.
+    pub share_group: String,
+    /// MQTT client id; empty for `ingestd-<instance>-<host name>`, unique to this pipeline on
+    /// this host, so that the broker keeps its session across restarts and no other pipeline
+    /// takes it over.
+    pub client_id: String,
+    /// Username; empty for none.
+    pub username: String,
+    /// Password; empty for none.
+    pub password: String,
+    /// PEM file with the CA certificates for `mqtts://`; empty for the system roots.
+    pub ca_file: String,
+    /// MQTT 5 clean start. `false` (the default) resumes the broker's session, so what arrives
+    /// while ingestd restarts is queued for it; `true` starts afresh and loses it.
+    pub clean_start: bool,
+    /// MQTT 5 session expiry in seconds (0: the session ends with the connection, and what
+    /// arrives while ingestd is away is lost).
+    pub session_expiry_s: u32,
+    /// What a QoS 1 message meets when the raw ring is full: `hold` (it waits in ingestd, unacked,
+    /// until the ring has room; the broker's in-flight window bounds how many wait, and the broker
+    /// queues the rest) or `drop` (acked, dropped and counted as `dropped.ring_full`). QoS 0
+    /// messages are always dropped and counted.
+    pub when_ring_full: WhenRingFull,
+    /// Keep-alive in seconds.
+    pub keep_alive_s: u64,
+    /// Largest payload accepted, in bytes; larger ones are dropped as `payload_too_large`. At
+    /// most 384 (what a raw record holds).
+    pub max_payload: usize,
+    /// First reconnect delay in ms; doubles per failed attempt up to `reconnect_max_ms`, with jitter.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay in ms.
+    pub reconnect_max_ms: u64,
+    /// Latency budget in µs: once the socket is drained and the batch is in the ring, ingestd
+    /// pauses this long before reading again, so that the next read returns many messages
+    /// instead of a few. 0 reads again at once (lowest latency, most CPU per message).
+    pub batch_budget_us: u64,
+}
+
+impl Default for Ingestd {
+    fn default() -> Self {
+        Ingestd {
+            broker: "mqtt://127.0.0.1:1883".into(),
+            topics: vec!["site/+/sensor/+".into()],
+            qos: 1,
+            share_group: String::new(),
+            client_id: String::new(),
+            username: String::new(),
+            password: String::new(),
+            ca_file: String::new(),
+            clean_start: false,
+            session_expiry_s: 3_600,
+            when_ring_full: WhenRingFull::Hold,
+            keep_alive_s: 30,
+            max_payload: 384,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 10_000,
+            batch_budget_us: 2_000,
+        }
+    }
+}
+
+impl Ingestd {
+    /// The MQTT client id: `client_id`, or when that is empty `ingestd-<instance>-<host name>`
+    /// (the broker keys the session by it, so it must stay the same across restarts and differ
+    /// between pipelines that share a broker).
+    pub fn client_id_for(&self, instance: &str) -> String {
+        if !self.client_id.is_empty() {
+            return self.client_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("ingestd-{instance}-{host}")
+    }
+
+    /// The longest pause ingestd makes once its socket is drained: `batch_budget_us` stretched
+    /// up to 8 times while the messages trickle in at QoS 0 (a few per budget), so that a
+    /// quiet pipeline wakes up ~60 times a second instead of 500. aggd allows for it before
+    /// emitting a boundary.
+    pub fn longest_pause(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.batch_budget_us.saturating_mul(8))
+    }
+}
+
+/// `[ingestd] when_ring_full`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenRingFull {
+    /// QoS 1 messages wait, unacked, until the ring has room (backpressure to the broker).
+    Hold,
+    /// QoS 1 messages are acked and dropped (counted).
+    Drop,
+}
+
+impl Ingestd {
+    /// Checks what TOML's types cannot.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let i = self;
+        check_url("ingestd.broker", &i.broker, &["mqtt", "mqtts"])?;
+        if i.topics.is_empty() {
+            return Err(bad("ingestd.topics", "[]", "must name at least one topic filter"));
+        }
+        for t in &i.topics {
+            if t.is_empty() || t.starts_with("$share/") || t.contains('\0') {
+                return Err(bad(
+                    "ingestd.topics",
+                    format!("{t:?}"),
+                    "must be a topic filter (use ingestd.share_group for shared subscriptions)",
+                ));
+            }
+        }
+        if i.qos > 1 {
+            return Err(bad("ingestd.qos", i.qos, "must be 0 or 1"));
+        }
+        if i.share_group.contains(['/', '+', '#']) {
+            return Err(bad(
+                "ingestd.share_group",
+                format!("{:?}", i.share_group),
+                "must not contain / + or #",
+            ));
+        }
+        if i.max_payload == 0 || i.max_payload > 384 {
+            return Err(bad("ingestd.max_payload", i.max_payload, "must be from 1 to 384 bytes"));
+        }
+        if i.reconnect_min_ms == 0 || i.reconnect_min_ms > i.reconnect_max_ms {
+            return Err(bad(
+                "ingestd.reconnect_min_ms",
+                i.reconnect_min_ms,
+                "must be at least 1 and at most ingestd.reconnect_max_ms",
+            ));
+        }
+        if i.batch_budget_us > 100_000 {
+            return Err(bad(
+                "ingestd.batch_budget_us",
+                i.batch_budget_us,
+                "must be at most 100000 (100 ms)",
+            ));
+        }
+        if i.keep_alive_s < 5 || i.keep_alive_s > 65535 {
+            return Err(bad("ingestd.keep_alive_s", i.keep_alive_s, "must be from 5 to 65535"));
+        }
+        Ok(())
+    }
+}
