@@ -123,11 +123,15 @@ impl FormatChooser {
         match raw.content_type() {
             ContentType::Json => Format::Json,
             ContentType::Cbor => Format::Cbor,
-            ContentType::Unknown => self.by_topic(raw.topic()).unwrap_or_else(|| match self.fallback {
-                PayloadFormat::Json => Format::Json,
-                PayloadFormat::Cbor => Format::Cbor,
-                PayloadFormat::Auto => sniff(raw.payload()),
-            }),
+            // Until decoded reads protobuf, a payload declared as protobuf is chosen like an
+            // undeclared one (and counted by the reason its bytes fail with).
+            ContentType::Unknown | ContentType::Protobuf => {
+                self.by_topic(raw.topic()).unwrap_or_else(|| match self.fallback {
+                    PayloadFormat::Json => Format::Json,
+                    PayloadFormat::Cbor => Format::Cbor,
+                    PayloadFormat::Auto => sniff(raw.payload()),
+                })
+            }
         }
     }
 

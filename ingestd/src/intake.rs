@@ -100,11 +100,7 @@ impl Staged {
 /// The MQTT 5 content type, as far as the pipeline understands it.
 pub fn content_type(publish: &Publish) -> ContentType {
     let declared = publish.properties.as_ref().and_then(|p| p.content_type.as_deref());
-    match declared.map(|c| c.split(';').next().unwrap_or("").trim()) {
-        Some(c) if c.eq_ignore_ascii_case("application/cbor") => ContentType::Cbor,
-        Some(c) if c.eq_ignore_ascii_case("application/json") => ContentType::Json,
-        _ => ContentType::Unknown,
-    }
+    declared.map_or(ContentType::Unknown, ContentType::from_mime)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ pub const RAW_TOPIC_MAX: usize = 112;
 /// Largest payload a raw record holds; a larger one is dropped as `payload_too_large`.
 pub const RAW_PAYLOAD_MAX: usize = 384;
 
-/// How the payload is encoded, as far as ingestd could tell from the MQTT 5 content type.
+/// How the payload is encoded, as far as ingestd could tell from the declared content type (the
+/// MQTT 5 content type property, or an HTTP `Content-Type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ContentType {
@@ -17,6 +18,34 @@ pub enum ContentType {
     Cbor = 1,
     /// `application/json`.
     Json = 2,
+    /// `application/x-protobuf` (also `application/protobuf`, `application/vnd.google.protobuf`).
+    Protobuf = 3,
+}
+
+impl ContentType {
+    /// The content type a MIME type declares: case-insensitive, parameters (`; charset=...`)
+    /// ignored; anything else is [`ContentType::Unknown`].
+    ///
+    /// ```
+    /// use records::ContentType;
+    /// assert_eq!(ContentType::from_mime("Application/CBOR"), ContentType::Cbor);
+    /// assert_eq!(ContentType::from_mime("application/json; charset=utf-8"), ContentType::Json);
+    /// assert_eq!(ContentType::from_mime("application/x-protobuf"), ContentType::Protobuf);
+    /// assert_eq!(ContentType::from_mime("text/plain"), ContentType::Unknown);
+    /// ```
+    pub fn from_mime(mime: &str) -> ContentType {
+        let essence = mime.split(';').next().unwrap_or("").trim();
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        if is("application/cbor") {
+            ContentType::Cbor
+        } else if is("application/json") {
+            ContentType::Json
+        } else if is("application/x-protobuf") || is("application/protobuf") || is("application/vnd.google.protobuf") {
+            ContentType::Protobuf
+        } else {
+            ContentType::Unknown
+        }
+    }
 }
 
 /// One MQTT message: its topic and payload, inline, and when the network read that delivered it
@@ -106,6 +135,7 @@ impl RawRecord {
         match self.content_type {
             1 => ContentType::Cbor,
             2 => ContentType::Json,
+            3 => ContentType::Protobuf,
             _ => ContentType::Unknown,
         }
     }
