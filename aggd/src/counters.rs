@@ -19,7 +19,7 @@
 //! | `late.clamped` | readings whose pane was already emitted, folded into the open pane |
 //! | `early.clamped` | readings stamped after aggd's clock, folded into the current pane |
 
-use records::names::{counter, drop_reason, error_reason};
+use records::names::{counter, drop_reason, error_reason, gauge};
 use shm_ring::{CounterId, SegmentName};
 use stage_runtime::StageCounters;
 
@@ -58,6 +58,8 @@ pub struct Counters {
     inserted: CounterId,
     late: CounterId,
     early: CounterId,
+    /// `gauge.keys_tracked`: keys in the window table, set at every publish.
+    keys_tracked: CounterId,
 }
 
 impl Counters {
@@ -78,6 +80,7 @@ impl Counters {
             inserted: slot.id(KEYS_INSERTED)?,
             late: slot.id(LATE_CLAMPED)?,
             early: slot.id(EARLY_CLAMPED)?,
+            keys_tracked: slot.id(gauge::KEYS_TRACKED)?,
             slot,
         })
     }
@@ -111,6 +114,11 @@ impl Counters {
                 self.slot.add(id, n);
             }
         }
+    }
+
+    /// Sets the number of keys in the window table (published with the next flush).
+    pub fn keys_tracked(&mut self, keys: u64) {
+        self.slot.set_gauge(self.keys_tracked, keys);
     }
 
     /// Publishes everything added so far (one consistent step) and beats the heartbeat.

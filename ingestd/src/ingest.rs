@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 
-use records::names::{counter, drop_reason, session};
+use records::names::{counter, drop_reason, gauge, session};
 use records::RawRecord;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::AsyncClient;
@@ -60,6 +60,8 @@ struct Counters {
     connects: CounterId,
     session_lost: CounterId,
     connection_errors: CounterId,
+    /// `gauge.connected.mqtt`: 1 from a ConnAck until the connection fails.
+    mqtt_connected: CounterId,
 }
 
 /// Everything the loop owns besides the MQTT client.
@@ -114,7 +116,10 @@ impl Ingest {
             connects: stats.id(session::CONNECTS)?,
             session_lost: stats.id(session::SESSION_LOST)?,
             connection_errors: stats.id(session::CONNECTION_ERRORS)?,
+            mqtt_connected: stats.id(gauge::MQTT_CONNECTED)?,
         };
+        // A killed predecessor may have left it at 1.
+        stats.set_gauge(ids.mqtt_connected, 0);
         let unrecorded = unrecorded(producer.published(), stats.published(ids.forwarded));
         if unrecorded > 0 {
             warn!(
@@ -247,6 +252,7 @@ impl Ingest {
     /// discarded what it held for us: counted, and said; nothing will be redelivered.
     pub fn connected(&mut self, session_present: bool) {
         self.stats.add(self.ids.connects, 1);
+        self.stats.set_gauge(self.ids.mqtt_connected, 1);
         self.unsent.clear();
         self.early.clear();
         if !session_present {
@@ -267,6 +273,8 @@ impl Ingest {
     /// Counts a failed connection attempt.
     pub fn connection_failed(&mut self) {
         self.stats.add(self.ids.connection_errors, 1);
+        self.stats.set_gauge(self.ids.mqtt_connected, 0);
+        self.stats.flush();
     }
 
     /// Hands the batch to the ring, in commits of at most [`MAX_BATCH`]; what does not fit is

@@ -65,6 +65,27 @@ pub mod session {
     pub const CONNECTION_ERRORS: &str = "mqtt.connection_errors";
 }
 
+/// A stage's gauges: values it sets (not counts), kept in the stats page's counter slots under
+/// the prefix `gauge.`. A stage sets each of its gauges when it starts, since a killed
+/// predecessor's last values stay in the page. Rates and the balance check ignore them.
+pub mod gauge {
+    /// Prefix of every gauge's name.
+    pub const PREFIX: &str = "gauge.";
+    /// Prefix of the connection state of one wire (`gauge.connected.<wire>`): 1 connected, 0 not.
+    pub const CONNECTED_PREFIX: &str = "gauge.connected.";
+    /// ingestd: 1 while the MQTT broker has accepted the connection.
+    pub const MQTT_CONNECTED: &str = "gauge.connected.mqtt";
+    /// emitd: 1 while the NATS server has accepted the connection.
+    pub const NATS_CONNECTED: &str = "gauge.connected.nats";
+    /// Prefix of the records a sink holds, accepted from the ring but not yet delivered
+    /// (`gauge.backlog.<sink>`).
+    pub const BACKLOG_PREFIX: &str = "gauge.backlog.";
+    /// emitd: aggregates waiting for NATS.
+    pub const NATS_BACKLOG: &str = "gauge.backlog.nats";
+    /// aggd: keys (device, sensor) in the window table.
+    pub const KEYS_TRACKED: &str = "gauge.keys_tracked";
+}
+
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).
 pub mod drop_reason {
     /// ingestd: the raw ring was full.
