@@ -28,7 +28,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use aggd::Aggd;
-pub use args::{from_args, path_from_args};
+pub use args::{from_args, path_from_args, VERSION};
 pub use decoded::{Decoded, PayloadFormat};
 pub use emitd::{AggregateFormat, Emitd};
 pub use error::ConfigError;

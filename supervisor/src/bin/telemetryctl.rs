@@ -12,12 +12,9 @@
 use supervisor::ctl::{args, commands, error};
 
 fn main() {
-    let argv: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.iter().any(|a| a == "--version" || a == "-V") {
-        println!("telemetryctl {}", env!("CARGO_PKG_VERSION"));
+        println!("telemetryctl {}", telemetry_config::VERSION);
         std::process::exit(0);
     }
     let code = match args::parse(argv) {

@@ -1,5 +1,5 @@
-//! `telemetryctl`'s command line: a small hand parser (no clap) that turns the arguments into an
-//! [`Invocation`], or into a usage error (exit code 2). Options may come before or after the
+//! `telemetryctl`'s command line: the arguments, split by lexopt (docs/decisions.md D19), become
+//! an [`Invocation`] or a usage error (exit code 2). Options may come before or after the
 //! command; `--opt value` and `--opt=value` are both accepted.
 
 use std::path::PathBuf;
@@ -26,6 +26,7 @@ options:
                   else the built-in defaults); gives [pipeline].prefix
   --prefix P      segment prefix, overriding the configuration's
   -h, --help      this text
+  -V, --version   the version and the git commit of this build
 
 exit codes: 0 ok, 1 unhealthy (status), 2 usage, 3 no pipeline running, 4 permission denied,
             5 stats page of another layout version, corrupt or not initialised,
@@ -81,9 +82,9 @@ pub struct Invocation {
 pub fn parse<I, S>(args: I) -> Result<Invocation, String>
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: Into<std::ffi::OsString>,
 {
-    let mut args = args.into_iter().map(Into::into);
+    let mut parser = lexopt::Parser::from_args(args.into_iter().map(|a| a.into()));
     let mut config = None;
     let mut prefix = None;
     let mut positional: Vec<String> = Vec::new();
@@ -93,29 +94,22 @@ where
     let mut heartbeat_timeout_ms = None;
     let mut seen: Vec<&'static str> = Vec::new();
 
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            positional.extend(args.by_ref());
-            break;
-        }
-        if !arg.starts_with('-') || arg == "-" {
-            positional.push(arg);
-            continue;
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let known: &'static str = match flag.as_str() {
-            "--config" => "--config",
-            "--prefix" => "--prefix",
-            "--json" => "--json",
-            "--watch" => "--watch",
-            "--count" => "--count",
-            "--interval-ms" => "--interval-ms",
-            "--heartbeat-timeout-ms" => "--heartbeat-timeout-ms",
-            "-h" | "--help" => "--help",
-            _ => return Err(format!("unknown option {arg:?}")),
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let known: &'static str = match arg {
+            lexopt::Arg::Value(value) => {
+                positional.push(value.to_string_lossy().into_owned());
+                continue;
+            }
+            lexopt::Arg::Long("config") => "--config",
+            lexopt::Arg::Long("prefix") => "--prefix",
+            lexopt::Arg::Long("json") => "--json",
+            lexopt::Arg::Long("watch") => "--watch",
+            lexopt::Arg::Long("count") => "--count",
+            lexopt::Arg::Long("interval-ms") => "--interval-ms",
+            lexopt::Arg::Long("heartbeat-timeout-ms") => "--heartbeat-timeout-ms",
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => "--help",
+            lexopt::Arg::Short(c) => return Err(format!("unknown option \"-{c}\"")),
+            lexopt::Arg::Long(other) => return Err(format!("unknown option \"--{other}\"")),
         };
         if seen.contains(&known) {
             return Err(format!("{known} given twice"));
@@ -126,7 +120,7 @@ where
             "--config" | "--prefix" | "--count" | "--interval-ms" | "--heartbeat-timeout-ms"
         );
         if !takes_value {
-            if inline.is_some() {
+            if parser.optional_value().is_some() {
                 return Err(format!("{known} takes no value"));
             }
             match known {
@@ -136,10 +130,11 @@ where
             }
             continue;
         }
-        let value = match inline {
-            Some(v) => v,
-            None => args.next().ok_or_else(|| format!("{known} needs a value"))?,
-        };
+        let value = parser
+            .value()
+            .map_err(|_| format!("{known} needs a value"))?
+            .to_string_lossy()
+            .into_owned();
         if value.is_empty() {
             return Err(format!("{known} needs a non-empty value"));
         }
