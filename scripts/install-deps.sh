@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine that has the Rust
 # toolchain: the MQTT broker and the NATS server (started only by the demo and the tests
-# themselves, on free loopback ports). Safe to run again; does nothing when all is present.
+# themselves, on free loopback ports), and the Debian packaging tools that scripts/package.sh and
+# scripts/install-test.sh use (dpkg-dev, lintian, systemd-analyze from systemd). Safe to run
+# again; does nothing when all is present.
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+# systemd-analyze only: installing systemd does not make it PID 1.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
