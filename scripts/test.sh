@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. This is the README's test command and what CI runs.
 #   - unit, integration (real processes, SIGKILL) and doc tests of every crate;
+#   - the Debian package: built and checked by lintian, installed, run and purged
+#     (scripts/install-test.sh; as root only, as in CI: it installs onto this machine);
 #   - the loom model of the ring protocol, with a bounded number of preemptions so that it fits
 #     CI's time (LOOM_MAX_PREEMPTIONS; unset it for the exhaustive run, about 4 minutes here).
 set -euo pipefail
@@ -23,6 +25,10 @@ cargo build --workspace --bins
 cargo test --workspace
 # The ring benchmark's sub-second smoke run: it still compiles and its processes still work.
 cargo test -p shm-ring --benches
+
+# The package's install test, after the others: it installs onto this machine, and it builds
+# the release binaries.
+./scripts/install-test.sh
 
 LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-4}" RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p shm-ring --lib --release loom
