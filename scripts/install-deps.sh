@@ -11,6 +11,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+# What the package depends on, for scripts/install-test.sh's `dpkg -i` (which resolves nothing).
+command -v adduser >/dev/null 2>&1 || need+=(adduser)
+command -v deb-systemd-helper >/dev/null 2>&1 || need+=(init-system-helpers)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 # systemd-analyze only: installing systemd does not make it PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
