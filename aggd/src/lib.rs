@@ -9,13 +9,13 @@
 //!   of squares, min and max; the window's aggregate is their merge, which gives exactly the
 //!   count, min, max and mean that the seed's raw-sample method gives (the mean up to float
 //!   summation order). A reading goes to the pane of its `received_ms`; late ones are clamped
-//!   into the open pane, future ones into the wall-clock pane ([`window`] has the rules).
+//!   into the open pane, future ones into the wall-clock pane ([`fold`] has the rules).
 //! - **State in shared memory** ([`store`], [`row`], [`keys`]). The windows live in the
 //!   `windows` table segment, one row per key, so a restarted aggd re-attaches them: killing
 //!   aggd does not reset everyone's window. Rows are written so that a kill at any instruction
 //!   leaves each row free or complete, and the in-memory index is rebuilt from the rows on
 //!   start.
-//! - **Exactly once across a kill** ([`window`], [`stage`]). An undo journal in the table's
+//! - **Exactly once across a kill** ([`journal`], [`emit`], [`stage`]). An undo journal in the table's
 //!   bookkeeping words and the position of the last folded reading make every reading fold
 //!   exactly once; an emission cursor plus the last aggregate in the ring make every aggregate go
 //!   out at most once.
@@ -40,8 +40,16 @@
 //! 256 bytes per key would take P ≤ 3 with this layout (236 bytes), or interned key text (a
 //! header of about 32 bytes) and P ≤ 6, or giving up exactness (`f32` fields).
 
+#![deny(missing_docs)]
+
+#[macro_use]
+mod kill;
+
 pub mod clock;
 pub mod counters;
+pub mod emit;
+pub mod fold;
+pub mod journal;
 pub mod keys;
 pub mod pane;
 mod prefetch;

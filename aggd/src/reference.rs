@@ -3,7 +3,7 @@
 //! streams (random keys, values, stamps late and early, random emission times) to it and to
 //! [`Windows`], and require the same aggregates: count, min, max and last exactly, sum, sum of
 //! squares and mean up to float summation order. A second property kills the implementation at
-//! random points (every `kill_point!` in `window.rs`), reopens its store as a restarted process
+//! random points (every `kill_point!` of `fold.rs`, `emit.rs` and `journal.rs`), reopens its store as a restarted process
 //! would, and still requires exactly the crash-free oracle's aggregates: no reading lost or
 //! folded twice, no aggregate lost or emitted twice.
 
@@ -13,8 +13,10 @@ use proptest::prelude::*;
 use records::{Aggregate, FixedText, Reading};
 
 use crate::clock::Panes;
+use crate::kill;
 use crate::store::MemStore;
-use crate::window::{kill, WindowConfig, Windows};
+use crate::window::tests::fold;
+use crate::window::{WindowConfig, Windows};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -182,13 +184,11 @@ fn apply(w: &mut Windows<MemStore>, op: &Op, now: &mut u64, pos: Option<u64>, ou
     match *op {
         Op::Read { key, value, offset } => {
             let t = now.saturating_add_signed(offset);
-            let clock = *now;
-            let mut cached = clock;
-            w.fold(
+            fold(
+                w,
                 pos.expect("a read has a position"),
                 &reading(key, value, t),
-                &mut cached,
-                &mut || clock,
+                *now,
                 out,
             )
             .unwrap();

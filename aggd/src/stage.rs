@@ -17,7 +17,7 @@
 //! clock by [`emit_grace`]: a reading stamped just before a boundary may still be in ingestd's
 //! batch or in decoded when the clock passes it, and emitting at once would clamp it into the
 //! next pane (`late.clamped`). A reading stamped after the boundary that arrives within the grace
-//! emits the boundary at once anyway (event time, see [`crate::window`]). An empty ring is waited on
+//! emits the boundary at once anyway (event time, see [`crate::fold`]). An empty ring is waited on
 //! (`wait_for_records` with the `[wait]` strategy) until the next boundary, or at most 250 ms
 //! (the heartbeat; also how soon an idle aggd sees SIGTERM), so emissions are on time with no
 //! input.
@@ -314,7 +314,10 @@ impl Stage {
             if let Some(x) = ahead(i + PREFETCH_ROW) {
                 windows.prefetch_row(x, tags[(i + PREFETCH_ROW) % PREFETCH_KEY]);
             }
-            let verdict = windows.fold_keyed(pos, r, tag, &mut now, &mut clock, producer);
+            if let Some(due) = windows.due_before(r, &mut now, &mut clock) {
+                windows.emit_through(due, producer);
+            }
+            let verdict = windows.fold_keyed(pos, r, tag);
             counters.reading(verdict);
             pos = pos.wrapping_add(1);
         }

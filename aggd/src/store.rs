@@ -13,7 +13,7 @@
 //! | `FOLDED` | readings-ring position: every reading before it is folded into the windows |
 //! | `COUNTED` | readings-ring position: every reading before it is counted in the stats page |
 //! | `EMIT_CURSOR` | `(boundary as u32) << 32 \| row`: how far the emission of that boundary got |
-//! | `J_POS` … `J_LAST` | the undo journal of the fold in progress (see [`crate::window`]) |
+//! | `J_POS` … `J_LAST` | the undo journal of the fold in progress (see [`crate::journal`]) |
 //! | `ROWS_USED` | high-water mark of rows ever used; rows above it are zero |
 
 use std::sync::atomic::{AtomicU64, Ordering};
