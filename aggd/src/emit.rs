@@ -5,7 +5,8 @@
 //! At boundary `b` every key with samples in panes `b−P ..= b−1` gets one aggregate: the merge
 //! of those panes (count, min and max exact; the sum and the sum of squares are sums of pane
 //! sums, so they equal sample-by-sample sums up to float rounding) and the key's latest value,
-//! exact too. Keys with no sample in the window are skipped. Work is one pass over the rows in
+//! exact too. The aggregate says which statistics it carries (`[aggd] statistics`); the fields
+//! of the others are not meaningful (their columns are not stored). Keys with no sample in the window are skipped. Work is one pass over the rows in
 //! use (`O(keys × P)`). A key with no sample for `idle_ttl_ms` is evicted during that pass
 //! (`evicted.idle`); since `idle_ttl_ms ≥ window_ms`, its window is empty by then and nothing is
 //! lost.
@@ -56,7 +57,7 @@ impl<S: Store> Windows<S> {
                 "the wall clock went back by more than a window; forgetting every window"
             );
             for r in 0..self.keys.high_water() as usize {
-                if row::tag(self.store.words(), r, self.p) != 0 {
+                if row::tag(self.store.words(), r, self.shape) != 0 {
                     self.evict(r);
                     self.tally.evicted_clock += 1;
                 }
@@ -140,10 +141,10 @@ impl<S: Store> Windows<S> {
         let mut top = 0;
         for r in start..hw {
             let row = r as usize;
-            if row::tag(self.store.words(), row, self.p) == 0 {
+            if row::tag(self.store.words(), row, self.shape) == 0 {
                 continue;
             }
-            let head = row::header(self.store.words(), row, self.p).head;
+            let head = row::header(self.store.words(), row, self.shape).head;
             if b >= head.saturating_add(1 + self.idle_panes) {
                 self.evict(row);
                 self.tally.evicted_idle += 1;
@@ -156,7 +157,7 @@ impl<S: Store> Windows<S> {
             if head < lo {
                 continue;
             }
-            let rm = RowMut::new(self.store.words_mut(), row, self.p);
+            let rm = RowMut::new(self.store.words_mut(), row, self.shape);
             let mut w = Partial::EMPTY;
             for q in lo..=head.min(b - 1) {
                 w.merge(&rm.panes.get(self.cfg.panes.slot_of(q)));
@@ -168,6 +169,7 @@ impl<S: Store> Windows<S> {
             let Some(mut agg) = Aggregate::new(h.device(), h.sensor(), h.unit()) else {
                 continue;
             };
+            agg.set_statistics(self.cfg.statistics);
             agg.window_start_ms = window_start;
             agg.window_end_ms = window_end;
             agg.count = w.count;

@@ -86,7 +86,7 @@ impl<S: Store> Windows<S> {
     pub fn prefetch_row(&self, r: &Reading, tag: u64) {
         if let Some(row) = self.keys.likely_row(tag) {
             let slot = self.cfg.panes.slot_of(self.cfg.panes.pane_of(r.received_ms));
-            row::prefetch(self.store.words(), row, self.p, slot);
+            row::prefetch(self.store.words(), row, self.shape, slot);
         }
     }
 
@@ -100,7 +100,7 @@ impl<S: Store> Windows<S> {
         } as usize;
         let slot = self.cfg.panes.slot_of(p);
         let (saved, last) = {
-            let mut rm = RowMut::new(self.store.words_mut(), row, self.p);
+            let mut rm = RowMut::new(self.store.words_mut(), row, self.shape);
             let head = rm.header.head;
             if p > head {
                 for q in 1..=(p - head).min(self.p as u64) {
@@ -113,7 +113,7 @@ impl<S: Store> Windows<S> {
             (rm.panes.save(slot), rm.header.last)
         };
         self.journal(pos, row, slot, saved, last);
-        let mut rm = RowMut::new(self.store.words_mut(), row, self.p);
+        let mut rm = RowMut::new(self.store.words_mut(), row, self.shape);
         if !rm.panes.fold(slot, r.value) {
             return Err(Reject::PaneFull);
         }
@@ -155,7 +155,7 @@ impl<S: Store> Windows<S> {
             self.store.set_word(store::ROWS_USED, u64::from(row) + 1);
         }
         {
-            let mut rm = RowMut::new(self.store.words_mut(), row as usize, self.p);
+            let mut rm = RowMut::new(self.store.words_mut(), row as usize, self.shape);
             rm.header.set_key(device, sensor, unit);
             rm.header.head = p;
             rm.header.last = 0.0;
@@ -163,7 +163,7 @@ impl<S: Store> Windows<S> {
         }
         compiler_fence(Ordering::SeqCst);
         kill_point!();
-        RowMut::new(self.store.words_mut(), row as usize, self.p).header.tag = tag;
+        RowMut::new(self.store.words_mut(), row as usize, self.shape).header.tag = tag;
         compiler_fence(Ordering::SeqCst);
         self.keys.added(tag, row);
         self.tally.inserted += 1;
@@ -172,8 +172,8 @@ impl<S: Store> Windows<S> {
 
     /// Frees a row: its tag first (one store), then the index.
     pub(crate) fn evict(&mut self, row: usize) {
-        let tag = row::tag(self.store.words(), row, self.p);
-        row::clear_tag(self.store.words_mut(), row, self.p);
+        let tag = row::tag(self.store.words(), row, self.shape);
+        row::clear_tag(self.store.words_mut(), row, self.shape);
         compiler_fence(Ordering::SeqCst);
         kill_point!();
         self.keys.removed(self.store.words(), tag, row as u32);

@@ -82,11 +82,11 @@ pub(crate) fn undo<S: Store>(store: &mut S, cfg: &WindowConfig) -> bool {
     }
     let at = store.word(store::J_SLOT);
     let (row, slot) = (at >> 8, (at & 0xff) as usize);
-    let p = cfg.panes.panes as usize;
-    if row < u64::from(cfg.max_keys) && slot < p {
+    let shape = cfg.row_shape();
+    if row < u64::from(cfg.max_keys) && slot < shape.panes {
         let pane: PaneWords = std::array::from_fn(|i| store.word(store::J_PANE + i));
         let last = f64::from_bits(store.word(store::J_LAST));
-        let mut rm = RowMut::new(store.words_mut(), row as usize, p);
+        let mut rm = RowMut::new(store.words_mut(), row as usize, shape);
         rm.panes.restore(slot, pane);
         rm.header.last = last;
     }

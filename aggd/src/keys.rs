@@ -19,7 +19,7 @@
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
-use crate::row::{self, mix64};
+use crate::row::{self, mix64, RowShape};
 
 /// The in-memory index over the rows of the windows table.
 pub struct Keys {
@@ -33,7 +33,7 @@ pub struct Keys {
     live: u32,
     high_water: u32,
     max_keys: u32,
-    panes: usize,
+    shape: RowShape,
     /// Eviction candidates `(head, row)`, oldest last.
     candidates: Vec<(u64, u32)>,
     batch: usize,
@@ -51,11 +51,11 @@ pub struct Rebuilt {
 }
 
 impl Keys {
-    /// Indexes the rows of `words` (`max_keys` rows of `panes` panes), freeing (clearing the tag
+    /// Indexes the rows of `words` (`max_keys` rows of `shape`), freeing (clearing the tag
     /// of) every row that is not valid, holds a key twice, or claims a pane newer than `sealed`.
     /// Rows from `rows_used` on were never used and are not read (so a new table's pages stay
     /// untouched).
-    pub fn rebuild(words: &mut [u64], max_keys: u32, panes: usize, sealed: u64, rows_used: u64) -> (Keys, Rebuilt) {
+    pub fn rebuild(words: &mut [u64], max_keys: u32, shape: RowShape, sealed: u64, rows_used: u64) -> (Keys, Rebuilt) {
         let slots = (max_keys as usize * 2).next_power_of_two().max(2);
         let mut keys = Keys {
             index: vec![0; slots],
@@ -66,7 +66,7 @@ impl Keys {
             live: 0,
             high_water: 0,
             max_keys,
-            panes,
+            shape,
             candidates: Vec::new(),
             batch: (max_keys as usize / 64).clamp(16, 4096),
         };
@@ -77,7 +77,7 @@ impl Keys {
         }
         for r in 0..scanned {
             let (tag, ok) = {
-                let h = row::header(words, r, panes);
+                let h = row::header(words, r, shape);
                 (h.tag, h.is_valid() && h.head <= sealed)
             };
             if tag == 0 {
@@ -87,7 +87,7 @@ impl Keys {
             if !ok {
                 report.invalid += 1;
             } else {
-                let h = row::header(words, r, panes);
+                let h = row::header(words, r, shape);
                 if keys.find(words, tag, h.device(), h.sensor()).is_some() {
                     report.duplicate += 1;
                 } else {
@@ -97,7 +97,7 @@ impl Keys {
                     continue;
                 }
             }
-            row::clear_tag(words, r, panes);
+            row::clear_tag(words, r, shape);
             keys.free[r / 64] |= 1 << (r % 64);
         }
         report.live = keys.live;
@@ -119,7 +119,7 @@ impl Keys {
                 return None;
             }
             let r = (e - 1) as usize;
-            if row::tag(words, r, self.panes) == tag && row::header(words, r, self.panes).holds(tag, device, sensor) {
+            if row::tag(words, r, self.shape) == tag && row::header(words, r, self.shape).holds(tag, device, sensor) {
                 return Some(e - 1);
             }
             i = (i + 1) & self.mask;
@@ -196,7 +196,7 @@ impl Keys {
             if e == 0 {
                 break;
             }
-            let home = self.home(row::tag(words, (e - 1) as usize, self.panes));
+            let home = self.home(row::tag(words, (e - 1) as usize, self.shape));
             let stays = if hole <= j {
                 hole < home && home <= j
             } else {
@@ -218,7 +218,7 @@ impl Keys {
     pub fn lru_victim(&mut self, words: &[u64]) -> Option<u32> {
         for refilled in [false, true] {
             while let Some((head, r)) = self.candidates.pop() {
-                let h = row::header(words, r as usize, self.panes);
+                let h = row::header(words, r as usize, self.shape);
                 if h.tag != 0 && h.head == head {
                     return Some(r);
                 }
@@ -236,10 +236,10 @@ impl Keys {
         let mut heap = BinaryHeap::from(std::mem::take(&mut self.candidates));
         heap.clear();
         for r in 0..self.high_water as usize {
-            if row::tag(words, r, self.panes) == 0 {
+            if row::tag(words, r, self.shape) == 0 {
                 continue;
             }
-            let entry = (row::header(words, r, self.panes).head, r as u32);
+            let entry = (row::header(words, r, self.shape).head, r as u32);
             if heap.len() < self.batch {
                 heap.push(entry);
             } else if heap.peek().is_some_and(|top| entry < *top) {
@@ -276,9 +276,9 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::{key_hash, row_words, RowMut};
+    use crate::row::{key_hash, row_words, RowMut, RowShape};
 
-    const P: usize = 2;
+    const P: RowShape = RowShape::full(2);
 
     fn put(words: &mut [u64], r: usize, dev: &str, head: u64) -> u64 {
         let row = RowMut::new(words, r, P);

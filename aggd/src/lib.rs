@@ -27,18 +27,14 @@
 //! # Memory per key
 //!
 //! A row is 128 bytes of header (the key's device, sensor and unit text inline, its tag, newest
-//! pane and latest value) plus 36 bytes per pane: `128 + 36·P` bytes. With the default 12 panes
-//! that is **560 bytes per key** in the table segment (reserved for all `max_keys`; pages are
-//! touched only as rows are used), plus about 11 bytes per key of heap for the index, measured
-//! by the `bytes_per_key_of_the_default_shape` test.
-//!
-//! The 256-byte target is out of reach with 12 exact panes. To answer each of the next P
-//! emissions exactly without new input, a key must be able to produce P pane counts and sums
-//! and, in the worst case (a rising or falling sequence), P distinct minima and P distinct
-//! maxima: 28·P bytes (336 at P = 12) before the sum of squares or any key text. The pane part
-//! of this layout (36·P with the sum of squares) is at that floor; only the header is overhead.
-//! 256 bytes per key would take P ≤ 3 with this layout (236 bytes), or interned key text (a
-//! header of about 32 bytes) and P ≤ 6, or giving up exactness (`f32` fields).
+//! pane and latest value) plus, per pane, a 4-byte count and 8 bytes for each column the chosen
+//! statistics need (`[aggd] statistics`, see [`pane::Columns`]): `128 + (4 + 8·k)·P` bytes with
+//! `k` from 0 to 4. With the default 12 panes that is **560 bytes per key** for the full set
+//! (`k = 4`) and 272 for `["count", "mean"]` (`k = 1`) in the table segment (reserved for all
+//! `max_keys`; pages are touched only as rows are used), plus about 11 bytes per key of heap for
+//! the index, measured by the `bytes_per_key_of_the_default_shape` test and, all-in at any key
+//! count, by `scripts/bench-aggd-memory.sh`. docs/decisions.md D10 and D17 say why and what is
+//! left (interning the key text).
 
 #![deny(missing_docs)]
 

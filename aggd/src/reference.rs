@@ -10,7 +10,7 @@
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
-use records::{Aggregate, FixedText, Reading};
+use records::{Aggregate, FixedText, Reading, Statistics};
 
 use crate::clock::Panes;
 use crate::kill;
@@ -170,6 +170,7 @@ fn config((e, p, extra, _): (u64, u64, u64, u64)) -> WindowConfig {
         panes: Panes::new(e * p, e).unwrap(),
         max_keys: 5,
         idle_ttl_ms: e * (p + extra),
+        statistics: Statistics::ALL,
     }
 }
 
@@ -224,7 +225,13 @@ fn positions(ops: &[Op]) -> Vec<Option<u64>> {
         .collect()
 }
 
-fn same(mut got: Vec<Agg>, mut want: Vec<Agg>) -> Result<(), TestCaseError> {
+fn same(got: Vec<Agg>, want: Vec<Agg>) -> Result<(), TestCaseError> {
+    same_chosen(got, want, Statistics::ALL)
+}
+
+/// [`same`] for the fields `chosen` needs (the count always: it decides what is emitted).
+fn same_chosen(mut got: Vec<Agg>, mut want: Vec<Agg>, chosen: Statistics) -> Result<(), TestCaseError> {
+    let has = |s| chosen.contains(s);
     let order = |a: &Agg, b: &Agg| (a.end, &a.key).cmp(&(b.end, &b.key));
     got.sort_by(order);
     want.sort_by(order);
@@ -238,21 +245,27 @@ fn same(mut got: Vec<Agg>, mut want: Vec<Agg>) -> Result<(), TestCaseError> {
             w
         );
         prop_assert!(
-            g.min == w.min && g.max == w.max && g.last == w.last,
+            (!has(Statistics::MIN) || g.min == w.min)
+                && (!has(Statistics::MAX) || g.max == w.max)
+                && (!has(Statistics::LAST) || g.last == w.last),
             "{:?} vs {:?}",
             g,
             w
         );
         let tol = 1e-12 * (w.count as f64) * (w.abs + 1.0);
-        prop_assert!((g.sum - w.sum).abs() <= tol, "sum {:?} vs {:?}", g, w);
-        prop_assert!(
-            (g.sum / g.count as f64 - w.sum / w.count as f64).abs() <= tol,
-            "mean {:?} vs {:?}",
-            g,
-            w
-        );
-        let tol_sq = 1e-12 * (w.count as f64) * (w.sum_sq + 1.0);
-        prop_assert!((g.sum_sq - w.sum_sq).abs() <= tol_sq, "sum_sq {:?} vs {:?}", g, w);
+        if has(Statistics::SUM) || has(Statistics::MEAN) || has(Statistics::STDDEV) {
+            prop_assert!((g.sum - w.sum).abs() <= tol, "sum {:?} vs {:?}", g, w);
+            prop_assert!(
+                (g.sum / g.count as f64 - w.sum / w.count as f64).abs() <= tol,
+                "mean {:?} vs {:?}",
+                g,
+                w
+            );
+        }
+        if has(Statistics::STDDEV) {
+            let tol_sq = 1e-12 * (w.count as f64) * (w.sum_sq + 1.0);
+            prop_assert!((g.sum_sq - w.sum_sq).abs() <= tol_sq, "sum_sq {:?} vs {:?}", g, w);
+        }
     }
     Ok(())
 }
@@ -302,37 +315,57 @@ proptest! {
         (shape, ops) in case(),
         kills in proptest::collection::vec(1u64..80, 1..6),
     ) {
-        quiet_kills();
         let cfg = config(shape);
         let start = T0 + shape.3;
-        let mut w = open(cfg, start);
-        let mut out = Vec::new();
-        let mut now = start;
-        let pos = positions(&ops);
-        let mut kills = kills.into_iter();
-        kill::arm(kills.next().unwrap_or(0));
-        let mut i = 0;
-        while i < ops.len() {
-            match catch_unwind(AssertUnwindSafe(|| apply(&mut w, &ops[i], &mut now, pos[i], &mut out))) {
-                Ok(()) => i += 1,
-                Err(payload) if payload.is::<kill::Killed>() => {
-                    // A new process: the store survives, the heap does not. It first finishes an
-                    // interrupted emission, then redoes the op it was killed in, unless that was
-                    // a reading it had already folded (the ring resumes at FOLDED).
-                    w = Windows::open(w.into_store(), cfg, now).ok().unwrap().0;
-                    w.finish_interrupted_emission(&mut out);
-                    if pos[i].is_some_and(|p| p < w.folded()) {
-                        i += 1;
-                    }
-                    kill::arm(kills.next().unwrap_or(0));
-                }
-                Err(payload) => resume_unwind(payload),
-            }
-        }
-        kill::arm(0);
-        w.emit_due(now + cfg.panes.window_ms() + cfg.panes.emit_every_ms, &mut out);
+        let out = run_with_kills(cfg, start, &ops, kills);
         same(out.iter().map(Agg::of).collect(), oracle(&cfg, start, &ops))?;
     }
+
+    #[test]
+    fn any_statistics_survive_kills_exactly(
+        (shape, ops) in case(),
+        kills in proptest::collection::vec(1u64..80, 0..4),
+        bits in 1u8..=0x7f,
+    ) {
+        let cfg = WindowConfig { statistics: Statistics::from_bits(bits), ..config(shape) };
+        let start = T0 + shape.3;
+        let out = run_with_kills(cfg, start, &ops, kills);
+        prop_assert!(out.iter().all(|a| a.statistics() == cfg.statistics));
+        same_chosen(out.iter().map(Agg::of).collect(), oracle(&cfg, start, &ops), cfg.statistics)?;
+    }
+}
+
+/// Runs `ops`, killed at each of the `kills` countdowns in turn, and returns every aggregate
+/// handed on, after a final emission that closes every window.
+fn run_with_kills(cfg: WindowConfig, start: u64, ops: &[Op], kills: Vec<u64>) -> Vec<Aggregate> {
+    quiet_kills();
+    let mut w = open(cfg, start);
+    let mut out = Vec::new();
+    let mut now = start;
+    let pos = positions(ops);
+    let mut kills = kills.into_iter();
+    kill::arm(kills.next().unwrap_or(0));
+    let mut i = 0;
+    while i < ops.len() {
+        match catch_unwind(AssertUnwindSafe(|| apply(&mut w, &ops[i], &mut now, pos[i], &mut out))) {
+            Ok(()) => i += 1,
+            Err(payload) if payload.is::<kill::Killed>() => {
+                // A new process: the store survives, the heap does not. It first finishes an
+                // interrupted emission, then redoes the op it was killed in, unless that was
+                // a reading it had already folded (the ring resumes at FOLDED).
+                w = Windows::open(w.into_store(), cfg, now).ok().unwrap().0;
+                w.finish_interrupted_emission(&mut out);
+                if pos[i].is_some_and(|p| p < w.folded()) {
+                    i += 1;
+                }
+                kill::arm(kills.next().unwrap_or(0));
+            }
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+    kill::arm(0);
+    w.emit_due(now + cfg.panes.window_ms() + cfg.panes.emit_every_ms, &mut out);
+    out
 }
 
 #[test]

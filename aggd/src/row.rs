@@ -8,7 +8,7 @@
 //! | 2 | `last`: the key's most recent value |
 //! | 3 | lengths of device, sensor and unit |
 //! | 4–15 | device (48 bytes), sensor (32), unit (16), zero-padded |
-//! | 16… | pane columns: `⌈P/2⌉ + 4·P` words |
+//! | 16… | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
 //!
 //! The tag is the row's validity marker. A row is filled with everything else first and its tag
 //! written last (after a compiler fence), and a row is freed by clearing its tag first, so a
@@ -19,14 +19,39 @@
 use bytemuck::{Pod, Zeroable};
 use records::{DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
 
-use crate::pane::{pane_words, Panes};
+use crate::pane::{pane_words, Columns, Panes};
 
 /// Words of the row header.
 pub const HEADER_WORDS: usize = 16;
 
-/// Words of one row for windows of `panes` panes.
-pub const fn row_words(panes: usize) -> usize {
-    HEADER_WORDS + pane_words(panes)
+/// The layout of every row of a table: panes per row and the pane columns stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowShape {
+    /// Panes per window.
+    pub panes: usize,
+    /// The optional pane columns stored.
+    pub columns: Columns,
+}
+
+impl RowShape {
+    /// Rows of `panes` panes with every column.
+    pub const fn full(panes: usize) -> RowShape {
+        RowShape {
+            panes,
+            columns: Columns::ALL,
+        }
+    }
+
+    /// Words of one row.
+    #[inline]
+    pub const fn words(self) -> usize {
+        HEADER_WORDS + pane_words(self.panes, self.columns)
+    }
+}
+
+/// Words of one row of `shape`.
+pub const fn row_words(shape: RowShape) -> usize {
+    shape.words()
 }
 
 /// The fixed part of a row.
@@ -116,23 +141,23 @@ pub struct RowMut<'a> {
 }
 
 impl<'a> RowMut<'a> {
-    /// Row `row` of `words`, rows of `panes` panes.
+    /// Row `row` of `words`, rows of `shape`.
     #[inline]
-    pub fn new(words: &'a mut [u64], row: usize, panes: usize) -> RowMut<'a> {
-        let len = row_words(panes);
+    pub fn new(words: &'a mut [u64], row: usize, shape: RowShape) -> RowMut<'a> {
+        let len = shape.words();
         let (head, rest) = words[row * len..(row + 1) * len].split_at_mut(HEADER_WORDS);
         let head: &mut [u64; HEADER_WORDS] = head.try_into().expect("header words");
         RowMut {
             header: bytemuck::cast_mut(head),
-            panes: Panes::new(rest, panes),
+            panes: Panes::new(rest, shape.panes, shape.columns),
         }
     }
 }
 
 /// Row `row`'s header, read-only.
 #[inline]
-pub fn header(words: &[u64], row: usize, panes: usize) -> &RowHeader {
-    let start = row * row_words(panes);
+pub fn header(words: &[u64], row: usize, shape: RowShape) -> &RowHeader {
+    let start = row * shape.words();
     let head: &[u64; HEADER_WORDS] = words[start..start + HEADER_WORDS].try_into().expect("header words");
     bytemuck::cast_ref(head)
 }
@@ -140,19 +165,23 @@ pub fn header(words: &[u64], row: usize, panes: usize) -> &RowHeader {
 /// Starts loading what folding a sample into pane `slot` of row `row` touches: the row's header
 /// and that pane's words in each column. A hint: out-of-range rows are ignored.
 #[inline]
-pub fn prefetch(words: &[u64], row: usize, panes: usize, slot: usize) {
-    let start = row * row_words(panes);
-    let cols = start + HEADER_WORDS;
-    let half = panes.div_ceil(2);
-    for w in [
+pub fn prefetch(words: &[u64], row: usize, shape: RowShape, slot: usize) {
+    let start = row * shape.words();
+    let (panes, counts) = (shape.panes, start + HEADER_WORDS);
+    let f64s = counts + panes.div_ceil(2);
+    let mut lines = [
         start,
         start + 8,
-        cols + slot / 2,
-        cols + half + slot,
-        cols + half + panes + slot,
-        cols + half + 2 * panes + slot,
-        cols + half + 3 * panes + slot,
-    ] {
+        counts + slot / 2,
+        usize::MAX,
+        usize::MAX,
+        usize::MAX,
+        usize::MAX,
+    ];
+    for (i, line) in lines[3..3 + shape.columns.f64_columns()].iter_mut().enumerate() {
+        *line = f64s + i * panes + slot;
+    }
+    for w in lines {
         if let Some(x) = words.get(w) {
             crate::prefetch::line(x);
         }
@@ -161,14 +190,14 @@ pub fn prefetch(words: &[u64], row: usize, panes: usize, slot: usize) {
 
 /// Row `row`'s tag (one load, for sweeps).
 #[inline]
-pub fn tag(words: &[u64], row: usize, panes: usize) -> u64 {
-    words[row * row_words(panes)]
+pub fn tag(words: &[u64], row: usize, shape: RowShape) -> u64 {
+    words[row * shape.words()]
 }
 
 /// Frees row `row` with one store: clears its tag.
 #[inline]
-pub fn clear_tag(words: &mut [u64], row: usize, panes: usize) {
-    words[row * row_words(panes)] = 0;
+pub fn clear_tag(words: &mut [u64], row: usize, shape: RowShape) {
+    words[row * shape.words()] = 0;
 }
 
 /// The hash of a key, never 0: the row's validity tag. Fixed (not seeded), because it must be
@@ -210,9 +239,14 @@ mod tests {
 
     #[test]
     fn a_row_round_trips_and_validates() {
-        let panes = 12;
+        let panes = RowShape::full(12);
         let mut words = vec![0u64; 3 * row_words(panes)];
         assert_eq!(row_words(panes), 70);
+        let mean = RowShape {
+            panes: 12,
+            columns: Columns::SUM,
+        };
+        assert_eq!(row_words(mean), 16 + 6 + 12, "count and mean: 272 bytes");
         {
             let row = RowMut::new(&mut words, 1, panes);
             row.header.set_key(b"dev00001", b"sen002", b"C");
@@ -237,8 +271,8 @@ mod tests {
 
     #[test]
     fn unit_changes_are_kept() {
-        let mut words = vec![0u64; row_words(1)];
-        let row = RowMut::new(&mut words, 0, 1);
+        let mut words = vec![0u64; row_words(RowShape::full(1))];
+        let row = RowMut::new(&mut words, 0, RowShape::full(1));
         row.header.set_key(b"d", b"s", b"degC");
         row.header.set_unit(b"K");
         assert_eq!(row.header.unit(), b"K");

@@ -164,6 +164,9 @@ impl Stage {
             emit_grace_ms: emit_grace(config).as_millis() as u64,
             undrained_since: None,
         };
+        if opened.replaced {
+            stage.counters.windows_replaced();
+        }
         let resumed = stage.resume()?;
         let w = &stage.windows;
         let max_keys = u64::from(cfg.max_keys);
@@ -172,6 +175,8 @@ impl Stage {
             emit_every_ms = cfg.panes.emit_every_ms,
             max_keys,
             idle_ttl_ms = cfg.idle_ttl_ms,
+            statistics = %cfg.statistics,
+            pane_columns = %cfg.row_shape().columns,
             fresh = opened.fresh,
             keys = opened.rows.live,
             invalid_rows = opened.rows.invalid + opened.rows.duplicate,
@@ -344,21 +349,29 @@ impl Stage {
 }
 
 /// Creates (or adopts) and opens the windows table. A table of another shape (the window or key
-/// settings changed) is replaced by a new one: its windows cannot be carried over.
+/// settings changed, or `[aggd] statistics` needs other pane columns) is replaced by a new one:
+/// its windows cannot be carried over. That is logged, and `Opened::replaced` says so (the stage
+/// counts it as `windows.replaced`).
 pub fn open_windows(name: &SegmentName, cfg: WindowConfig) -> Result<(Windows<TableStore>, Opened), shm_ring::Error> {
+    let mut replaced = false;
     for _ in 0..2 {
         match retry(|| create_table::<Word>(name, cfg.words(), IfExists::Adopt))? {
             Created::Replaced { reason } => {
-                warn!(segment = %name, reason, "replaced the windows table; window state starts afresh")
+                warn!(segment = %name, reason, statistics = %cfg.statistics, "replaced the windows table; window state starts afresh");
+                replaced = true;
             }
             Created::New => info!(segment = %name, "created the windows table"),
             Created::Adopted { .. } => {}
         }
         let table = retry(|| Table::<Word>::attach(name))?;
         match Windows::open(TableStore(table), cfg, unix_ms()) {
-            Ok(opened) => return Ok(opened),
+            Ok((windows, mut opened)) => {
+                opened.replaced = replaced;
+                return Ok((windows, opened));
+            }
             Err(mismatch) => {
                 warn!(segment = %name, reason = mismatch.reason, "the windows table has another shape; window state starts afresh");
+                replaced = true;
                 drop(mismatch.store);
                 shm_ring::remove(name)?;
             }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `MAGIC` | [`MAGIC_VALUE`] once the words below are initialised (written last) |
 //! | `EMIT_EVERY` | pane length in ms |
-//! | `SHAPE` | `panes << 32 \| max_keys` |
+//! | `SHAPE` | `omitted << 40 \| panes << 32 \| max_keys`: the row layout; `omitted` is the pane columns *not* stored ([`crate::pane::Columns`], derived from `[aggd] statistics`; 0 = all, the layout of tables made before columns were optional) |
 //! | `SEALED` | the open pane: every boundary up to `SEALED·E` has been emitted |
 //! | `FOLDED` | readings-ring position: every reading before it is folded into the windows |
 //! | `COUNTED` | readings-ring position: every reading before it is counted in the stats page |
@@ -39,7 +39,7 @@ pub const MAGIC_VALUE: u64 = 0x6167_6764_7769_6e01;
 pub const MAGIC: usize = 0;
 /// User word: pane length in ms.
 pub const EMIT_EVERY: usize = 1;
-/// User word: panes and row count.
+/// User word: the row layout (omitted pane columns, panes) and row count.
 pub const SHAPE: usize = 2;
 /// User word: the open pane.
 pub const SEALED: usize = 3;

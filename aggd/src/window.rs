@@ -13,12 +13,13 @@
 //!
 //! The stage loop ([`crate::stage`]) emits what is due, then folds.
 
-use records::{FixedText, Reading};
+use records::{FixedText, Reading, Statistics};
 
 use crate::clock::Panes;
 use crate::emit::EMIT_BATCH;
 use crate::keys::{Keys, Rebuilt};
-use crate::row::{key_hash, row_words};
+use crate::pane::Columns;
+use crate::row::{key_hash, row_words, RowShape};
 use crate::store::{self, Store};
 
 /// The persistent shape of the windows and the eviction settings.
@@ -30,6 +31,8 @@ pub struct WindowConfig {
     pub max_keys: u32,
     /// A key with no sample for this long is evicted (at least the window length).
     pub idle_ttl_ms: u64,
+    /// The statistics each aggregate carries; the rows store only the pane columns they need.
+    pub statistics: Statistics,
 }
 
 impl WindowConfig {
@@ -39,12 +42,31 @@ impl WindowConfig {
             panes: Panes::new(aggd.window_ms, aggd.emit_every_ms)?,
             max_keys: aggd.max_keys.max(1),
             idle_ttl_ms: aggd.idle_ttl_ms.max(aggd.window_ms),
+            statistics: aggd
+                .statistics
+                .iter()
+                .filter_map(|s| Statistics::from_name(s.name()))
+                .fold(Statistics::NONE, |set, s| set | s),
         })
+    }
+
+    /// The layout of the table's rows, derived from the panes and the statistics.
+    pub fn row_shape(&self) -> RowShape {
+        RowShape {
+            panes: self.panes.panes as usize,
+            columns: Columns::needed_by(self.statistics),
+        }
+    }
+
+    /// The table's `SHAPE` word: the pane columns *not* stored, panes, rows (see
+    /// [`crate::store`]).
+    pub fn shape_word(&self) -> u64 {
+        (self.row_shape().columns.omitted_bits() << 40) | (self.panes.panes << 32) | u64::from(self.max_keys)
     }
 
     /// Words of the table's rows.
     pub fn words(&self) -> u64 {
-        u64::from(self.max_keys) * row_words(self.panes.panes as usize) as u64
+        u64::from(self.max_keys) * row_words(self.row_shape()) as u64
     }
 }
 
@@ -102,6 +124,9 @@ pub struct Opened {
     pub journal_undone: bool,
     /// Rows found.
     pub rows: Rebuilt,
+    /// A table of another shape or layout was replaced by this one (by the stage, see
+    /// `stage::open_windows`): the old windows were dropped.
+    pub replaced: bool,
 }
 
 /// The table does not hold windows of this shape (or is not ours).
@@ -124,6 +149,8 @@ pub struct Windows<S: Store> {
     pub(crate) cfg: WindowConfig,
     /// Panes per window, as a length.
     pub(crate) p: usize,
+    /// The rows' layout.
+    pub(crate) shape: RowShape,
     /// Boundaries a key may go without a sample before it is evicted.
     pub(crate) idle_panes: u64,
     pub(crate) keys: Keys,
@@ -140,12 +167,13 @@ impl<S: Store> Windows<S> {
     /// indexes the rows). Refuses a store of another shape.
     pub fn open(store: S, cfg: WindowConfig, now_ms: u64) -> Result<(Windows<S>, Opened), Mismatch<S>> {
         let p = cfg.panes.panes as usize;
-        let shape = (cfg.panes.panes << 32) | u64::from(cfg.max_keys);
+        let shape = cfg.shape_word();
         let magic = store.word(store::MAGIC);
         let mut opened = Opened {
             fresh: magic == 0,
             journal_undone: false,
             rows: Rebuilt::default(),
+            replaced: false,
         };
         let reason = if store.words().len() as u64 != cfg.words() {
             Some(format!("{} words, {} expected", store.words().len(), cfg.words()))
@@ -159,12 +187,16 @@ impl<S: Store> Windows<S> {
             ))
         } else if magic != 0 && store.word(store::SHAPE) != shape {
             let found = store.word(store::SHAPE);
+            let columns = Columns::from_omitted_bits(found >> 40);
             Some(format!(
-                "{} panes × {} keys where {} × {} are configured",
-                found >> 32,
+                "{} panes × {} keys of pane columns ({columns}) where {} × {} of ({}) are configured \
+                 (aggd.statistics = {})",
+                (found >> 32) & 0xff,
                 found as u32,
                 cfg.panes.panes,
-                cfg.max_keys
+                cfg.max_keys,
+                cfg.row_shape().columns,
+                cfg.statistics
             ))
         } else {
             None
@@ -193,13 +225,14 @@ impl<S: Store> Windows<S> {
         }
         let sealed = store.word(store::SEALED);
         let rows_used = store.word(store::ROWS_USED);
-        let (keys, rows) = Keys::rebuild(store.words_mut(), cfg.max_keys, p, sealed, rows_used);
+        let (keys, rows) = Keys::rebuild(store.words_mut(), cfg.max_keys, cfg.row_shape(), sealed, rows_used);
         opened.rows = rows;
         Ok((
             Windows {
                 store,
                 cfg,
                 p,
+                shape: cfg.row_shape(),
                 idle_panes: cfg.panes.idle_panes(cfg.idle_ttl_ms),
                 keys,
                 sealed,
@@ -255,6 +288,7 @@ pub(crate) mod tests {
             panes: Panes::new(window_ms, emit_every_ms).unwrap(),
             max_keys,
             idle_ttl_ms: window_ms,
+            statistics: Statistics::ALL,
         }
     }
 
@@ -447,6 +481,68 @@ pub(crate) mod tests {
             Err(m) => assert!(m.reason.contains("emit_every_ms"), "{}", m.reason),
             Ok(_) => panic!("another emit_every_ms was accepted"),
         }
+    }
+
+    #[test]
+    fn the_rows_hold_only_what_the_chosen_statistics_need() {
+        let full = cfg(300, 100, 4);
+        let mean = WindowConfig {
+            statistics: Statistics::COUNT | Statistics::MEAN,
+            ..full
+        };
+        assert_eq!(mean.words(), 4 * (16 + 2 + 3));
+        let mut w = open(mean, T0);
+        let mut out = Vec::new();
+        for (i, v) in [21.123456789, 4.0, -1.0].into_iter().enumerate() {
+            fold(&mut w, i as u64, &reading("a", v, T0 + 10 * i as u64), T0, &mut out).unwrap();
+        }
+        w.emit_due(T0 + 100, &mut out);
+        let a = out[0];
+        assert_eq!(a.statistics(), Statistics::COUNT | Statistics::MEAN);
+        assert_eq!((a.count, a.mean()), (3, (21.123456789 + 4.0 - 1.0) / 3.0));
+        // Min and max only: extremes exact, no sums stored.
+        let extremes = WindowConfig {
+            statistics: Statistics::MIN | Statistics::MAX,
+            ..full
+        };
+        assert_eq!(extremes.words(), 4 * (16 + 2 + 6));
+        let mut w = open(extremes, T0);
+        let mut out = Vec::new();
+        for (i, v) in [21.123456789, 4.0, -1.0].into_iter().enumerate() {
+            fold(&mut w, i as u64, &reading("a", v, T0), T0, &mut out).unwrap();
+        }
+        w.emit_due(T0 + 100, &mut out);
+        let a = out[0];
+        assert_eq!(a.statistics(), Statistics::MIN | Statistics::MAX);
+        assert_eq!((a.min, a.max), (-1.0, 21.123456789));
+    }
+
+    #[test]
+    fn a_table_of_other_pane_columns_is_refused_naming_the_statistics() {
+        let min = WindowConfig {
+            statistics: Statistics::COUNT | Statistics::MIN,
+            ..cfg(300, 100, 4)
+        };
+        let max = WindowConfig {
+            statistics: Statistics::COUNT | Statistics::MAX,
+            ..min
+        };
+        assert_eq!(min.words(), max.words(), "same size, other layout");
+        let store = open(min, T0).into_store();
+        match Windows::open(store, max, T0) {
+            Err(m) => {
+                assert!(m.reason.contains("aggd.statistics = [count, max]"), "{}", m.reason);
+                assert!(m.reason.contains("(count, min)"), "{}", m.reason);
+            }
+            Ok(_) => panic!("a table of other columns was accepted"),
+        }
+        // Sets that need the same columns share a table.
+        let last = WindowConfig {
+            statistics: Statistics::LAST | Statistics::MIN,
+            ..min
+        };
+        let store = open(min, T0).into_store();
+        assert!(Windows::open(store, last, T0).is_ok());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use aggd::Aggd;
+pub use aggd::{Aggd, Statistic};
 pub use args::{from_args, path_from_args};
 pub use decoded::{Decoded, PayloadFormat};
 pub use emitd::{AggregateFormat, Emitd};
@@ -112,6 +112,15 @@ mod tests {
         assert!(err("[ingestd]\nbroker = \"http://x:1\"\n").starts_with("config: ingestd.broker"));
         assert!(err("[ingestd]\nbroker = \"mqtt://x\"\n").contains("host and a port"));
         assert!(err("[aggd]\nwindow_ms = 1000\nemit_every_ms = 300\n").starts_with("config: aggd.window_ms = 1000"));
+        assert_eq!(
+            err("[aggd]\nstatistics = []\n"),
+            "config: aggd.statistics = []: must name at least one statistic"
+        );
+        assert_eq!(
+            err("[aggd]\nstatistics = [\"min\", \"count\", \"min\"]\n"),
+            "config: aggd.statistics = min: is listed twice"
+        );
+        assert!(err("[aggd]\nstatistics = [\"median\"]\n").contains("median"));
         assert!(err("[emitd]\nsubject_prefix = \"a.>\"\n").starts_with("config: emitd.subject_prefix"));
         assert!(err("[pipeline]\nprefix = \"../x\"\n").starts_with("config: pipeline.prefix"));
         assert!(err("[ingestd]\ntopics = [\"$share/g/t\"]\n").contains("share_group"));
