@@ -9,12 +9,12 @@
 //!    cleared before the row is reused);
 //! 2. advance the key's newest pane: clear the panes that fall out of its ring, then store
 //!    `head` (idempotent: redoing it changes nothing);
-//! 3. write the **undo journal** ([`Windows::journal`]): the target pane's five fields and the
+//! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields and the
 //!    key's `last`, then `J_POS = position + 1`;
 //! 4. fold the value into the pane and `last`;
-//! 5. store `FOLDED = position + 1` ([`Windows::set_folded`]).
+//! 5. store `FOLDED = position + 1` (`Windows::set_folded`).
 //!
-//! On start ([`undo`]), if `J_POS == FOLDED + 1`, the fold of reading `FOLDED` was between 3 and
+//! On start (`undo`, called by [`Windows::open`]), if `J_POS == FOLDED + 1`, the fold of reading `FOLDED` was between 3 and
 //! 5: the journal is copied back, undoing any part of step 4, and the reading is folded again
 //! from the ring. Otherwise step 4 had not begun (or was complete and `FOLDED` says so).
 //!
