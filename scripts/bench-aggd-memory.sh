@@ -6,7 +6,8 @@
 # (KEYS/10 devices × 10 sensors, ROUNDS readings each), decoded and aggd run by hand with
 # aggd.max_keys = KEYS, and once aggd has folded them all and emitted once over every key:
 #
-#   shm_per_key     bytes of the windows segment resident in /dev/shm (allocated pages) / keys
+#   shm_per_key     bytes of the windows and strings (key text) segments resident in /dev/shm
+#                   (allocated pages) / keys
 #   heap_per_key    aggd's RssAnon (heap, stacks, anonymous maps: an upper bound of its heap) / keys
 #   all_in_per_key  shm_per_key + heap_per_key: the figure the targets of issue 11 are about
 #   hwm_mb          aggd's VmHWM (peak RSS, which counts the shared pages aggd touched)
@@ -83,7 +84,7 @@ print(c.get("keys.inserted", 0) - sum(v for k, v in c.items() if k.startswith("e
 div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.1f", a / b; else printf "-"}'; }
 
 TSV=$OUT/memory.tsv
-printf 'statistics\tkeys\tpanes\tshm_per_key\theap_per_key\tall_in_per_key\thwm_mb\tsegments_mb\thwm_plus_segments_mb\twindows_segment_mb\tnote\n' >"$TSV"
+printf 'statistics\tkeys\tpanes\tshm_per_key\theap_per_key\tall_in_per_key\thwm_mb\tsegments_mb\thwm_plus_segments_mb\twindows_and_strings_mb\tnote\n' >"$TSV"
 devices=$(((KEYS + 9) / 10))
 n=0
 for set in $SETS; do
@@ -120,7 +121,7 @@ TOML
   grep -E '^(Vm|Rss)' "/proc/$AGG/status" >"$d/aggd-status.txt" 2>/dev/null || true
   anon=$(($(kb_of "$AGG" RssAnon) * 1024))
   hwm=$(($(kb_of "$AGG" VmHWM) * 1024))
-  windows=$(resident_bytes "/dev/shm/$prefix.windows")
+  windows=$(resident_bytes "/dev/shm/$prefix.windows" "/dev/shm/$prefix.strings")
   segments=$(resident_bytes /dev/shm/"$prefix".*)
   panes=$((WINDOW_MS / EMIT_EVERY_MS))
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$keys" "$panes" \

@@ -36,6 +36,7 @@ use crate::pane::Partial;
 use crate::row::{self, key_hash, RowMut};
 use crate::sink::Sink;
 use crate::store::{self, Store};
+use crate::strings;
 use crate::window::Windows;
 
 /// Aggregates handed to the sink at once; also the granularity of the emission cursor.
@@ -123,7 +124,10 @@ impl<S: Store> Windows<S> {
             if last.window_end_ms == self.cfg.panes.boundary_ms(b) {
                 let (d, s) = (last.device(), last.sensor());
                 let tag = key_hash(d.bytes(), s.bytes());
-                if let Some(r) = self.keys.find(self.store.words(), tag, d.bytes(), s.bytes()) {
+                if let Some(r) = self
+                    .keys
+                    .find(self.store.words(), self.strings.words(), tag, d.bytes(), s.bytes())
+                {
                     start = start.max(r + 1);
                 }
             }
@@ -166,7 +170,8 @@ impl<S: Store> Windows<S> {
                 continue;
             }
             let h = &*rm.header;
-            let Some(mut agg) = Aggregate::new(h.device(), h.sensor(), h.unit()) else {
+            let text = |id| strings::text(self.strings.words(), id);
+            let Some(mut agg) = Aggregate::new(text(h.device), text(h.sensor), text(h.unit)) else {
                 continue;
             };
             agg.set_statistics(self.cfg.statistics);

@@ -30,6 +30,12 @@
 //! When all `max_keys` rows are in use, a new key evicts the least recently seen key (pane
 //! granularity), counted as `evicted.capacity`: that key's samples leave the windows early.
 //!
+//! # Key text
+//!
+//! A new key's device, sensor and unit text is interned ([`crate::strings`]) after its row is
+//! taken (so a victim's text is released first and may be reused) and before the row is tagged;
+//! an evicted row releases its text after its tag is cleared.
+//!
 //! The order of a fold's writes, and why a kill at any of them loses and repeats nothing, is in
 //! [`crate::journal`].
 
@@ -39,6 +45,7 @@ use records::{FixedText, Reading};
 
 use crate::row::{self, RowMut};
 use crate::store::{self, Store};
+use crate::strings;
 use crate::window::{key_of, Reject, Windows};
 
 impl<S: Store> Windows<S> {
@@ -90,11 +97,28 @@ impl<S: Store> Windows<S> {
         }
     }
 
+    /// Starts loading the device text of the row the key whose [`key_of`] is `tag` most likely
+    /// has (after [`Windows::prefetch_row`] for it, a little later: this reads the row).
+    #[inline]
+    pub fn prefetch_text(&self, tag: u64) {
+        if let Some(row) = self.keys.likely_row(tag) {
+            if row < self.keys.high_water() as usize {
+                strings::prefetch(
+                    self.strings.words(),
+                    row::header(self.store.words(), row, self.shape).device,
+                );
+            }
+        }
+    }
+
     fn fold_value(&mut self, pos: u64, r: &Reading, tag: u64) -> Result<(), Reject> {
         let p = self.pane_for(r.received_ms);
         let (device, sensor, unit) = (r.device(), r.sensor(), r.unit());
         let (device, sensor, unit) = (device.bytes(), sensor.bytes(), unit.bytes());
-        let row = match self.keys.find(self.store.words(), tag, device, sensor) {
+        let row = match self
+            .keys
+            .find(self.store.words(), self.strings.words(), tag, device, sensor)
+        {
             Some(row) => row,
             None => self.insert(tag, device, sensor, unit, p),
         } as usize;
@@ -119,9 +143,23 @@ impl<S: Store> Windows<S> {
         }
         kill_point!();
         rm.header.last = r.value;
-        rm.header.set_unit(unit);
+        let old_unit = rm.header.unit;
+        if strings::text(self.strings.words(), old_unit) != unit {
+            self.set_unit(row, old_unit, unit);
+        }
         compiler_fence(Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The key's latest reading has another unit: name the new text, then release the old.
+    #[cold]
+    fn set_unit(&mut self, row: usize, old: u32, unit: &[u8]) {
+        let id = self.interner.intern(self.strings.words_mut(), unit);
+        compiler_fence(Ordering::SeqCst);
+        RowMut::new(self.store.words_mut(), row, self.shape).header.unit = id;
+        compiler_fence(Ordering::SeqCst);
+        kill_point!();
+        self.interner.release(self.strings.words(), old);
     }
 
     /// The pane a reading stamped `t` goes to: the open pane (see the module docs), counting
@@ -154,28 +192,35 @@ impl<S: Store> Windows<S> {
         if u64::from(row) >= self.store.word(store::ROWS_USED) {
             self.store.set_word(store::ROWS_USED, u64::from(row) + 1);
         }
+        let ids = [device, sensor, unit].map(|text| self.interner.intern(self.strings.words_mut(), text));
+        compiler_fence(Ordering::SeqCst);
+        kill_point!();
         {
             let mut rm = RowMut::new(self.store.words_mut(), row as usize, self.shape);
-            rm.header.set_key(device, sensor, unit);
+            [rm.header.device, rm.header.sensor, rm.header.unit] = ids;
             rm.header.head = p;
             rm.header.last = 0.0;
             rm.panes.clear_all();
         }
         compiler_fence(Ordering::SeqCst);
         kill_point!();
-        RowMut::new(self.store.words_mut(), row as usize, self.shape).header.tag = tag;
+        // The tag is 32 bits (see `row::key_hash`).
+        RowMut::new(self.store.words_mut(), row as usize, self.shape).header.tag = tag as u32;
         compiler_fence(Ordering::SeqCst);
         self.keys.added(tag, row);
         self.tally.inserted += 1;
         row
     }
 
-    /// Frees a row: its tag first (one store), then the index.
+    /// Frees a row: its tag first (one store), then the index and the row's key text.
     pub(crate) fn evict(&mut self, row: usize) {
-        let tag = row::tag(self.store.words(), row, self.shape);
+        let h = *row::header(self.store.words(), row, self.shape);
         row::clear_tag(self.store.words_mut(), row, self.shape);
         compiler_fence(Ordering::SeqCst);
         kill_point!();
-        self.keys.removed(self.store.words(), tag, row as u32);
+        self.keys.removed(self.store.words(), u64::from(h.tag), row as u32);
+        for id in h.ids() {
+            self.interner.release(self.strings.words(), id);
+        }
     }
 }

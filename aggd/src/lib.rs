@@ -10,11 +10,12 @@
 //!   count, min, max and mean that the seed's raw-sample method gives (the mean up to float
 //!   summation order). A reading goes to the pane of its `received_ms`; late ones are clamped
 //!   into the open pane, future ones into the wall-clock pane ([`fold`] has the rules).
-//! - **State in shared memory** ([`store`], [`row`], [`keys`]). The windows live in the
-//!   `windows` table segment, one row per key, so a restarted aggd re-attaches them: killing
-//!   aggd does not reset everyone's window. Rows are written so that a kill at any instruction
-//!   leaves each row free or complete, and the in-memory index is rebuilt from the rows on
-//!   start.
+//! - **State in shared memory** ([`store`], [`row`], [`strings`], [`keys`]). The windows live in
+//!   the `windows` table segment, one row per key, and the key text they name in the `strings`
+//!   segment, so a restarted aggd re-attaches them: killing aggd does not reset everyone's
+//!   window. Rows are written so that a kill at any instruction leaves each row free or
+//!   complete, and the in-memory indexes (keys, and the text's reference counts) are rebuilt
+//!   from the rows on start.
 //! - **Exactly once across a kill** ([`journal`], [`emit`], [`stage`]). An undo journal in the table's
 //!   bookkeeping words and the position of the last folded reading make every reading fold
 //!   exactly once; an emission cursor plus the last aggregate in the ring make every aggregate go
@@ -26,15 +27,17 @@
 //!
 //! # Memory per key
 //!
-//! A row is 128 bytes of header (the key's device, sensor and unit text inline, its tag, newest
-//! pane and latest value) plus, per pane, a 4-byte count and 8 bytes for each column the chosen
-//! statistics need (`[aggd] statistics`, see [`pane::Columns`]): `128 + (4 + 8·k)·P` bytes with
-//! `k` from 0 to 4. With the default 12 panes that is **560 bytes per key** for the full set
-//! (`k = 4`) and 272 for `["count", "mean"]` (`k = 1`) in the table segment (reserved for all
-//! `max_keys`; pages are touched only as rows are used), plus about 11 bytes per key of heap for
-//! the index, measured by the `bytes_per_key_of_the_default_shape` test and, all-in at any key
-//! count, by `scripts/bench-aggd-memory.sh`. docs/decisions.md D10 and D17 say why and what is
-//! left (interning the key text).
+//! A row is a 32-byte header (its tag, newest pane, latest value, and the ids of its device,
+//! sensor and unit text) plus, per pane, a 4-byte count and 8 bytes for each column the chosen
+//! statistics need (`[aggd] statistics`, see [`pane::Columns`]): `32 + (4 + 8·k)·P` bytes with
+//! `k` from 0 to 4. With the default 12 panes that is **464 bytes per key** for the full set
+//! (`k = 4`) and **176** for `["count", "mean"]` (`k = 1`) in the `windows` segment (reserved for
+//! all `max_keys`; pages are touched only as rows are used). The key text is stored once per
+//! distinct string in the `strings` segment ([`strings`]: 56 bytes a string, so about 6 bytes per
+//! key when each device has 10 sensors), and the heap holds about 10 bytes per key of indexes.
+//! The `bytes_per_key_of_the_default_shape` test checks the row sizes on the real segment;
+//! `scripts/bench-aggd-memory.sh` measures everything, all in, at any number of keys.
+//! docs/decisions.md D10 and D17 have the reasoning and the figures.
 
 #![deny(missing_docs)]
 
@@ -49,10 +52,12 @@ pub mod journal;
 pub mod keys;
 pub mod pane;
 mod prefetch;
+mod probe;
 pub mod row;
 pub mod sink;
 pub mod stage;
 pub mod store;
+pub mod strings;
 pub mod window;
 
 #[cfg(test)]

@@ -287,10 +287,7 @@ fn case() -> impl Strategy<Value = ((u64, u64, u64, u64), Vec<Op>)> {
 }
 
 fn open(cfg: WindowConfig, start: u64) -> Windows<MemStore> {
-    Windows::open(MemStore::new(cfg.words() as usize), cfg, start)
-        .ok()
-        .unwrap()
-        .0
+    Windows::open(MemStore::tables(&cfg), cfg, start).ok().unwrap().0
 }
 
 proptest! {
@@ -409,4 +406,68 @@ fn every_kill_point_of_a_fold_is_recovered_exactly() {
     }
     assert!(points >= 4, "only {points} kill points in a fold");
     assert!(undone >= 3, "the journal undid {undone} folds");
+}
+
+#[test]
+fn every_kill_point_of_the_key_text_is_recovered_exactly() {
+    // One row: k1 (unit "u"), then k2 (unit "v") evicts k1 and takes its row, then k2 again in
+    // unit "w". Killed at each kill point in turn (text written, row named, text released...),
+    // the restarted windows must give k2's exact window, and exactly the text the rows name.
+    quiet_kills();
+    let cfg = WindowConfig {
+        max_keys: 1,
+        ..config((10, 3, 0, 0))
+    };
+    let reads = [(1u8, "u", 2.0), (2, "v", 5.0), (2, "w", 7.0)];
+    let read = |i: usize| {
+        let (key, unit, value) = reads[i];
+        let mut r = Reading::new(format!("k{key}").as_bytes(), b"s", unit.as_bytes(), value, 0).unwrap();
+        r.received_ms = T0;
+        r
+    };
+    let mut points = 0;
+    for n in 1..300 {
+        let mut w = open(cfg, T0);
+        let mut out = Vec::new();
+        kill::arm(n);
+        let mut killed = false;
+        let mut i = 0;
+        while i < reads.len() {
+            match catch_unwind(AssertUnwindSafe(|| fold(&mut w, i as u64, &read(i), T0, &mut out))) {
+                Ok(verdict) => {
+                    verdict.unwrap();
+                    i += 1;
+                }
+                Err(payload) if payload.is::<kill::Killed>() => {
+                    killed = true;
+                    w = Windows::open(w.into_store(), cfg, T0).ok().unwrap().0;
+                    w.finish_interrupted_emission(&mut out);
+                    if (i as u64) < w.folded() {
+                        i += 1;
+                    }
+                }
+                Err(payload) => resume_unwind(payload),
+            }
+        }
+        kill::arm(0);
+        if !killed {
+            break;
+        }
+        points += 1;
+        assert_eq!(
+            w.texts(),
+            3,
+            "k2, s and w are named; k1, u and v are free (kill point {n})"
+        );
+        let mut w = Windows::open(w.into_store(), cfg, T0).ok().unwrap().0;
+        assert_eq!(w.texts(), 3, "a restart agrees (kill point {n})");
+        w.emit_due(T0 + 10, &mut out);
+        let a = out.last().unwrap();
+        assert_eq!(
+            (a.device().text(), a.unit().text(), a.count, a.sum, a.last),
+            ("k2".into(), "w".into(), 2, 12.0, 7.0),
+            "after a kill at point {n}"
+        );
+    }
+    assert!(points >= 12, "only {points} kill points");
 }

@@ -2,6 +2,9 @@
 //! words, so that rows can be sized for the configured number of panes) and its bookkeeping
 //! words. [`MemStore`] is the same thing in process memory, for tests.
 //!
+//! The key text is in a second table segment, `strings` ([`crate::strings`]), of the same
+//! words; [`Tables`] holds both.
+//!
 //! The table is `max_keys` rows of [`crate::row::row_words`]`(P)` words. Its 16 user words:
 //!
 //! | word | meaning |
@@ -29,7 +32,8 @@ pub struct Word(pub u64);
 impl shm_ring::Record for Word {
     // Bump the version whenever the row layout or the user words change meaning: a table of the
     // old layout is then replaced instead of misread.
-    const TYPE_NAME: &'static str = "aggd.WindowsWord/1";
+    // 2: the row header holds text ids (the text is in the `strings` segment).
+    const TYPE_NAME: &'static str = "aggd.WindowsWord/2";
 }
 
 /// `"aggdwin"` and the layout version.
@@ -61,6 +65,15 @@ pub const J_LAST: usize = 14;
 pub const ROWS_USED: usize = 15;
 
 const _: () = assert!(J_PANE + 5 == J_LAST && ROWS_USED < USER_WORDS);
+
+/// The two tables of the windows state: the rows (with the bookkeeping words) and the key text
+/// they name ([`crate::strings`]).
+pub struct Tables<S> {
+    /// The `windows` table: rows and bookkeeping words.
+    pub rows: S,
+    /// The `strings` table: the interned key text (its bookkeeping words are unused).
+    pub strings: S,
+}
 
 /// The words of the windows state: rows and bookkeeping. Bookkeeping words are stored with
 /// `Release`, so every row write before such a store is in place before it.
@@ -118,6 +131,14 @@ impl MemStore {
         MemStore {
             words: vec![0; len],
             user: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Zeroed tables for windows of `cfg`.
+    pub fn tables(cfg: &crate::WindowConfig) -> Tables<MemStore> {
+        Tables {
+            rows: MemStore::new(cfg.words() as usize),
+            strings: MemStore::new(cfg.string_words() as usize),
         }
     }
 }

@@ -19,8 +19,9 @@ use crate::clock::Panes;
 use crate::emit::EMIT_BATCH;
 use crate::keys::{Keys, Rebuilt};
 use crate::pane::Columns;
-use crate::row::{key_hash, row_words, RowShape};
-use crate::store::{self, Store};
+use crate::row::{self, key_hash, row_words, RowShape};
+use crate::store::{self, Store, Tables};
+use crate::strings::{self, Interner};
 
 /// The persistent shape of the windows and the eviction settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,11 @@ impl WindowConfig {
     /// Words of the table's rows.
     pub fn words(&self) -> u64 {
         u64::from(self.max_keys) * row_words(self.row_shape()) as u64
+    }
+
+    /// Words of the string table (three texts per row at most).
+    pub fn string_words(&self) -> u64 {
+        strings::words_for(self.max_keys)
     }
 }
 
@@ -131,8 +137,8 @@ pub struct Opened {
 
 /// The table does not hold windows of this shape (or is not ours).
 pub struct Mismatch<S> {
-    /// The store, untouched.
-    pub store: S,
+    /// The tables, untouched.
+    pub store: Tables<S>,
     /// What differs.
     pub reason: String,
 }
@@ -151,6 +157,10 @@ pub struct Windows<S: Store> {
     pub(crate) p: usize,
     /// The rows' layout.
     pub(crate) shape: RowShape,
+    /// The interned key text.
+    pub(crate) strings: S,
+    /// Reference counts and index of the key text.
+    pub(crate) interner: Interner,
     /// Boundaries a key may go without a sample before it is evicted.
     pub(crate) idle_panes: u64,
     pub(crate) keys: Keys,
@@ -165,7 +175,8 @@ impl<S: Store> Windows<S> {
     /// Attaches to the windows in `store`: initialises a new (all-zero) store with the open pane
     /// at `now_ms`, or recovers an existing one (undoes an interrupted fold, re-validates and
     /// indexes the rows). Refuses a store of another shape.
-    pub fn open(store: S, cfg: WindowConfig, now_ms: u64) -> Result<(Windows<S>, Opened), Mismatch<S>> {
+    pub fn open(tables: Tables<S>, cfg: WindowConfig, now_ms: u64) -> Result<(Windows<S>, Opened), Mismatch<S>> {
+        let Tables { rows: store, strings } = tables;
         let p = cfg.panes.panes as usize;
         let shape = cfg.shape_word();
         let magic = store.word(store::MAGIC);
@@ -201,8 +212,20 @@ impl<S: Store> Windows<S> {
         } else {
             None
         };
+        let reason = reason.or_else(|| {
+            (strings.words().len() as u64 != cfg.string_words()).then(|| {
+                format!(
+                    "{} words of text, {} expected",
+                    strings.words().len(),
+                    cfg.string_words()
+                )
+            })
+        });
         if let Some(reason) = reason {
-            return Err(Mismatch { store, reason });
+            return Err(Mismatch {
+                store: Tables { rows: store, strings },
+                reason,
+            });
         }
         let mut store = store;
         if opened.fresh {
@@ -225,14 +248,30 @@ impl<S: Store> Windows<S> {
         }
         let sealed = store.word(store::SEALED);
         let rows_used = store.word(store::ROWS_USED);
-        let (keys, rows) = Keys::rebuild(store.words_mut(), cfg.max_keys, cfg.row_shape(), sealed, rows_used);
+        let shape = cfg.row_shape();
+        let (keys, rows) = Keys::rebuild(
+            store.words_mut(),
+            strings.words(),
+            cfg.max_keys,
+            shape,
+            sealed,
+            rows_used,
+        );
         opened.rows = rows;
+        let words = store.words();
+        let named = (0..keys.high_water() as usize)
+            .map(|r| row::header(words, r, shape))
+            .filter(|h| h.tag != 0)
+            .flat_map(|h| h.ids());
+        let interner = Interner::rebuild(strings.words(), strings::slots_for(cfg.max_keys), named);
         Ok((
             Windows {
                 store,
                 cfg,
                 p,
-                shape: cfg.row_shape(),
+                shape,
+                strings,
+                interner,
                 idle_panes: cfg.panes.idle_panes(cfg.idle_ttl_ms),
                 keys,
                 sealed,
@@ -253,15 +292,27 @@ impl<S: Store> Windows<S> {
         self.keys.live()
     }
 
-    /// Bytes of the store (the table segment).
+    /// Bytes of the rows' store (the `windows` table segment).
     pub fn store_bytes(&self) -> usize {
         self.store.bytes()
+    }
+
+    /// Bytes of the key text's store (the `strings` table segment).
+    pub fn strings_bytes(&self) -> usize {
+        self.strings.bytes()
+    }
+
+    /// Key texts interned.
+    pub fn texts(&self) -> usize {
+        self.interner.live()
     }
 
     /// Heap bytes that grow with `max_keys` (index, free set, eviction candidates) plus the
     /// emission batch.
     pub fn heap_bytes(&self) -> usize {
-        self.keys.heap_bytes() + self.batch.capacity() * std::mem::size_of::<records::Aggregate>()
+        self.keys.heap_bytes()
+            + self.interner.heap_bytes()
+            + self.batch.capacity() * std::mem::size_of::<records::Aggregate>()
     }
 
     /// The configuration.
@@ -269,9 +320,12 @@ impl<S: Store> Windows<S> {
         &self.cfg
     }
 
-    /// Gives the store back (tests: a "restarted process" opens it again).
-    pub fn into_store(self) -> S {
-        self.store
+    /// Gives the tables back (tests: a "restarted process" opens them again).
+    pub fn into_store(self) -> Tables<S> {
+        Tables {
+            rows: self.store,
+            strings: self.strings,
+        }
     }
 }
 
@@ -293,7 +347,7 @@ pub(crate) mod tests {
     }
 
     fn open(c: WindowConfig, now: u64) -> Windows<MemStore> {
-        let (w, opened) = Windows::open(MemStore::new(c.words() as usize), c, now).ok().unwrap();
+        let (w, opened) = Windows::open(MemStore::tables(&c), c, now).ok().unwrap();
         assert!(opened.fresh);
         w
     }
@@ -490,7 +544,7 @@ pub(crate) mod tests {
             statistics: Statistics::COUNT | Statistics::MEAN,
             ..full
         };
-        assert_eq!(mean.words(), 4 * (16 + 2 + 3));
+        assert_eq!(mean.words(), 4 * (4 + 2 + 3));
         let mut w = open(mean, T0);
         let mut out = Vec::new();
         for (i, v) in [21.123456789, 4.0, -1.0].into_iter().enumerate() {
@@ -505,7 +559,7 @@ pub(crate) mod tests {
             statistics: Statistics::MIN | Statistics::MAX,
             ..full
         };
-        assert_eq!(extremes.words(), 4 * (16 + 2 + 6));
+        assert_eq!(extremes.words(), 4 * (4 + 2 + 6));
         let mut w = open(extremes, T0);
         let mut out = Vec::new();
         for (i, v) in [21.123456789, 4.0, -1.0].into_iter().enumerate() {

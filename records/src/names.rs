@@ -41,6 +41,8 @@ pub mod segment {
     pub const STATS: &str = "stats";
     /// aggd's window state, which survives aggd's restart.
     pub const WINDOWS: &str = "windows";
+    /// The key text aggd's window state names (interned device, sensor and unit strings).
+    pub const STRINGS: &str = "strings";
 }
 
 /// Counters every stage keeps.
