@@ -307,8 +307,8 @@ impl<S: Store> Windows<S> {
         self.interner.live()
     }
 
-    /// Heap bytes that grow with `max_keys` (index, free set, eviction candidates) plus the
-    /// emission batch.
+    /// Heap bytes that grow with the keys (key index, free set, eviction candidates; the key
+    /// text's index and reference counts) plus the emission batch.
     pub fn heap_bytes(&self) -> usize {
         self.keys.heap_bytes()
             + self.interner.heap_bytes()
