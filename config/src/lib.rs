@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 pub use aggd::Aggd;
 pub use args::{from_args, path_from_args};
 pub use decoded::{Decoded, PayloadFormat};
-pub use emitd::{AggregateFormat, Emitd};
+pub use emitd::{AggregateFormat, Emitd, Kafka, KafkaCompression, SINKS};
 pub use error::ConfigError;
 pub use ingestd::{Ingestd, WhenRingFull};
 pub use pipeline::{Pipeline, Wait};
@@ -144,11 +144,19 @@ mod tests {
         let written: toml::Table = toml::from_str(include_str!("../../deploy/telemetry.toml")).unwrap();
         let fields = serde_json::to_value(Config::default()).unwrap();
         for (section, keys) in fields.as_object().unwrap() {
-            for key in keys.as_object().unwrap().keys() {
+            for (key, value) in keys.as_object().unwrap() {
+                let table = written.get(section).and_then(|t| t.get(key));
                 assert!(
-                    written.get(section).and_then(|t| t.get(key)).is_some(),
+                    table.is_some(),
                     "deploy/telemetry.toml does not document {section}.{key}"
                 );
+                // A sub-section ([emitd.kafka]): every key of it too.
+                for sub in value.as_object().into_iter().flat_map(|o| o.keys()) {
+                    assert!(
+                        table.and_then(|t| t.get(sub)).is_some(),
+                        "deploy/telemetry.toml does not document {section}.{key}.{sub}"
+                    );
+                }
             }
         }
     }

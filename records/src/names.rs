@@ -21,7 +21,7 @@ pub mod stage {
     pub const DECODED: &str = "decoded";
     /// The window aggregator.
     pub const AGGD: &str = "aggd";
-    /// The NATS publisher.
+    /// The publisher (NATS, Kafka).
     pub const EMITD: &str = "emitd";
     /// All four, upstream first.
     pub const ALL: [&str; 4] = [INGESTD, DECODED, AGGD, EMITD];
@@ -82,6 +82,10 @@ pub mod gauge {
     pub const BACKLOG_PREFIX: &str = "gauge.backlog.";
     /// emitd: aggregates waiting for NATS.
     pub const NATS_BACKLOG: &str = "gauge.backlog.nats";
+    /// emitd: 1 while a Kafka broker is up for the producer.
+    pub const KAFKA_CONNECTED: &str = "gauge.connected.kafka";
+    /// emitd: aggregates handed to the Kafka producer and not yet acknowledged.
+    pub const KAFKA_BACKLOG: &str = "gauge.backlog.kafka";
     /// aggd: keys (device, sensor) in the window table.
     pub const KEYS_TRACKED: &str = "gauge.keys_tracked";
 }
@@ -99,6 +103,8 @@ pub mod drop_reason {
     pub const DUPLICATE: &str = "dropped.duplicate";
     /// emitd: NATS was unavailable longer than its bounded queue could hold.
     pub const NATS_BACKLOG_FULL: &str = "dropped.nats_backlog_full";
+    /// emitd: Kafka was unavailable longer than its bounded backlog could hold.
+    pub const KAFKA_BACKLOG_FULL: &str = "dropped.kafka_backlog_full";
     /// emitd: a device or sensor id would change the NATS subject's routing.
     pub const UNSAFE_SUBJECT: &str = "dropped.unsafe_subject";
     /// aggd: the aggregates ring was full; the aggregate was not handed on.
