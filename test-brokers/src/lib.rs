@@ -1,11 +1,15 @@
-//! Test support for the pipeline's integration tests: a real `mosquitto` and a real
-//! `nats-server` (Debian packages, installed by `scripts/install-deps.sh`), each started on a
+//! Test support for the pipeline's integration tests: a real `mosquitto`, a real `nats-server`
+//! (Debian packages) and a real Kafka-protocol broker ([`Tansu`], in `tansu`), all installed by
+//! `scripts/install-deps.sh`, each started on a
 //! free loopback port chosen at run time, and stopped (SIGKILL, reaped) when dropped, also when a
 //! test fails. Nothing here touches a broker it did not start.
 //!
 //! Also finds the pipeline's binaries in the target directory of the running test.
 
 #![deny(missing_docs)]
+
+mod tansu;
+pub use tansu::{tansu_binary, Tansu};
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
