@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job, end to end on loopback, for a newcomer:
 #   1. installs what is missing (scripts/install-deps.sh) and builds the release binaries;
-#   2. starts its own mosquitto and nats-server on free loopback ports;
+#   2. starts its own mosquitto, nats-server and Tansu (Kafka protocol) on free loopback ports;
 #   3. starts telemetry-supervisor, which creates the rings and starts the four stages;
 #   4. publishes a stream of readings with loadgen (DEVICES x SENSORS keys, RATE msg/s, LOAD_SECONDS s);
-#   5. shows aggregates arriving on NATS and `telemetryctl stats`;
+#   5. shows aggregates arriving on NATS and in Kafka (emitd's two sinks) and `telemetryctl stats`;
 #   6. stops everything cleanly (the supervisor stops the stages upstream first).
 # Everything it starts is stopped on exit, also on Ctrl-C or failure.
 set -euo pipefail
@@ -34,13 +34,19 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 mqtt_port=$(free_port)
 nats_port=$(free_port)
+kafka_port=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' \
   "$mqtt_port" > "$work/mosquitto.conf"
 /usr/sbin/mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" & pids+=($!)
 nats-server -a 127.0.0.1 -p "$nats_port" >"$work/nats.log" 2>&1 & pids+=($!)
+tansu_bin=$(command -v tansu || echo /usr/local/bin/tansu)
+"$tansu_bin" broker --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 & pids+=($!)
 wait_port "$mqtt_port"
 wait_port "$nats_port"
-echo "== mosquitto on 127.0.0.1:$mqtt_port, nats-server on 127.0.0.1:$nats_port"
+wait_port "$kafka_port"
+"$tansu_bin" topic create telemetry.agg --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 >/dev/null
+echo "== mosquitto on 127.0.0.1:$mqtt_port, nats-server on 127.0.0.1:$nats_port, Tansu (Kafka) on 127.0.0.1:$kafka_port"
 
 prefix="demo-$$"
 cat > "$work/telemetry.toml" <<EOF
@@ -50,7 +56,10 @@ instance = "demo"
 [ingestd]
 broker = "mqtt://127.0.0.1:$mqtt_port"
 [emitd]
+sinks = ["nats", "kafka"]
 nats = "nats://127.0.0.1:$nats_port"
+[emitd.kafka]
+brokers = ["127.0.0.1:$kafka_port"]
 [aggd]
 window_ms = 10000
 emit_every_ms = 2000
@@ -80,6 +89,14 @@ echo
 echo "== some aggregates received from NATS (subject, then payload)"
 grep -A1 '^MSG' "$work/nats-messages.txt" | grep -v '^--' | head -6 || true
 echo "   ... $(grep -c '^MSG' "$work/nats-messages.txt" || true) aggregates in total"
+
+echo
+echo "== some aggregates read back from Kafka (topic telemetry.agg, tansu cat consume)"
+timeout 10 "$tansu_bin" cat consume telemetry.agg --broker "tcp://127.0.0.1:$kafka_port" --max-wait-time-ms 1000 \
+  2>/dev/null | head -c 1500 || true
+echo
+echo "   emitd's counters: $("$bin/telemetryctl" --config "$work/telemetry.toml" stats --json \
+  | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s)' 2>/dev/null | grep -o "kafka.delivered[^,]*" | head -1 || true)"
 
 echo
 echo "== telemetryctl stats"

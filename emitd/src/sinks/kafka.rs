@@ -6,10 +6,13 @@
 //! Each record (`kafka_record`) is handed to the producer with its ring position as the delivery
 //! opaque and held until librdkafka reports it: acknowledged by the broker (delivered) or failed
 //! (counted in `kafka.errors`, sent again after a backoff; the producer itself retries transient
-//! errors for ever, `message.timeout.ms = 0`). At most `[emitd.kafka] max_backlog` are held. When
-//! that many are held and no broker is up, each further aggregate is dropped and counted
-//! (`dropped.kafka_backlog_full`) so that the ring keeps draining for the other sinks; while a
-//! broker is up the sink is merely slow, and the ring holds the rest.
+//! errors for ever, `message.timeout.ms = 0`). At most `[emitd.kafka] max_backlog` are held.
+//!
+//! When that many are held, the sink is either slow or away. It is **away** when no broker is up
+//! (librdkafka's statistics) and nothing was acknowledged for [`AWAY_AFTER`]: then each further
+//! aggregate is dropped and counted (`dropped.kafka_backlog_full`), so that the ring keeps
+//! draining for the other sinks. Otherwise it is merely slow (or just starting: the first acks
+//! take a moment), the sink is not ready, and the ring holds the rest.
 //!
 //! # Delivery
 //!
@@ -23,9 +26,10 @@
 //!
 //! # Connection state
 //!
-//! "Connected" is librdkafka's own broker state: the statistics callback (every second) reports
-//! whether any broker is `UP`; an acknowledged record or an "all brokers down" error updates it
-//! at once.
+//! "Connected" (`gauge.connected.kafka`) is librdkafka's own broker state: the statistics
+//! callback (every second) reports whether any broker is `UP`; an acknowledged record sets it at
+//! once. librdkafka's "all brokers down" error is not used for it: it also comes while a broker is
+//! up (reason "0/1 brokers are down", when the bootstrap connection is replaced).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -53,6 +57,11 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often librdkafka reports its statistics (the broker states).
 const STATS_INTERVAL_MS: &str = "1000";
+/// How long a sink with a full backlog, no broker up and no ack is merely slow; after that it is
+/// away and drops.
+pub const AWAY_AFTER: Duration = Duration::from_secs(2);
+/// Most client-error warnings logged per this period (all are counted).
+const ERROR_LOG_PERIOD_MS: u64 = 10_000;
 
 /// What librdkafka's threads report to the sink.
 #[derive(Default)]
@@ -63,6 +72,9 @@ struct Shared {
     up: AtomicBool,
     connects: AtomicU64,
     errors: AtomicU64,
+    /// When the last client-error warning was logged, ms after `born`.
+    error_logged_ms: AtomicU64,
+    born: Option<Instant>,
 }
 
 impl Shared {
@@ -84,11 +96,13 @@ impl ClientContext for Callbacks {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.0.set_up(false);
+        let n = self.0.errors.fetch_add(1, Relaxed);
+        let now = self.0.born.map_or(0, |b| b.elapsed().as_millis() as u64);
+        let last = self.0.error_logged_ms.load(Relaxed);
+        if n == 0 || now.saturating_sub(last) >= ERROR_LOG_PERIOD_MS {
+            self.0.error_logged_ms.store(now, Relaxed);
+            warn!(error = %error, reason, errors = n + 1, "Kafka client error (more within 10 s are counted in kafka.errors, not logged)");
         }
-        self.0.errors.fetch_add(1, Relaxed);
-        warn!(error = %error, reason, "Kafka client error");
     }
 }
 
@@ -122,6 +136,8 @@ pub struct Kafka {
     /// Whether the current outage's drops were logged already.
     dropping: bool,
     reports: Vec<(u64, Option<KafkaError>)>,
+    /// The last ack, or the last time nothing was held.
+    progress: Instant,
 }
 
 /// The producer's settings for `[emitd.kafka]`, the SASL password read from its file.
@@ -135,6 +151,9 @@ fn client_config(config: &Config) -> Result<ClientConfig, Error> {
         .set("compression.codec", k.compression.codec())
         .set("linger.ms", k.linger_ms.to_string())
         .set("batch.num.messages", k.batch_messages.to_string())
+        // Topics are the operator's: a metadata request must not create one with the broker's
+        // default partitions (librdkafka's producer asks for that by default).
+        .set("allow.auto.create.topics", "false")
         // Never give up on a record: emitd's own backlog bounds what is held.
         .set("message.timeout.ms", "0")
         .set(
@@ -173,7 +192,10 @@ impl Kafka {
     /// Creates the producer (it connects in the background: this does not wait for a broker).
     pub fn start(config: &Config) -> Result<Kafka, Error> {
         let k = &config.emitd.kafka;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            born: Some(Instant::now()),
+            ..Shared::default()
+        });
         let producer: ThreadedProducer<Callbacks> = client_config(config)?
             .create_with_context(Callbacks(shared.clone()))
             .map_err(|e| Error::Kafka(format!("Kafka producer: {e}")))?;
@@ -193,11 +215,17 @@ impl Kafka {
             backoff: MIN_BACKOFF,
             dropping: false,
             reports: Vec::new(),
+            progress: Instant::now(),
         })
     }
 
     fn up(&self) -> bool {
         self.shared.up.load(Relaxed)
+    }
+
+    /// Holding a full backlog with no broker up and no ack for [`AWAY_AFTER`].
+    fn away(&self) -> bool {
+        self.held.len() >= self.max_backlog && !self.up() && self.progress.elapsed() >= AWAY_AFTER
     }
 
     /// Hands `record` to the producer. `Ok(false)`: its queue is full, try later.
@@ -228,7 +256,7 @@ impl Kafka {
 
     fn offer_one(&mut self, pos: u64, agg: &Aggregate) -> Result<Offered, Error> {
         if self.held.len() >= self.max_backlog {
-            if self.up() {
+            if !self.away() {
                 return Ok(Offered::Busy);
             }
             if !self.dropping {
@@ -283,12 +311,16 @@ impl Kafka {
                     if self.held.remove(&pos).is_some() {
                         settled.push((pos, Settled::Delivered));
                         self.backoff = MIN_BACKOFF;
+                        self.progress = Instant::now();
                     }
                 }
                 Some(e) => self.failed(pos, &e),
             }
         }
         self.reports = reports;
+        if self.held.is_empty() {
+            self.progress = Instant::now();
+        }
         if !self.retry.is_empty() && Instant::now() >= self.retry_at {
             while let Some(pos) = self.retry.pop_front() {
                 let Some(record) = self.held.get(&pos) else { continue };
@@ -315,7 +347,7 @@ impl Sink for Kafka {
     }
 
     fn ready(&self) -> bool {
-        self.retry.is_empty() && (self.held.len() < self.max_backlog || !self.up())
+        self.retry.is_empty() && (self.held.len() < self.max_backlog || self.away())
     }
 
     fn offer<'a>(&'a mut self, pos: u64, agg: &'a Aggregate) -> SinkFuture<'a, Result<Offered, Error>> {

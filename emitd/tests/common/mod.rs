@@ -408,3 +408,6 @@ pub fn key_of(m: &Msg) -> (String, String, u64) {
         v["window_end_ms"].as_u64().unwrap(),
     )
 }
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
