@@ -3,8 +3,9 @@
 # Kafka and NATS + Kafka at once, in one run on one machine. Starts its own nats-server (with
 # JetStream) and Tansu on free loopback ports, creates the segments with `inject --create`, starts
 # the release emitd, and fills the aggregates ring with `inject-aggregates` (COUNT aggregates over
-# KEYS keys, as fast as the ring takes them); rate = COUNT / (first write -> emitd released all).
-#   COUNT=1000000 KEYS=1000000 REPS=3 MODES="core jetstream kafka both" ./scripts/bench-sinks.sh
+# KEYS keys, as fast as the ring takes them, after a WARMUP of aggregates that connects the sinks);
+# rate = COUNT / (first write -> emitd released all).
+#   COUNT=1000000 KEYS=1000000 WARMUP=10000 REPS=3 MODES="core jetstream kafka both" ./scripts/bench-sinks.sh
 # One `sinks mode=... aggregates=... rate=... emitd_cpu_s=... cpu_us_per_agg=...` line per mode and
 # repetition on stdout; logs in target/bench-sinks/<time>/. docs/benchmarks.md ("Sinks") has the
 # method. BUILD=0 skips the release build.
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT="${COUNT:-1000000}"
 KEYS="${KEYS:-1000000}"
+WARMUP="${WARMUP:-10000}"
 REPS="${REPS:-3}"
 MODES="${MODES:-core jetstream kafka both}"
 RING="${RING:-65536}"
@@ -73,8 +75,10 @@ topic = "$topic"
 CONF
     "$B/inject" --config "$OUT/$run.toml" --create 2>/dev/null
     "$B/emitd" --config "$OUT/$run.toml" 2>"$OUT/$run.emitd.log" & emitd=$!; pids+=($emitd)
+    # Not measured: emitd connects its sinks and settles the first aggregates.
+    "$B/inject-aggregates" --config "$OUT/$run.toml" --count "$WARMUP" --keys "$WARMUP" >/dev/null
     cpu0=$(cpu_s "$emitd")
-    line=$("$B/inject-aggregates" --config "$OUT/$run.toml" --count "$COUNT" --keys "$KEYS" | tail -1)
+    line=$("$B/inject-aggregates" --config "$OUT/$run.toml" --count "$COUNT" --keys "$KEYS" --first-window 1 | tail -1)
     cpu1=$(cpu_s "$emitd")
     kill -TERM "$emitd"; wait "$emitd" || echo "emitd ($mode) exited $?" >&2
     "$B/inject" --config "$OUT/$run.toml" --remove >/dev/null

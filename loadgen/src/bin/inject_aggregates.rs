@@ -2,13 +2,15 @@
 //! sinks can be measured alone (`scripts/bench-sinks.sh`).
 //!
 //! ```text
-//! inject-aggregates --config PATH --count N [--keys 100000] [--chunk 256] [--wait-timeout-s 300]
+//! inject-aggregates --config PATH --count N [--keys 100000] [--first-window 0] [--chunk 256]
+//!                   [--wait-timeout-s 300]
 //! ```
 //!
 //! The segments must exist (`inject --config PATH --create`) and emitd must be started on the
 //! same config. It waits until emitd is attached (its pid in the stats page), then writes `N`
 //! aggregates as fast as the ring takes them: aggregate i is key i % K (`dev<k>` / `temp`) with
-//! window i / K, so every aggregate is distinct. Then it waits until emitd's `received` counter
+//! window `first-window` + i / K, so every aggregate is distinct (a warm-up run before a measured
+//! one gives the measured one a later `--first-window`). Then it waits until emitd's `received` counter
 //! has grown by N. The last line on stdout is
 //! `inject-aggregates records=… keys=… write_s=… done_s=… rate=… waited=ok|timeout`, where
 //! `rate` = records / `done_s` (first write to emitd having released them all).
@@ -24,6 +26,7 @@ struct Args {
     config: String,
     count: u64,
     keys: u64,
+    first_window: u64,
     chunk: usize,
     wait_timeout: f64,
 }
@@ -33,6 +36,7 @@ fn parse() -> Result<Args, String> {
         config: String::new(),
         count: 0,
         keys: 100_000,
+        first_window: 0,
         chunk: 256,
         wait_timeout: 300.0,
     };
@@ -47,6 +51,7 @@ fn parse() -> Result<Args, String> {
             "--config" => a.config = value,
             "--count" => a.count = num(&value)? as u64,
             "--keys" => a.keys = num(&value)? as u64,
+            "--first-window" => a.first_window = num(&value)? as u64,
             "--chunk" => a.chunk = num(&value)? as usize,
             "--wait-timeout-s" => a.wait_timeout = num(&value)?,
             _ => return Err(format!("unknown flag {flag}")),
@@ -96,9 +101,8 @@ fn run(a: &Args) -> Result<(), String> {
         }
         let n = chunk.len();
         for (i, slot) in (written..).zip(chunk.iter_mut()) {
-            let (k, window) = (i % a.keys, i / a.keys);
-            let mut agg = Aggregate::new(format!("dev{k:07}").as_bytes(), b"temp", b"C")
-                .ok_or("an id does not fit")?;
+            let (k, window) = (i % a.keys, a.first_window + i / a.keys);
+            let mut agg = Aggregate::new(format!("dev{k:07}").as_bytes(), b"temp", b"C").ok_or("an id does not fit")?;
             agg.window_start_ms = 1_700_000_000_000 + window * 5_000;
             agg.window_end_ms = agg.window_start_ms + 60_000;
             agg.count = 12;
@@ -138,7 +142,7 @@ fn main() {
     let a = match parse() {
         Ok(a) => a,
         Err(e) => {
-            let doc = "usage: inject-aggregates --config PATH --count N [--keys K] [--chunk C] [--wait-timeout-s T]";
+            let doc = "usage: inject-aggregates --config PATH --count N [--keys K] [--first-window W] [--chunk C] [--wait-timeout-s T]";
             if e.is_empty() {
                 println!("{doc}");
                 std::process::exit(0);
