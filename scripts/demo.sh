@@ -91,13 +91,16 @@ grep -A1 '^MSG' "$work/nats-messages.txt" | grep -v '^--' | head -6 || true
 echo "   ... $(grep -c '^MSG' "$work/nats-messages.txt" || true) aggregates in total"
 
 echo
-echo "== some aggregates read back from Kafka (topic telemetry.agg, tansu cat consume)"
+echo "== some aggregates read back from Kafka (topic telemetry.agg, with tansu cat consume)"
 timeout 10 "$tansu_bin" cat consume telemetry.agg --broker "tcp://127.0.0.1:$kafka_port" --max-wait-time-ms 1000 \
-  2>/dev/null | head -c 1500 || true
-echo
-echo "   emitd's counters: $("$bin/telemetryctl" --config "$work/telemetry.toml" stats --json \
-  | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s)' 2>/dev/null | grep -o "kafka.delivered[^,]*" | head -1 || true)"
-
+  2>/dev/null | python3 -c '
+import json, sys
+# The first fetch: a JSON array of {"key", "value"} (tansu prints one per fetch).
+records, _ = json.JSONDecoder().raw_decode(sys.stdin.read().lstrip())
+for r in records[:3]:
+    print(json.dumps(r["value"], sort_keys=True))
+print(f"   ... {len(records)} records in the first fetch")' || true
+"$bin/telemetryctl" --config "$work/telemetry.toml" stats | grep -E "^emitd +(nats|kafka)\.delivered" || true
 echo
 echo "== telemetryctl stats"
 "$bin/telemetryctl" --config "$work/telemetry.toml" stats
