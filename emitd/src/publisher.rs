@@ -13,8 +13,8 @@
 //! messages in batches (emitd never flushes per message). While NATS is away the connection task
 //! stops taking messages, so they wait in the client's queue and are written after the
 //! reconnect. [`Nats::backlog`] is the number waiting there: what emitd queued minus what the
-//! connection task took (its `out_messages` statistic). The stage keeps it at most
-//! `[emitd] max_backlog` by dropping new aggregates while NATS is away (see `stage`).
+//! connection task took (its `out_messages` statistic). The core sink keeps it at most
+//! `[emitd] max_backlog` by dropping new aggregates while NATS is away (`sinks::nats_core`).
 //!
 //! What core NATS does not guarantee: messages the connection task had already taken into its
 //! write buffer or the socket when the connection broke are lost without an error (measured: of
@@ -24,7 +24,7 @@
 //! # JetStream mode
 //!
 //! Each message carries its `Nats-Msg-Id` and is published with a request for an ack; the acks
-//! are awaited concurrently, up to the stage's window. The stream must exist: [`Nats::ensure_stream`]
+//! are awaited concurrently, up to the sink's window (`sinks::jetstream`). The stream must exist: [`Nats::ensure_stream`]
 //! uses the stream named [`stream_name`] if it exists (whatever its settings) and otherwise
 //! creates it with subjects `<subject_prefix>.>`, file storage, the default limits (none) and a
 //! two-minute duplicate window. If another stream already captures those subjects, that stream
