@@ -32,8 +32,10 @@
 //!   only once the broker acknowledged it (idempotent producer, `acks=all`); an emitd killed at
 //!   any point sends the unreleased ones again, carrying the same `dedup_id` header, so a
 //!   consumer can drop the copies ([`sinks::kafka_record`]).
-//! - **Several sinks**: each has its own bounded backlog and cursor; a slow or absent sink never
-//!   blocks another, and a record is released once every sink delivered it or counted its drop.
+//! - **Several sinks**: each has its own bounded backlog and cursor; a record is released once
+//!   every sink delivered it or counted its drop. An absent sink drops once its backlog is full
+//!   and never blocks another; a slow one is waited for, the others running ahead of it by up to
+//!   the ring's capacity.
 //! - **Counting**: `received = forwarded + dropped.*` in every stats snapshot ([`stats`]).
 //! - **Shutdown**: SIGTERM drains the ring, flushes the client and exits 0 ([`stage`]).
 
