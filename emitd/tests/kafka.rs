@@ -138,6 +138,35 @@ fn both_sinks_get_the_same_aggregates() {
 }
 
 #[test]
+fn jetstream_and_kafka_together_each_get_everything() {
+    let kafka = Tansu::start();
+    let nats = Nats::start_jetstream();
+    let topic = topic("jsboth");
+    kafka.create_topic(&topic, PARTITIONS as u32);
+    let extra = format!(
+        "jetstream = true\n{}",
+        kafka_config("[\"nats\", \"kafka\"]", &kafka.bootstrap(), &topic, "")
+    );
+    let mut p = Pipeline::new("kjsboth", &nats.url(), &extra, 1024);
+    let stream = emitd::publisher::stream_name(&p.subject_prefix);
+    p.start_emitd();
+    let aggs = aggregates(400);
+    p.push(&aggs);
+    let s = p.wait_released(400);
+    assert_eq!(s.counter("forwarded"), Some(400));
+    assert_eq!(s.counter("nats.delivered"), Some(400));
+    assert_eq!(s.counter("kafka.delivered"), Some(400));
+    let in_stream: HashSet<_> = consume_all(&nats.url(), &stream).iter().map(key_of).collect();
+    assert_eq!(in_stream, keys(&aggs));
+    let in_kafka: HashSet<_> = read_topic(&kafka.bootstrap(), &topic, PARTITIONS, 400, SETTLE)
+        .iter()
+        .map(Record::agg_key)
+        .collect();
+    assert_eq!(in_kafka, in_stream);
+    stop(&mut p);
+}
+
+#[test]
 fn kafka_absent_holds_its_backlog_drops_beyond_it_and_delivers_when_it_comes() {
     let nats = Nats::start();
     let port = free_port();
