@@ -21,6 +21,7 @@ mod emitd;
 mod error;
 mod ingestd;
 mod pipeline;
+mod secret;
 mod supervisor;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ pub use emitd::{AggregateFormat, Emitd};
 pub use error::ConfigError;
 pub use ingestd::{Ingestd, WhenRingFull};
 pub use pipeline::{Pipeline, Wait};
+pub use secret::{check_secret_file, read_secret};
 pub use supervisor::Supervisor;
 
 /// The whole file.
