@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine that has the Rust
 # toolchain: the MQTT broker and the NATS server (started only by the demo and the tests
-# themselves, on free loopback ports). Safe to run again; does nothing when all is present.
+# themselves, on free loopback ports), and cargo-audit. Safe to run again; does nothing when all is present.
 set -euo pipefail
+
+# cargo-audit checks Cargo.lock against the RustSec advisories (scripts/test.sh, offline).
+if ! command -v cargo-audit >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-audit" >&2
+  cargo install --locked --quiet cargo-audit --version 0.22.2
+fi
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
