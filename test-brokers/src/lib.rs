@@ -7,6 +7,9 @@
 
 #![deny(missing_docs)]
 
+pub mod pki;
+pub mod tls;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -163,27 +166,52 @@ pub struct Mosquitto {
     process: Process,
     port: u16,
     dir: TempDir,
+    /// Extra listeners: port and settings (see [`Mosquitto::start_with`]).
+    extra: Vec<(u16, String)>,
 }
 
 impl Mosquitto {
     /// Starts mosquitto with queues and in-flight limits raised for benchmarks and bursts.
     pub fn start() -> Mosquitto {
+        Self::start_with(&[])
+    }
+
+    /// Starts mosquitto with its anonymous plain listener (for publishers such as loadgen) and
+    /// one more listener per entry of `extra`, each on its own free port with those settings
+    /// (`per_listener_settings true`): for example [`tls::mosquitto_tls`] and
+    /// [`tls::mosquitto_password`]. [`Mosquitto::extra_url`] names them.
+    pub fn start_with(extra: &[String]) -> Mosquitto {
         let dir = TempDir::new("mosquitto");
         for _ in 0..20 {
             let port = free_port();
-            if let Some(process) = Self::launch(&dir, port) {
-                return Mosquitto { process, port, dir };
+            let extra: Vec<(u16, String)> = extra.iter().map(|s| (free_port(), s.clone())).collect();
+            if let Some(process) = Self::launch(&dir, port, &extra) {
+                return Mosquitto {
+                    process,
+                    port,
+                    dir,
+                    extra,
+                };
             }
         }
         panic!("mosquitto did not start on any of 20 free ports");
     }
 
-    fn launch(dir: &TempDir, port: u16) -> Option<Process> {
+    /// `<scheme>://127.0.0.1:<port>` of the extra listener `i` (see [`Mosquitto::start_with`]).
+    pub fn extra_url(&self, i: usize, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.extra[i].0)
+    }
+
+    fn launch(dir: &TempDir, port: u16, extra: &[(u16, String)]) -> Option<Process> {
         let conf = dir.path().join("mosquitto.conf");
+        let mut listeners = format!("per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n");
+        for (p, settings) in extra {
+            listeners.push_str(&format!("listener {p} 127.0.0.1\n{settings}"));
+        }
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "{listeners}persistence false\n\
                  max_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 1000\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n"
             ),
@@ -196,7 +224,11 @@ impl Mosquitto {
                 .arg(&conf)
                 .stdout(Stdio::null()),
         );
-        wait_listening(&mut process, port, Duration::from_secs(10)).then_some(process)
+        let all_listening = wait_listening(&mut process, port, Duration::from_secs(10))
+            && extra
+                .iter()
+                .all(|(p, _)| wait_listening(&mut process, *p, Duration::from_secs(10)));
+        all_listening.then_some(process)
     }
 
     /// The port.
@@ -224,7 +256,7 @@ impl Mosquitto {
         self.process.kill();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(p) = Self::launch(&self.dir, self.port) {
+            if let Some(p) = Self::launch(&self.dir, self.port, &self.extra) {
                 self.process = p;
                 return;
             }
