@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, check_url, ConfigError};
+use crate::secret::check_secret_file;
 
 /// `[ingestd]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -23,10 +24,18 @@ pub struct Ingestd {
     pub client_id: String,
     /// Username; empty for none.
     pub username: String,
-    /// Password; empty for none.
-    pub password: String,
+    /// File holding the password (a secret file: no access for others); empty for none.
+    pub password_file: String,
     /// PEM file with the CA certificates for `mqtts://`; empty for the system roots.
     pub ca_file: String,
+    /// PEM client certificate chain for mutual TLS (`mqtts://`); needs `key_file`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (a secret file).
+    pub key_file: String,
+    /// The name the broker's certificate must carry, when it is not the host in `broker` (a
+    /// broker reached by IP address); empty for the host. The name is always verified.
+    pub tls_server_name: String,
+
     /// MQTT 5 clean start. `false` (the default) resumes the broker's session, so what arrives
     /// while ingestd restarts is queued for it; `true` starts afresh and loses it.
     pub clean_start: bool,
@@ -62,8 +71,11 @@ impl Default for Ingestd {
             share_group: String::new(),
             client_id: String::new(),
             username: String::new(),
-            password: String::new(),
+            password_file: String::new(),
             ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            tls_server_name: String::new(),
             clean_start: false,
             session_expiry_s: 3_600,
             when_ring_full: WhenRingFull::Hold,
@@ -123,6 +135,33 @@ impl Ingestd {
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         let i = self;
         check_url("ingestd.broker", &i.broker, &["mqtt", "mqtts"])?;
+        if !i.password_file.is_empty() && i.username.is_empty() {
+            return Err(bad(
+                "ingestd.password_file",
+                format!("{:?}", i.password_file),
+                "needs ingestd.username",
+            ));
+        }
+        check_secret_file("ingestd.password_file", &i.password_file)?;
+        check_secret_file("ingestd.key_file", &i.key_file)?;
+        if i.cert_file.is_empty() != i.key_file.is_empty() {
+            return Err(bad(
+                "ingestd.cert_file",
+                format!("{:?}", i.cert_file),
+                "cert_file and key_file go together: set both or neither",
+            ));
+        }
+        if !i.broker.starts_with("mqtts://") {
+            for (key, value) in [
+                ("ingestd.ca_file", &i.ca_file),
+                ("ingestd.cert_file", &i.cert_file),
+                ("ingestd.tls_server_name", &i.tls_server_name),
+            ] {
+                if !value.is_empty() {
+                    return Err(bad(key, format!("{value:?}"), "needs an mqtts:// broker"));
+                }
+            }
+        }
         if i.topics.is_empty() {
             return Err(bad("ingestd.topics", "[]", "must name at least one topic filter"));
         }

@@ -60,8 +60,12 @@ struct Counters {
     connects: CounterId,
     session_lost: CounterId,
     connection_errors: CounterId,
+    tls_errors: CounterId,
+    auth_errors: CounterId,
     /// `gauge.connected.mqtt`: 1 from a ConnAck until the connection fails.
     mqtt_connected: CounterId,
+    /// `gauge.failure.mqtt`: why the last attempt failed (0 once connected).
+    mqtt_failure: CounterId,
 }
 
 /// Everything the loop owns besides the MQTT client.
@@ -116,7 +120,10 @@ impl Ingest {
             connects: stats.id(session::CONNECTS)?,
             session_lost: stats.id(session::SESSION_LOST)?,
             connection_errors: stats.id(session::CONNECTION_ERRORS)?,
+            tls_errors: stats.id(session::TLS_ERRORS)?,
+            auth_errors: stats.id(session::AUTH_ERRORS)?,
             mqtt_connected: stats.id(gauge::MQTT_CONNECTED)?,
+            mqtt_failure: stats.id(gauge::MQTT_FAILURE)?,
         };
         // A killed predecessor may have left it at 1.
         stats.set_gauge(ids.mqtt_connected, 0);
@@ -253,6 +260,7 @@ impl Ingest {
     pub fn connected(&mut self, session_present: bool) {
         self.stats.add(self.ids.connects, 1);
         self.stats.set_gauge(self.ids.mqtt_connected, 1);
+        self.stats.set_gauge(self.ids.mqtt_failure, gauge::failure::NONE);
         self.unsent.clear();
         self.early.clear();
         if !session_present {
@@ -270,9 +278,15 @@ impl Ingest {
         self.stats.flush();
     }
 
-    /// Counts a failed connection attempt.
-    pub fn connection_failed(&mut self) {
+    /// Counts a failed connection attempt, by its `records::names::gauge::failure` code.
+    pub fn connection_failed(&mut self, code: u64) {
         self.stats.add(self.ids.connection_errors, 1);
+        match code {
+            gauge::failure::TLS => self.stats.add(self.ids.tls_errors, 1),
+            gauge::failure::AUTH => self.stats.add(self.ids.auth_errors, 1),
+            _ => {}
+        }
+        self.stats.set_gauge(self.ids.mqtt_failure, code);
         self.stats.set_gauge(self.ids.mqtt_connected, 0);
         self.stats.flush();
     }

@@ -2,7 +2,8 @@
 //! raw ring, or counts it as dropped with a reason. At QoS 1 a full ring holds acks (by
 //! default), so the broker keeps what the ring cannot take yet.
 //!
-//! - `mqtt`: connection options and subscription filters from the config;
+//! - `mqtt`: connection options (TLS, credentials) and subscription filters from the config;
+//! - `failure`: why a connection attempt failed (TLS, credentials, network);
 //! - `intake`: one message to a raw record or a drop reason;
 //! - `ingest`: the batch on its way to the raw ring, held or dropped when the ring is full, and
 //!   the acks of what is settled;
@@ -13,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod failure;
 pub mod ingest;
 pub mod intake;
 pub mod liveness;

@@ -65,7 +65,9 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             .clone()
             .tick(ingest.stats().heartbeat_handle(), Duration::from_millis(500)),
     );
-    let mut subscribed = false;
+    // Whether the stage has reported ready: at its first subscription, resumed session, or
+    // failed connection attempt.
+    let mut reported_ready = false;
 
     let mut received_ms = stage_runtime::unix_ms();
     let exit = 'run: loop {
@@ -138,9 +140,9 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
                 // A resumed session already has our subscriptions, and the broker sends what it
                 // kept before it answers the SUBSCRIBE below (possibly many thousands of
                 // messages): ready now. A new session is ready once subscribed.
-                if ack.session_present && !subscribed {
+                if ack.session_present && !reported_ready {
                     ingest.stats().set_state(StageState::Running);
-                    subscribed = true;
+                    reported_ready = true;
                 }
                 // rumqttc never re-subscribes by itself, and a broker restart can lose even
                 // a persistent session's shared subscriptions: subscribe on every ConnAck.
@@ -153,9 +155,9 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
                     .filter(|c| !matches!(c, rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)))
                     .collect();
                 if refused.is_empty() {
-                    if !subscribed {
+                    if !reported_ready {
                         ingest.stats().set_state(StageState::Running);
-                        subscribed = true;
+                        reported_ready = true;
                     }
                     info!(filters = filters.len(), "subscribed");
                 } else {
@@ -168,8 +170,20 @@ pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn st
             Ok(_) => {}
             Err(e) => {
                 let delay = backoff.next_delay();
-                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
-                ingest.connection_failed();
+                let failure = crate::failure::classify(&e);
+                warn!(
+                    cause = %failure.cause,
+                    kind = records::names::gauge::failure::describe(failure.code),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "MQTT connection failed"
+                );
+                ingest.connection_failed(failure.code);
+                // Ready all the same: restarting ingestd would not make the broker accept it,
+                // and `telemetryctl status` says it is running but not connected, and why.
+                if !reported_ready {
+                    ingest.stats().set_state(StageState::Running);
+                    reported_ready = true;
+                }
                 ingest.flush(&client)?;
                 liveness.waiting();
                 tokio::select! {

@@ -63,6 +63,10 @@ pub mod session {
     pub const SESSION_LOST: &str = "mqtt.session_lost";
     /// Connection attempts or connections that failed.
     pub const CONNECTION_ERRORS: &str = "mqtt.connection_errors";
+    /// Of those, failed in TLS (certificate, name, or the broker refusing ours).
+    pub const TLS_ERRORS: &str = "mqtt.tls_errors";
+    /// Of those, refused for bad or missing credentials.
+    pub const AUTH_ERRORS: &str = "mqtt.auth_errors";
 }
 
 /// A stage's gauges: values it sets (not counts), kept in the stats page's counter slots under
@@ -84,6 +88,36 @@ pub mod gauge {
     pub const NATS_BACKLOG: &str = "gauge.backlog.nats";
     /// aggd: keys (device, sensor) in the window table.
     pub const KEYS_TRACKED: &str = "gauge.keys_tracked";
+    /// Prefix of why a wire's last connection attempt failed (`gauge.failure.<wire>`), one of
+    /// the [`failure`] codes; 0 once connected.
+    pub const FAILURE_PREFIX: &str = "gauge.failure.";
+    /// ingestd: why the last MQTT connection attempt failed.
+    pub const MQTT_FAILURE: &str = "gauge.failure.mqtt";
+
+    /// The values of a `gauge.failure.<wire>` gauge.
+    pub mod failure {
+        /// Connected, or never failed.
+        pub const NONE: u64 = 0;
+        /// The network: refused, reset, timed out, unreachable.
+        pub const NETWORK: u64 = 1;
+        /// TLS: the server's certificate or name, or the server refusing our certificate.
+        pub const TLS: u64 = 2;
+        /// Credentials refused.
+        pub const AUTH: u64 = 3;
+        /// Anything else (protocol errors).
+        pub const OTHER: u64 = 4;
+
+        /// The code in words.
+        pub fn describe(code: u64) -> &'static str {
+            match code {
+                NONE => "none",
+                NETWORK => "network",
+                TLS => "tls",
+                AUTH => "auth",
+                _ => "other",
+            }
+        }
+    }
 }
 
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).
