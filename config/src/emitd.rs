@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, check_url, ConfigError};
+use crate::secret::check_secret_file;
 
 /// How emitd encodes an aggregate.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -31,6 +32,23 @@ pub struct Emitd {
     pub max_backlog: usize,
     /// PEM file with CA certificates for `tls://`; empty for the system roots.
     pub ca_file: String,
+    /// PEM client certificate chain for mutual TLS; needs `key_file`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (a secret file).
+    pub key_file: String,
+    /// The name the server's certificate must carry when it is not the host in `nats`; empty for
+    /// that host.
+    pub tls_server_name: String,
+    /// File holding an authentication token (a secret file); empty for none.
+    pub token_file: String,
+    /// User name, with `password_file`; empty for none.
+    pub user: String,
+    /// File holding the password of `user` (a secret file).
+    pub password_file: String,
+    /// File holding an NKey seed (`SU...`, a secret file); empty for none.
+    pub nkey_seed_file: String,
+    /// A `.creds` file (user JWT and NKey seed, as `nsc` writes it; a secret file); empty for none.
+    pub credentials_file: String,
 }
 
 impl Default for Emitd {
@@ -42,6 +60,14 @@ impl Default for Emitd {
             jetstream: false,
             max_backlog: 100_000,
             ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            tls_server_name: String::new(),
+            token_file: String::new(),
+            user: String::new(),
+            password_file: String::new(),
+            nkey_seed_file: String::new(),
+            credentials_file: String::new(),
         }
     }
 }
@@ -64,6 +90,42 @@ impl Emitd {
         }
         if e.max_backlog == 0 {
             return Err(bad("emitd.max_backlog", 0, "must be at least 1"));
+        }
+        for (key, path) in [
+            ("emitd.key_file", &e.key_file),
+            ("emitd.token_file", &e.token_file),
+            ("emitd.password_file", &e.password_file),
+            ("emitd.nkey_seed_file", &e.nkey_seed_file),
+            ("emitd.credentials_file", &e.credentials_file),
+        ] {
+            check_secret_file(key, path)?;
+        }
+        if e.cert_file.is_empty() != e.key_file.is_empty() {
+            return Err(bad(
+                "emitd.cert_file",
+                format!("{:?}", e.cert_file),
+                "cert_file and key_file go together: set both or neither",
+            ));
+        }
+        if e.user.is_empty() != e.password_file.is_empty() {
+            return Err(bad(
+                "emitd.user",
+                format!("{:?}", e.user),
+                "user and password_file go together: set both or neither",
+            ));
+        }
+        let methods = [
+            !e.token_file.is_empty(),
+            !e.user.is_empty(),
+            !e.nkey_seed_file.is_empty(),
+            !e.credentials_file.is_empty(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(ConfigError {
+                key: "emitd".into(),
+                problem: "set at most one of token_file, user + password_file, nkey_seed_file and credentials_file"
+                    .into(),
+            });
         }
         Ok(())
     }

@@ -33,12 +33,14 @@
 mod error;
 pub mod message;
 pub mod msg_id;
+pub mod nats_auth;
 pub mod payload;
 pub mod publisher;
 pub mod ring_wait;
 pub mod stage;
 pub mod stats;
 pub mod subject;
+pub mod tls_probe;
 
 pub use error::Error;
 pub use stage::Stage;

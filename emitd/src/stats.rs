@@ -7,6 +7,8 @@
 //! | `dropped.unsafe_subject` | of those, not published: an empty device or sensor id |
 //! | `dropped.nats_backlog_full` | of those, not published: NATS away and `max_backlog` waiting |
 //! | `nats.connects`, `nats.disconnects` | connections established and lost |
+//! | `nats.tls_errors`, `nats.auth_errors` | connection attempts that failed in TLS, or for credentials |
+//! | `gauge.connected.nats`, `gauge.failure.nats` | 1 while connected; why the last attempt failed |
 //! | `js.republished` | JetStream publishes sent again after a failed or missing ack |
 //! | `js.duplicates` | JetStream acks saying the server already had the message (deduplicated) |
 //!
@@ -16,7 +18,7 @@
 //! they are part of its depth, so `aggd.forwarded = emitd.received + depth` as between any two
 //! stages. The `nats.*` and `js.*` counters count events, not aggregates.
 
-use records::names::{counter, drop_reason, segment};
+use records::names::{counter, drop_reason, gauge, nats, segment};
 use shm_ring::{CounterId, StageState};
 use stage_runtime::StageCounters;
 
@@ -44,8 +46,14 @@ pub struct Stats {
     disconnects: CounterId,
     republished: CounterId,
     duplicates: CounterId,
+    tls_errors: CounterId,
+    auth_errors: CounterId,
+    connected: CounterId,
+    last_failure: CounterId,
     seen_connects: u64,
     seen_disconnects: u64,
+    seen_tls_errors: u64,
+    seen_auth_errors: u64,
     depth: Option<u64>,
 }
 
@@ -61,9 +69,15 @@ impl Stats {
             disconnects: counters.id("nats.disconnects")?,
             republished: counters.id("js.republished")?,
             duplicates: counters.id("js.duplicates")?,
+            tls_errors: counters.id(nats::TLS_ERRORS)?,
+            auth_errors: counters.id(nats::AUTH_ERRORS)?,
+            connected: counters.id(gauge::NATS_CONNECTED)?,
+            last_failure: counters.id(gauge::NATS_FAILURE)?,
             counters,
             seen_connects: 0,
             seen_disconnects: 0,
+            seen_tls_errors: 0,
+            seen_auth_errors: 0,
             depth: None,
         })
     }
@@ -111,6 +125,15 @@ impl Stats {
                 .add(self.disconnects, d.wrapping_sub(self.seen_disconnects));
             self.seen_disconnects = d;
         }
+        let (t, a) = (events.tls_errors.load(Relaxed), events.auth_errors.load(Relaxed));
+        self.counters.add(self.tls_errors, t.wrapping_sub(self.seen_tls_errors));
+        self.counters
+            .add(self.auth_errors, a.wrapping_sub(self.seen_auth_errors));
+        (self.seen_tls_errors, self.seen_auth_errors) = (t, a);
+        // Gauges: set every time (a killed predecessor's values stay in the page until then).
+        self.counters.set_gauge(self.connected, events.connected.load(Relaxed));
+        self.counters
+            .set_gauge(self.last_failure, events.last_failure.load(Relaxed));
     }
 
     /// Publishes the counts gathered since the last flush as one consistent step, and beats the

@@ -93,6 +93,8 @@ pub mod gauge {
     pub const FAILURE_PREFIX: &str = "gauge.failure.";
     /// ingestd: why the last MQTT connection attempt failed.
     pub const MQTT_FAILURE: &str = "gauge.failure.mqtt";
+    /// emitd: why the last NATS connection attempt failed.
+    pub const NATS_FAILURE: &str = "gauge.failure.nats";
 
     /// The values of a `gauge.failure.<wire>` gauge.
     pub mod failure {
@@ -118,6 +120,14 @@ pub mod gauge {
             }
         }
     }
+}
+
+/// emitd's NATS connection events (outside the balance).
+pub mod nats {
+    /// Connection attempts that failed in TLS.
+    pub const TLS_ERRORS: &str = "nats.tls_errors";
+    /// Connection attempts refused for bad or missing credentials.
+    pub const AUTH_ERRORS: &str = "nats.auth_errors";
 }
 
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).

@@ -328,6 +328,8 @@ pub struct Nats {
     process: Process,
     port: u16,
     jetstream: Option<TempDir>,
+    /// A configuration file's directory and extra settings (see [`Nats::start_configured`]).
+    configured: Option<(TempDir, String)>,
 }
 
 impl Nats {
@@ -341,26 +343,43 @@ impl Nats {
         Self::start_with(true)
     }
 
+    /// Starts core NATS with `settings` in its configuration file (nats-server's syntax): for
+    /// example [`tls::nats_tls`] or an `authorization { ... }` block.
+    pub fn start_configured(settings: &str) -> Nats {
+        Self::start_inner(false, Some(settings))
+    }
+
     fn start_with(jetstream: bool) -> Nats {
+        Self::start_inner(jetstream, None)
+    }
+
+    fn start_inner(jetstream: bool, settings: Option<&str>) -> Nats {
         let store = jetstream.then(|| TempDir::new("nats-js"));
+        let configured = settings.map(|s| (TempDir::new("nats-conf"), s.to_owned()));
         for _ in 0..20 {
             let port = free_port();
-            if let Some(process) = Self::launch(port, store.as_ref()) {
+            if let Some(process) = Self::launch(port, store.as_ref(), configured.as_ref()) {
                 return Nats {
                     process,
                     port,
                     jetstream: store,
+                    configured,
                 };
             }
         }
         panic!("nats-server did not start on any of 20 free ports");
     }
 
-    fn launch(port: u16, store: Option<&TempDir>) -> Option<Process> {
+    fn launch(port: u16, store: Option<&TempDir>, configured: Option<&(TempDir, String)>) -> Option<Process> {
         let mut cmd = Command::new(find_program("nats-server"));
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        if let Some((dir, settings)) = configured {
+            let conf = dir.path().join("nats.conf");
+            std::fs::write(&conf, format!("listen: \"127.0.0.1:{port}\"\n{settings}\n")).ok()?;
+            cmd.arg("-c").arg(conf);
+        } else {
+            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         if let Some(dir) = store {
             cmd.arg("-js").arg("-sd").arg(dir.path());
         }
@@ -378,6 +397,11 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// `<scheme>://127.0.0.1:<port>` (`tls` for a TLS server).
+    pub fn url_with(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
     /// Kills the server (SIGKILL).
     pub fn stop(&mut self) {
         self.process.kill();
@@ -388,7 +412,7 @@ impl Nats {
         self.process.kill();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(p) = Self::launch(self.port, self.jetstream.as_ref()) {
+            if let Some(p) = Self::launch(self.port, self.jetstream.as_ref(), self.configured.as_ref()) {
                 self.process = p;
                 return;
             }

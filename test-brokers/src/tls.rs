@@ -33,3 +33,14 @@ pub fn mosquitto_password(dir: &Path, user: &str, password: &str) -> String {
     assert!(status.success(), "mosquitto_passwd failed: {status}");
     format!("allow_anonymous false\npassword_file {}\n", file.display())
 }
+
+/// A nats-server `tls` block presenting `server`; with `verify`, only clients with a certificate
+/// signed by the PKI's CA are admitted.
+pub fn nats_tls(pki: &Pki, server: &CertFiles, verify: bool) -> String {
+    format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: {verify}\n}}\n",
+        server.cert.display(),
+        server.key.display(),
+        pki.ca.display(),
+    )
+}
