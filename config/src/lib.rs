@@ -32,7 +32,7 @@ pub use args::{from_args, path_from_args};
 pub use decoded::{Decoded, PayloadFormat};
 pub use emitd::{AggregateFormat, Emitd};
 pub use error::ConfigError;
-pub use ingestd::{Ingestd, WhenRingFull};
+pub use ingestd::{Http, Ingestd, WhenRingFull};
 pub use pipeline::{Pipeline, Wait};
 pub use supervisor::Supervisor;
 
