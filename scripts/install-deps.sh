@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine that has the Rust
 # toolchain: the MQTT broker and the NATS server (started only by the demo and the tests
-# themselves, on free loopback ports). Safe to run again; does nothing when all is present.
+# themselves, on free loopback ports), curl (the HTTP client of the demo and the HTTP tests),
+# openssl (makes the HTTPS test's certificate) and wrk (scripts/bench-http.sh's load generator).
+# Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -116,7 +116,10 @@ impl Http {
                 "cert_file and key_file go together (both set for HTTPS, both empty for HTTP)",
             ));
         }
-        for (key, file) in [("ingestd.http.token_file", &self.token_file), ("ingestd.http.key_file", &self.key_file)] {
+        for (key, file) in [
+            ("ingestd.http.token_file", &self.token_file),
+            ("ingestd.http.key_file", &self.key_file),
+        ] {
             if !file.is_empty() {
                 check_private(key, file)?;
             }
@@ -279,7 +282,9 @@ mod tests {
 
     #[test]
     fn http_only_is_a_pipeline_but_no_source_at_all_is_not() {
-        let c = Config::from_toml("[ingestd]\nbroker = \"\"\ntopics = []\n[ingestd.http]\nlisten = \"127.0.0.1:8080\"\n").unwrap();
+        let c =
+            Config::from_toml("[ingestd]\nbroker = \"\"\ntopics = []\n[ingestd.http]\nlisten = \"127.0.0.1:8080\"\n")
+                .unwrap();
         assert!(c.ingestd.http.enabled() && c.ingestd.broker.is_empty());
         assert!(err("[ingestd]\nbroker = \"\"\n").contains("no source"));
         assert!(err("[ingestd.http]\nlisten = \"localhost\"\n").starts_with("config: ingestd.http.listen"));
@@ -299,7 +304,10 @@ mod tests {
         );
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = err(&toml);
-        assert!(e.contains("ingestd.http.token_file") && e.contains("readable by others"), "{e}");
+        assert!(
+            e.contains("ingestd.http.token_file") && e.contains("readable by others"),
+            "{e}"
+        );
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(Config::from_toml(&toml).is_ok());
         let missing = toml.replace("token\"", "nonesuch\"");

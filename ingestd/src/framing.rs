@@ -214,7 +214,10 @@ fn skip_cbor(body: &[u8], at: usize, depth: u32) -> Result<usize, FramingError> 
     match (major, arg) {
         (0 | 1 | 7, _) => Ok(next),
         (2 | 3, Some(len)) => {
-            let end = usize::try_from(len).ok().and_then(|l| next.checked_add(l)).ok_or(past_end.clone())?;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| next.checked_add(l))
+                .ok_or(past_end.clone())?;
             if end > body.len() {
                 return Err(past_end);
             }
@@ -244,7 +247,7 @@ fn skip_cbor(body: &[u8], at: usize, depth: u32) -> Result<usize, FramingError> 
             let mut count = 0u64;
             loop {
                 match body.get(next) {
-                    Some(0xff) if major == 4 || count % 2 == 0 => return Ok(next + 1),
+                    Some(0xff) if major == 4 || count.is_multiple_of(2) => return Ok(next + 1),
                     Some(0xff) => return Err(FramingError("CBOR map with a key but no value")),
                     Some(_) => next = skip_cbor(body, next, depth + 1)?,
                     None => return Err(past_end),
@@ -406,7 +409,10 @@ fn split_protobuf_batch(body: &[u8], items: &mut Vec<Range<usize>>) -> Result<()
             }
             2 => {
                 let len = varint(body, &mut at)?;
-                let end = usize::try_from(len).ok().and_then(|l| at.checked_add(l)).ok_or(past_end.clone())?;
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| at.checked_add(l))
+                    .ok_or(past_end.clone())?;
                 if end > body.len() {
                     return Err(past_end);
                 }
@@ -495,7 +501,15 @@ mod tests {
         let indefinite = [&[0x9f][..], &each.concat(), &[0xff]].concat();
         assert_eq!(split_ok(Framing::Cbor, &indefinite), each);
         // Items of every kind are skipped whole (decoded judges them).
-        let odd = cbor(&(1u8, -70000i64, "text", vec![1.5f64, f64::NAN], serde_bytes_like(), true, ()));
+        let odd = cbor(&(
+            1u8,
+            -70000i64,
+            "text",
+            vec![1.5f64, f64::NAN],
+            serde_bytes_like(),
+            true,
+            (),
+        ));
         assert_eq!(split_ok(Framing::Cbor, &odd).len(), 7);
     }
 
@@ -507,15 +521,32 @@ mod tests {
     fn broken_cbor_is_a_framing_error_never_a_panic() {
         let whole = cbor(&readings(2));
         for cut in 1..whole.len() {
-            assert!(split(Framing::Cbor, &whole[..cut], &mut Vec::new()).is_err(), "cut at {cut}");
+            assert!(
+                split(Framing::Cbor, &whole[..cut], &mut Vec::new()).is_err(),
+                "cut at {cut}"
+            );
         }
         assert_eq!(split_err(Framing::Cbor, b""), FramingError("empty body"));
-        assert!(split(Framing::Cbor, &[0x9f, 0xa0], &mut Vec::new()).is_err(), "array not closed");
+        assert!(
+            split(Framing::Cbor, &[0x9f, 0xa0], &mut Vec::new()).is_err(),
+            "array not closed"
+        );
         assert!(split(Framing::Cbor, &[0xff], &mut Vec::new()).is_err(), "a lone break");
-        assert!(split(Framing::Cbor, &[0x1c], &mut Vec::new()).is_err(), "reserved length");
-        assert!(split(Framing::Cbor, &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], &mut Vec::new()).is_err());
+        assert!(
+            split(Framing::Cbor, &[0x1c], &mut Vec::new()).is_err(),
+            "reserved length"
+        );
+        assert!(split(
+            Framing::Cbor,
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &mut Vec::new()
+        )
+        .is_err());
         let deep = [vec![0x81; 100], vec![0xa0]].concat();
-        assert_eq!(split_err(Framing::Cbor, &deep[1..]), FramingError("CBOR nested too deeply"));
+        assert_eq!(
+            split_err(Framing::Cbor, &deep[1..]),
+            FramingError("CBOR nested too deeply")
+        );
     }
 
     #[test]
@@ -528,7 +559,10 @@ mod tests {
         let got = split_ok(Framing::Json, &pretty);
         assert_eq!(got.len(), 3);
         for (g, r) in got.iter().zip(&rs) {
-            assert_eq!(&serde_json::from_slice::<serde_json::Value>(g).unwrap(), &serde_json::to_value(r).unwrap());
+            assert_eq!(
+                &serde_json::from_slice::<serde_json::Value>(g).unwrap(),
+                &serde_json::to_value(r).unwrap()
+            );
         }
         // Brackets and commas inside strings are not structure.
         let tricky = br#"[{"d":"a,]}\"[","s":"t","v":1} , 7, "x", [1,{"a":[]}] ]"#;
@@ -548,7 +582,11 @@ mod tests {
             br#"{"d":"a}"#,
             b"   ",
         ] {
-            assert!(split(Framing::Json, bad, &mut Vec::new()).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                split(Framing::Json, bad, &mut Vec::new()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = [vec![b'['; 100], vec![b']'; 100]].concat();
         assert!(split(Framing::Json, &deep, &mut Vec::new()).is_err());
@@ -557,7 +595,10 @@ mod tests {
     #[test]
     fn ndjson_lines_skip_blank_ones() {
         let body = b"{\"d\":\"a\"}\r\n\n  {\"d\":\"b\"}  \n\n";
-        assert_eq!(split_ok(Framing::Ndjson, body), vec![b"{\"d\":\"a\"}".to_vec(), b"{\"d\":\"b\"}".to_vec()]);
+        assert_eq!(
+            split_ok(Framing::Ndjson, body),
+            vec![b"{\"d\":\"a\"}".to_vec(), b"{\"d\":\"b\"}".to_vec()]
+        );
     }
 
     #[test]
@@ -594,7 +635,10 @@ mod tests {
             of("application/x-protobuf; messageType=\"telemetry.v1.ReadingBatch\""),
             Some(Some(Framing::ProtobufBatch))
         );
-        assert_eq!(of("application/protobuf; proto=telemetry.v1.ReadingBatch"), Some(Some(Framing::ProtobufBatch)));
+        assert_eq!(
+            of("application/protobuf; proto=telemetry.v1.ReadingBatch"),
+            Some(Some(Framing::ProtobufBatch))
+        );
         assert_eq!(of("application/x-protobuf; messageType=other.Thing"), Some(None));
         assert_eq!(of("text/plain"), None);
         assert_eq!(of(""), None);

@@ -76,7 +76,10 @@ impl HttpCounters {
 
     /// The counter of refusal `reason` (one of [`http::REJECTIONS`]).
     pub fn rejected(&self, reason: &str) -> CounterId {
-        let i = http::REJECTIONS.iter().position(|r| *r == reason).expect("a known reason");
+        let i = http::REJECTIONS
+            .iter()
+            .position(|r| *r == reason)
+            .expect("a known reason");
         self.rejected[i]
     }
 
@@ -205,6 +208,11 @@ fn commit_round(ring: &SharedRing, counters: &HttpCounters, round: &[Batch]) -> 
 }
 
 fn write(slot: &mut RawRecord, batch: &Batch, range: &Range<usize>) {
-    slot.fill(HTTP_TOPIC, &batch.body[range.clone()], batch.content_type, batch.received_ms)
-        .expect("items are checked against max_payload before they are handed over");
+    slot.fill(
+        HTTP_TOPIC,
+        &batch.body[range.clone()],
+        batch.content_type,
+        batch.received_ms,
+    )
+    .expect("items are checked against max_payload before they are handed over");
 }

@@ -97,21 +97,37 @@ impl Handler {
     /// request counts itself, with its commit.)
     async fn readings(&self, request: Request<Incoming>) -> Result<usize, Refusal> {
         if request.uri().path() != READINGS_PATH {
-            return Err(Refusal(StatusCode::NOT_FOUND, http::NOT_FOUND, format!("POST readings to {READINGS_PATH}")));
+            return Err(Refusal(
+                StatusCode::NOT_FOUND,
+                http::NOT_FOUND,
+                format!("POST readings to {READINGS_PATH}"),
+            ));
         }
         if request.method() != Method::POST {
-            return Err(Refusal(StatusCode::METHOD_NOT_ALLOWED, http::BAD_METHOD, "use POST".into()));
+            return Err(Refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                http::BAD_METHOD,
+                "use POST".into(),
+            ));
         }
         if let Some(expected) = &self.expected_authorization {
             let given = request.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
             if !given.is_some_and(|g| same(g, expected)) {
-                return Err(Refusal(StatusCode::UNAUTHORIZED, http::UNAUTHORIZED, "bad or missing bearer token".into()));
+                return Err(Refusal(
+                    StatusCode::UNAUTHORIZED,
+                    http::UNAUTHORIZED,
+                    "bad or missing bearer token".into(),
+                ));
             }
         }
         if self.stop.stopping() {
             return Err(stopping());
         }
-        let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let framing = match Framing::of(content_type) {
             Some(Ok(f)) => f,
             Some(Err(problem)) => return Err(Refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, http::UNSUPPORTED_TYPE, problem)),
@@ -123,15 +139,30 @@ impl Handler {
                 ))
             }
         };
-        let too_large = || Refusal(StatusCode::PAYLOAD_TOO_LARGE, http::TOO_LARGE, format!("body over {} bytes", self.max_body_bytes));
-        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let too_large = || {
+            Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                http::TOO_LARGE,
+                format!("body over {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
             return Err(too_large());
         }
         let body = match Limited::new(request.into_body(), self.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(e) => return Err(Refusal(StatusCode::BAD_REQUEST, http::ABORTED, format!("reading the body: {e}"))),
+            Err(e) => {
+                return Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    http::ABORTED,
+                    format!("reading the body: {e}"),
+                ))
+            }
         };
         let received_ms = stage_runtime::unix_ms();
         let mut items = Vec::new();
@@ -152,7 +183,11 @@ impl Handler {
                 format!("reading {i} is {} bytes: at most {max_payload}", items[i].len()),
             ));
         }
-        match self.committer.commit(body, items, framing.content_type(), received_ms).await {
+        match self
+            .committer
+            .commit(body, items, framing.content_type(), received_ms)
+            .await
+        {
             Outcome::Committed(n) => Ok(n),
             Outcome::RingFull => Err(Refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -166,13 +201,19 @@ impl Handler {
 }
 
 fn stopping() -> Refusal {
-    Refusal(StatusCode::SERVICE_UNAVAILABLE, http::STOPPING, "ingestd is stopping; retry later".into())
+    Refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        http::STOPPING,
+        "ingestd is stopping; retry later".into(),
+    )
 }
 
 fn respond(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

@@ -48,7 +48,11 @@ impl Ingestd {
     fn start(test: &str, capacity: u64, extra: &str) -> Ingestd {
         let prefix = format!("test-ingestd-http-{test}-{}", std::process::id());
         let guard = PrefixGuard::new(&prefix);
-        create::<RawRecord>(&SegmentName::new(&prefix, segment::RAW).unwrap(), &RingOptions::new(capacity)).unwrap();
+        create::<RawRecord>(
+            &SegmentName::new(&prefix, segment::RAW).unwrap(),
+            &RingOptions::new(capacity),
+        )
+        .unwrap();
         create_stats_page(
             &SegmentName::new(&prefix, segment::STATS).unwrap(),
             &stage::ALL,
@@ -173,12 +177,26 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
 
     let js = [J { d: "a", s: "t", v: 1.0 }, J { d: "b", s: "t", v: 2.5 }];
     let each_json: Vec<Vec<u8>> = js.iter().map(|j| serde_json::to_vec(j).unwrap()).collect();
-    assert_eq!(d.post("application/json; charset=utf-8", &serde_json::to_vec(&js).unwrap()).0, 200);
-    let ndjson = [each_json[0].clone(), b"\n".to_vec(), each_json[1].clone(), b"\n".to_vec()].concat();
+    assert_eq!(
+        d.post("application/json; charset=utf-8", &serde_json::to_vec(&js).unwrap())
+            .0,
+        200
+    );
+    let ndjson = [
+        each_json[0].clone(),
+        b"\n".to_vec(),
+        each_json[1].clone(),
+        b"\n".to_vec(),
+    ]
+    .concat();
     assert_eq!(d.post("application/x-ndjson", &ndjson).0, 200);
     let each_cbor: Vec<Vec<u8>> = js.iter().map(cbor).collect();
     assert_eq!(d.post("application/cbor", &cbor(&js)).0, 200);
-    assert_eq!(d.post("application/cbor", &each_cbor.concat()).0, 200, "a CBOR sequence");
+    assert_eq!(
+        d.post("application/cbor", &each_cbor.concat()).0,
+        200,
+        "a CBOR sequence"
+    );
     let readings: Vec<Reading> = js
         .iter()
         .map(|j| Reading {
@@ -217,16 +235,32 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
     assert_eq!(code, 401, "no token");
     assert!(out.to_ascii_lowercase().contains("www-authenticate: bearer"), "{out}");
     let wrong = "Authorization: Bearer s3cret-tokeN";
-    assert_eq!(d.curl(&["-H", json, "-H", wrong, "--data-binary", "{}", "/v1/readings"]).0, 401);
+    assert_eq!(
+        d.curl(&["-H", json, "-H", wrong, "--data-binary", "{}", "/v1/readings"])
+            .0,
+        401
+    );
     assert_eq!(d.post("text/plain", b"{}").0, 415);
     assert_eq!(d.post("application/x-protobuf; messageType=x.Y", b"").0, 415);
     assert_eq!(d.post("application/json", b"[{\"d\":1},").0, 400);
     assert_eq!(d.post("application/cbor", &cbor(&js)[..5]).0, 400);
-    assert_eq!(d.post("application/json", &vec![b' '; 9000]).0, 413, "body over max_body_bytes");
-    let big = serde_json::to_vec(&J { d: &"x".repeat(300), s: "t", v: 1.0 }).unwrap();
+    assert_eq!(
+        d.post("application/json", &vec![b' '; 9000]).0,
+        413,
+        "body over max_body_bytes"
+    );
+    let big = serde_json::to_vec(&J {
+        d: &"x".repeat(300),
+        s: "t",
+        v: 1.0,
+    })
+    .unwrap();
     assert_eq!(d.post("application/json", &big).0, 413, "a reading over max_payload");
     assert_eq!(d.curl(&["-H", &auth, "/v1/readings"]).0, 405);
-    assert_eq!(d.curl(&["-H", &auth, "-H", json, "--data-binary", "{}", "/v2/other"]).0, 404);
+    assert_eq!(
+        d.curl(&["-H", &auth, "-H", json, "--data-binary", "{}", "/v2/other"]).0,
+        404
+    );
     assert_eq!(drain(&mut ring), vec![], "nothing of a refused request is written");
     for (reason, n) in [
         (http::UNAUTHORIZED, 2),
@@ -239,20 +273,34 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
         assert_eq!(d.counter(reason), n, "{reason}");
     }
     assert_eq!(d.counter(http::REQUESTS), 7 + 10);
-    assert_eq!(d.counter(counter::RECEIVED), 12, "refused readings never became records");
+    assert_eq!(
+        d.counter(counter::RECEIVED),
+        12,
+        "refused readings never became records"
+    );
 }
 
 #[test]
 fn a_full_ring_answers_503_and_takes_nothing_of_the_request() {
     let mut d = Ingestd::start("full", 16, "");
-    let ten: Vec<J> = (0..10).map(|i| J { d: "a", s: "t", v: f64::from(i) }).collect();
+    let ten: Vec<J> = (0..10)
+        .map(|i| J {
+            d: "a",
+            s: "t",
+            v: f64::from(i),
+        })
+        .collect();
     let body = serde_json::to_vec(&ten).unwrap();
     assert_eq!(d.post("application/json", &body).0, 200);
     let (code, out) = d.post("application/json", &body);
     assert_eq!(code, 503, "6 slots left for 10 readings: {out}");
     assert!(out.to_ascii_lowercase().contains("retry-after: 1"), "{out}");
     assert_eq!(d.counter(http::RING_FULL), 1);
-    assert_eq!(d.post("application/json", &serde_json::to_vec(&ten[..6]).unwrap()).0, 200, "what fits whole is taken");
+    assert_eq!(
+        d.post("application/json", &serde_json::to_vec(&ten[..6]).unwrap()).0,
+        200,
+        "what fits whole is taken"
+    );
     let mut ring = d.consumer();
     assert_eq!(drain(&mut ring).len(), 16, "exactly the accepted requests");
     assert_eq!(d.post("application/json", &body).0, 200, "room again once read");
@@ -267,7 +315,17 @@ fn a_full_ring_answers_503_and_takes_nothing_of_the_request() {
 fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
         .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
@@ -295,7 +353,17 @@ fn https_with_a_certificate_made_by_openssl() {
     let auth = format!("Authorization: Bearer {TOKEN}");
     let (code, out) = curl(
         &base,
-        &["--cacert", &cacert, "-H", &auth, "-H", "Content-Type: application/json", "--data-binary", r#"{"d":"a","s":"t","v":1}"#, "/v1/readings"],
+        &[
+            "--cacert",
+            &cacert,
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"d":"a","s":"t","v":1}"#,
+            "/v1/readings",
+        ],
     );
     assert_eq!(code, 200, "{out}");
     assert_eq!(drain(&mut d.consumer()).len(), 1);

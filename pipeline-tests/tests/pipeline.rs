@@ -2,9 +2,7 @@
 //! and a real nats-server: exact aggregates, malformed payloads, hostile ids, an aggd killed
 //! mid-window, and two pipelines splitting one stream through a shared subscription.
 
-use std::collections::BTreeMap;
-
-use pipeline_tests::{assert_exact, expectations, field, loadgen, times, Collector, Expected, Pipeline, Published, PATIENCE};
+use pipeline_tests::{assert_exact, expectations, field, loadgen, times, Collector, Pipeline, Published, PATIENCE};
 use records::names::{counter, error_reason, stage};
 use test_brokers::{wait_for, Mosquitto, Nats, TempDir};
 

@@ -456,7 +456,10 @@ mod tests {
     #[test]
     fn http_requests_balance_when_ingestd_listens() {
         let mut stats = pipeline(85);
-        assert!(compute(&stats, &DEPTHS).checks.iter().all(|c| c.at != "ingestd http"), "no HTTP, no check");
+        assert!(
+            compute(&stats, &DEPTHS).checks.iter().all(|c| c.at != "ingestd http"),
+            "no HTTP, no check"
+        );
         stats.stages[0] = snap(
             "ingestd",
             &[
