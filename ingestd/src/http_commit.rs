@@ -15,7 +15,10 @@ use bytes::Bytes;
 use records::names::http;
 use records::{ContentType, RawRecord};
 use shm_ring::CounterId;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::ring::{SharedRing, MAX_BATCH};
 
@@ -99,21 +102,24 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer task on the current runtime.
-    pub fn start(ring: SharedRing, counters: HttpCounters) -> Committer {
+    /// Starts the committer task on the current runtime. The task ends with an error if the
+    /// ring fails (which ends the source); until then it runs as long as a `Committer` lives.
+    pub fn start(ring: SharedRing, counters: HttpCounters) -> (Committer, JoinHandle<Result<(), shm_ring::Error>>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(ring, counters, rx));
-        Committer { tx }
+        let task = tokio::spawn(run(ring, counters, rx));
+        (Committer { tx }, task)
     }
 
     /// Hands over one request's readings (`items`, ranges into `body`; at most [`MAX_BATCH`],
-    /// each fitting a raw record) and waits until they are committed or refused.
+    /// each fitting a raw record) and waits until they are committed or refused. Sets `handed`
+    /// once the committer has the batch (from then on the committer counts the request).
     pub async fn commit(
         &self,
         body: Bytes,
         items: Vec<Range<usize>>,
         content_type: ContentType,
         received_ms: u64,
+        handed: &AtomicBool,
     ) -> Outcome {
         debug_assert!(items.len() <= MAX_BATCH);
         let (reply, answer) = oneshot::channel();
@@ -127,18 +133,19 @@ impl Committer {
         if self.tx.send(batch).await.is_err() {
             return Outcome::Stopping;
         }
+        handed.store(true, Ordering::Release);
         answer.await.unwrap_or(Outcome::Stopping)
     }
 }
 
-async fn run(ring: SharedRing, counters: HttpCounters, mut rx: mpsc::Receiver<Batch>) {
+async fn run(ring: SharedRing, counters: HttpCounters, mut rx: mpsc::Receiver<Batch>) -> Result<(), shm_ring::Error> {
     let mut carry: Option<Batch> = None;
     loop {
         let first = match carry.take() {
             Some(b) => b,
             None => match rx.recv().await {
                 Some(b) => b,
-                None => return,
+                None => return Ok(()),
             },
         };
         let mut total = first.items.len();
@@ -151,18 +158,14 @@ async fn run(ring: SharedRing, counters: HttpCounters, mut rx: mpsc::Receiver<Ba
             total += b.items.len();
             round.push(b);
         }
-        let outcomes = match commit_round(&ring, &counters, &round) {
-            Ok(o) => o,
-            Err(e) => {
-                // The ring is broken (it was unlinked or corrupted): answer nothing as done;
-                // the stage ends through its health check.
-                tracing::error!(error = %e, "cannot write the raw ring");
-                vec![Outcome::Stopping; round.len()]
-            }
-        };
-        for (batch, outcome) in round.into_iter().zip(outcomes) {
-            let _ = batch.reply.send(outcome);
+        let outcomes = commit_round(&ring, &counters, &round);
+        // A broken ring (unlinked or corrupted): nothing was written; every waiting request is
+        // answered 503 and the source ends with the error.
+        let each = |i: usize| outcomes.as_ref().map_or(Outcome::Stopping, |o| o[i]);
+        for (i, batch) in round.into_iter().enumerate() {
+            let _ = batch.reply.send(each(i));
         }
+        outcomes?;
     }
 }
 

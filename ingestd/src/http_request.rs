@@ -13,7 +13,7 @@
 //! `GET /healthz` answers 200 while the stage runs (503 once it stops) and is not counted.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -71,9 +71,10 @@ impl Handler {
                 respond(StatusCode::OK, "ok\n".into(), TEXT)
             });
         }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let answer = self.readings(request).await;
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let in_flight = InFlight::new(&self);
+        let answer = self.readings(request, &in_flight.settled).await;
+        in_flight.settled.store(true, Ordering::Release);
+        drop(in_flight);
         Ok(match answer {
             Ok(n) => respond(StatusCode::OK, format!("{{\"accepted\":{n}}}\n"), JSON),
             Err(Refusal(status, reason, message)) => {
@@ -95,7 +96,7 @@ impl Handler {
 
     /// `POST /v1/readings`: how many readings were committed, or why none was. (A committed
     /// request counts itself, with its commit.)
-    async fn readings(&self, request: Request<Incoming>) -> Result<usize, Refusal> {
+    async fn readings(&self, request: Request<Incoming>, handed: &AtomicBool) -> Result<usize, Refusal> {
         if request.uri().path() != READINGS_PATH {
             return Err(Refusal(
                 StatusCode::NOT_FOUND,
@@ -185,7 +186,7 @@ impl Handler {
         }
         match self
             .committer
-            .commit(body, items, framing.content_type(), received_ms)
+            .commit(body, items, framing.content_type(), received_ms, handed)
             .await
         {
             Outcome::Committed(n) => Ok(n),
@@ -197,6 +198,34 @@ impl Handler {
             )),
             Outcome::Stopping => Err(stopping()),
         }
+    }
+}
+
+/// A request being handled, counted in [`Handler::in_flight`] while it lives. One dropped before
+/// it was answered or handed to the committer (hyper drops it when its client goes away) is
+/// counted as `http.rejected.aborted`, so that every request ends at one counter.
+struct InFlight<'a> {
+    handler: &'a Handler,
+    /// Answered, or handed to the committer (which counts it).
+    settled: AtomicBool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(handler: &'a Handler) -> Self {
+        handler.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            handler,
+            settled: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.settled.load(Ordering::Acquire) {
+            self.handler.counters.count_rejection(&self.handler.ring, http::ABORTED);
+        }
+        self.handler.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

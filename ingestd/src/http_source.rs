@@ -94,6 +94,15 @@ fn tls_acceptor(cert_file: &str, key_file: &str) -> Result<Option<TlsAcceptor>, 
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
+/// Why the committer task ended while the source runs (it only ends on a ring error).
+fn committer_failed(ended: Result<Result<(), shm_ring::Error>, tokio::task::JoinError>) -> SourceError {
+    match ended {
+        Ok(Err(e)) => format!("writing the raw ring: {e}").into(),
+        Ok(Ok(())) => "the HTTP committer ended".into(),
+        Err(e) => format!("the HTTP committer failed: {e}").into(),
+    }
+}
+
 async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: Stop) -> Result<(), SourceError> {
     let http = &config.http;
     let tls = tls_acceptor(&http.cert_file, &http.key_file)?;
@@ -101,13 +110,14 @@ async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: 
         .await
         .map_err(|e| format!("ingestd.http.listen {:?}: {e}", http.listen))?;
     let counters = HttpCounters::register(&ring)?;
+    let (committer, mut committer_task) = Committer::start(ring.clone(), counters);
     let handler = Arc::new(Handler {
         expected_authorization: read_token(&http.token_file)?,
         max_body_bytes: http.max_body_bytes,
         max_payload: config.max_payload,
         ring: ring.clone(),
         counters,
-        committer: Committer::start(ring.clone(), counters),
+        committer,
         stop: stop.clone(),
         in_flight: AtomicUsize::new(0),
     });
@@ -125,6 +135,7 @@ async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: 
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit?,
             _ = stop.wait() => break,
+            ended = &mut committer_task => return Err(committer_failed(ended)),
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -137,6 +148,7 @@ async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: 
                 }
             },
             _ = stop.wait() => break,
+            ended = &mut committer_task => return Err(committer_failed(ended)),
         };
         let _ = stream.set_nodelay(true);
         let (handler, tls) = (handler.clone(), tls.clone());

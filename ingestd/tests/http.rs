@@ -370,3 +370,23 @@ fn https_with_a_certificate_made_by_openssl() {
     // Plain HTTP to the TLS port gets no answer.
     assert_eq!(d.curl(&["/healthz"]).0, 0);
 }
+
+#[test]
+fn a_client_that_goes_away_mid_body_is_counted_as_aborted() {
+    use std::io::Write;
+    let d = Ingestd::start("aborted", 64, "");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    write!(
+        s,
+        "POST /v1/readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"d\":"
+    )
+    .unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(s);
+    wait_for("the request counted as aborted", LONG, || {
+        (d.counter(http::ABORTED) == 1).then_some(())
+    });
+    assert_eq!(d.counter(http::REQUESTS), 1, "one request, one outcome");
+    assert_eq!(d.counter(counter::RECEIVED), 0);
+}
