@@ -27,8 +27,9 @@ use crate::liveness::Liveness;
 use crate::ring::SharedRing;
 use crate::source::{Source, SourceError, Stop};
 
-/// Open connections at most; further clients wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
+/// Open connections at most; further clients wait in the listen backlog. With each reading a body
+/// of up to `max_body_bytes`, this bounds the memory bodies take (1 GiB at the default 1 MiB).
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Longest wait, when stopping, for requests already taken to be answered.
 pub const DRAIN: Duration = Duration::from_secs(2);
 /// How often the source reports itself alive (see [`Liveness`]).
