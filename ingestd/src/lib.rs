@@ -16,7 +16,8 @@
 //! - `pacing`: how long the MQTT loop pauses once its socket is drained;
 //! - `http_source`: the HTTP listener (connections, TLS, shutdown);
 //! - `http_request`: one request to an answer: token, content type, size, status;
-//! - `framing`: splitting a body into one payload per reading, without decoding them;
+//! - `framing`: splitting a body into one payload per reading, without decoding them (one file
+//!   per format: `cbor`, `json`, `protobuf`);
 //! - `http_commit`: the HTTP requests' batches on their way to the raw ring, many per commit.
 
 #![deny(missing_docs)]

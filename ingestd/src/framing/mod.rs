@@ -23,6 +23,10 @@
 //! assert_eq!(&body[items[1].clone()], br#"{"d":"b","s":"t","v":2}"#);
 //! ```
 
+mod cbor;
+mod json;
+mod protobuf;
+
 use std::ops::Range;
 
 use records::ContentType;
@@ -108,8 +112,8 @@ pub fn split(framing: Framing, body: &[u8], items: &mut Vec<Range<usize>>) -> Re
         return Err(FramingError("empty body"));
     }
     match framing {
-        Framing::Cbor => split_cbor(body, items),
-        Framing::Json => split_json(body, items),
+        Framing::Cbor => cbor::split(body, items),
+        Framing::Json => json::split(body, items),
         Framing::Ndjson => {
             split_lines(body, items);
             Ok(())
@@ -118,7 +122,7 @@ pub fn split(framing: Framing, body: &[u8], items: &mut Vec<Range<usize>>) -> Re
             items.push(0..body.len());
             Ok(())
         }
-        Framing::ProtobufBatch => split_protobuf_batch(body, items),
+        Framing::ProtobufBatch => protobuf::split_batch(body, items),
     }
 }
 
@@ -143,291 +147,6 @@ fn trim(body: &[u8], mut range: Range<usize>) -> Range<usize> {
         range.end -= 1;
     }
     range
-}
-
-// ---- CBOR (RFC 8949) ----
-
-fn split_cbor(body: &[u8], items: &mut Vec<Range<usize>>) -> Result<(), FramingError> {
-    let mut at = 0;
-    while at < body.len() {
-        if body[at] >> 5 == 4 {
-            // A top-level array: its elements are the readings.
-            let (count, mut next) = head(body, at)?;
-            match count {
-                Some(n) => {
-                    for _ in 0..n {
-                        let end = skip_cbor(body, next, 1)?;
-                        items.push(next..end);
-                        next = end;
-                    }
-                }
-                None => loop {
-                    if *body.get(next).ok_or(FramingError("CBOR array not closed"))? == 0xff {
-                        next += 1;
-                        break;
-                    }
-                    let end = skip_cbor(body, next, 1)?;
-                    items.push(next..end);
-                    next = end;
-                },
-            }
-            at = next;
-        } else {
-            let end = skip_cbor(body, at, 0)?;
-            items.push(at..end);
-            at = end;
-        }
-    }
-    Ok(())
-}
-
-/// The item head at `at`: its argument (`None` for indefinite length) and where its content starts.
-fn head(body: &[u8], at: usize) -> Result<(Option<u64>, usize), FramingError> {
-    let truncated = FramingError("CBOR item truncated");
-    let initial = *body.get(at).ok_or(truncated.clone())?;
-    let info = initial & 0x1f;
-    let n = match info {
-        0..=23 => return Ok((Some(u64::from(info)), at + 1)),
-        24 => 1,
-        25 => 2,
-        26 => 4,
-        27 => 8,
-        31 if matches!(initial >> 5, 2..=5) => return Ok((None, at + 1)),
-        _ => return Err(FramingError("CBOR item with a reserved or misplaced length")),
-    };
-    let bytes = body.get(at + 1..at + 1 + n).ok_or(truncated)?;
-    let mut arg = 0u64;
-    for &b in bytes {
-        arg = arg << 8 | u64::from(b);
-    }
-    Ok((Some(arg), at + 1 + n))
-}
-
-/// Where the CBOR item starting at `at` ends.
-fn skip_cbor(body: &[u8], at: usize, depth: u32) -> Result<usize, FramingError> {
-    if depth > MAX_DEPTH {
-        return Err(FramingError("CBOR nested too deeply"));
-    }
-    let major = *body.get(at).ok_or(FramingError("CBOR item truncated"))? >> 5;
-    let (arg, mut next) = head(body, at)?;
-    let past_end = FramingError("CBOR item runs past the end of the body");
-    match (major, arg) {
-        (0 | 1 | 7, _) => Ok(next),
-        (2 | 3, Some(len)) => {
-            let end = usize::try_from(len)
-                .ok()
-                .and_then(|l| next.checked_add(l))
-                .ok_or(past_end.clone())?;
-            if end > body.len() {
-                return Err(past_end);
-            }
-            Ok(end)
-        }
-        (2 | 3, None) => loop {
-            match body.get(next) {
-                Some(0xff) => return Ok(next + 1),
-                Some(b) if b >> 5 == major && b & 0x1f != 31 => next = skip_cbor(body, next, depth + 1)?,
-                Some(_) => return Err(FramingError("CBOR string chunk of the wrong type")),
-                None => return Err(past_end),
-            }
-        },
-        (4 | 5, Some(n)) => {
-            let items = if major == 5 { n.checked_mul(2) } else { Some(n) };
-            let items = items.ok_or(past_end.clone())?;
-            // Each item takes at least a byte: a count past the body's end is refused at once.
-            if items > (body.len() - next) as u64 {
-                return Err(past_end);
-            }
-            for _ in 0..items {
-                next = skip_cbor(body, next, depth + 1)?;
-            }
-            Ok(next)
-        }
-        (4 | 5, None) => {
-            let mut count = 0u64;
-            loop {
-                match body.get(next) {
-                    Some(0xff) if major == 4 || count.is_multiple_of(2) => return Ok(next + 1),
-                    Some(0xff) => return Err(FramingError("CBOR map with a key but no value")),
-                    Some(_) => next = skip_cbor(body, next, depth + 1)?,
-                    None => return Err(past_end),
-                }
-                count += 1;
-            }
-        }
-        (6, _) => skip_cbor(body, next, depth + 1),
-        _ => unreachable!("a major type has three bits"),
-    }
-}
-
-// ---- JSON (RFC 8259), structure only ----
-
-fn split_json(body: &[u8], items: &mut Vec<Range<usize>>) -> Result<(), FramingError> {
-    let whole = trim(body, 0..body.len());
-    if whole.is_empty() {
-        return Err(FramingError("empty body"));
-    }
-    if body[whole.start] != b'[' {
-        let end = skip_json(body, whole.start)?;
-        if end != whole.end {
-            return Err(FramingError("JSON with more after its value"));
-        }
-        items.push(whole);
-        return Ok(());
-    }
-    let mut at = whole.start + 1;
-    let mut first = true;
-    loop {
-        at = trim(body, at..whole.end).start;
-        match body.get(at) {
-            Some(b']') if first => {
-                at += 1;
-                break;
-            }
-            None => return Err(FramingError("JSON array not closed")),
-            _ => {}
-        }
-        let end = skip_json(body, at)?;
-        items.push(trim(body, at..end));
-        at = trim(body, end..whole.end).start;
-        match body.get(at) {
-            Some(b',') => at += 1,
-            Some(b']') => {
-                at += 1;
-                break;
-            }
-            _ => return Err(FramingError("JSON array elements must be separated by commas")),
-        }
-        first = false;
-    }
-    if at != whole.end {
-        return Err(FramingError("JSON with more after its value"));
-    }
-    Ok(())
-}
-
-/// Where the JSON value starting at `at` ends: strings and brackets are followed (and must be
-/// closed and matched); scalars run to the next delimiter. What the scalars hold is decoded's
-/// business.
-fn skip_json(body: &[u8], at: usize) -> Result<usize, FramingError> {
-    // Open brackets as bits: 1 for '{', 0 for '['.
-    let mut stack = 0u64;
-    let mut depth = 0u32;
-    let mut i = at;
-    loop {
-        let Some(&b) = body.get(i) else {
-            return if depth == 0 && i > at {
-                Ok(i)
-            } else {
-                Err(FramingError("JSON value not closed"))
-            };
-        };
-        match b {
-            b'"' => {
-                i += 1;
-                loop {
-                    match body.get(i) {
-                        Some(b'"') => break,
-                        Some(b'\\') => i += 2,
-                        Some(_) => i += 1,
-                        None => return Err(FramingError("JSON string not closed")),
-                    }
-                }
-                i += 1;
-            }
-            b'{' | b'[' => {
-                if depth == MAX_DEPTH {
-                    return Err(FramingError("JSON nested too deeply"));
-                }
-                stack = stack << 1 | u64::from(b == b'{');
-                depth += 1;
-                i += 1;
-            }
-            b'}' | b']' => {
-                if depth == 0 {
-                    return if i > at {
-                        Ok(i)
-                    } else {
-                        Err(FramingError("JSON value expected"))
-                    };
-                }
-                if (stack & 1 == 1) != (b == b'}') {
-                    return Err(FramingError("JSON brackets do not match"));
-                }
-                stack >>= 1;
-                depth -= 1;
-                i += 1;
-            }
-            b',' if depth == 0 => {
-                return if i > at {
-                    Ok(i)
-                } else {
-                    Err(FramingError("JSON value expected"))
-                };
-            }
-            _ => i += 1,
-        }
-        if depth == 0 && matches!(body.get(i - 1), Some(b'}' | b']' | b'"')) {
-            return Ok(i);
-        }
-    }
-}
-
-// ---- protobuf (wire format) ----
-
-fn varint(body: &[u8], at: &mut usize) -> Result<u64, FramingError> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *body.get(*at).ok_or(FramingError("protobuf varint truncated"))?;
-        *at += 1;
-        value |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(FramingError("protobuf varint too long"))
-}
-
-fn split_protobuf_batch(body: &[u8], items: &mut Vec<Range<usize>>) -> Result<(), FramingError> {
-    let past_end = FramingError("protobuf field runs past the end of the body");
-    let mut at = 0;
-    while at < body.len() {
-        let key = varint(body, &mut at)?;
-        let (field, wire) = (key >> 3, key & 7);
-        if field == 0 {
-            return Err(FramingError("protobuf field number 0"));
-        }
-        match wire {
-            0 => {
-                varint(body, &mut at)?;
-            }
-            1 | 5 => {
-                at += if wire == 1 { 8 } else { 4 };
-                if at > body.len() {
-                    return Err(past_end);
-                }
-            }
-            2 => {
-                let len = varint(body, &mut at)?;
-                let end = usize::try_from(len)
-                    .ok()
-                    .and_then(|l| at.checked_add(l))
-                    .ok_or(past_end.clone())?;
-                if end > body.len() {
-                    return Err(past_end);
-                }
-                if field == 1 {
-                    items.push(at..end);
-                }
-                at = end;
-            }
-            _ => return Err(FramingError("protobuf wire type not allowed in a ReadingBatch")),
-        }
-        if field == 1 && wire != 2 {
-            return Err(FramingError("ReadingBatch.readings (field 1) must be length-delimited"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
