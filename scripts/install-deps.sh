@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine that has the Rust
 # toolchain: the MQTT broker and the NATS server (started only by the demo and the tests
-# themselves, on free loopback ports), and cargo-audit. Safe to run again; does nothing when all is present.
+# themselves, on free loopback ports), curl (the HTTP client of the demo and the HTTP tests),
+# openssl (makes the HTTPS test's certificate), wrk (scripts/bench-http.sh's load generator) and
+# cargo-audit. Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 # cargo-audit checks Cargo.lock against the RustSec advisories (scripts/test.sh, offline).
@@ -14,6 +16,9 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

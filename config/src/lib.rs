@@ -33,7 +33,7 @@ pub use args::{from_args, path_from_args};
 pub use decoded::{Decoded, PayloadFormat};
 pub use emitd::{AggregateFormat, Emitd};
 pub use error::ConfigError;
-pub use ingestd::{Ingestd, WhenRingFull};
+pub use ingestd::{Http, Ingestd, WhenRingFull};
 pub use pipeline::{Pipeline, Wait};
 pub use secret::{check_secret_file, read_secret};
 pub use supervisor::Supervisor;

@@ -1,6 +1,6 @@
-//! TLS for the pipeline's wires (MQTT in, NATS out): a rustls client config built from the
-//! files the config names, with one crypto provider for the whole process, and in words why a
-//! handshake failed.
+//! TLS for the pipeline's wires (MQTT in, NATS out, HTTP in): rustls client and server configs
+//! built from the files the config names, with one crypto provider for the whole process, and in
+//! words why a handshake failed.
 //!
 //! - Server certificates are always verified, names included. [`ClientFiles::server_name`]
 //!   only changes *which* name is expected, for a broker reached by IP address whose
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use failure::{tls_failure, TlsFailure};
 
@@ -134,5 +134,27 @@ pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, String> {
             .map_err(|e| at(files.key, "key_file", files.key_file, e))?,
         None => builder.with_no_client_auth(),
     };
+    Ok(Arc::new(config))
+}
+
+/// The rustls server config for a listener (`section` names it in errors, e.g.
+/// `ingestd.http`): its certificate chain from `cert_file` and its key from `key_file`, a secret
+/// file. No client certificates are asked for.
+pub fn server_config(section: &str, cert_file: &str, key_file: &str) -> Result<Arc<ServerConfig>, String> {
+    install_provider();
+    let pem = std::fs::read(cert_file).map_err(|e| at(section, "cert_file", cert_file, e))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| at(section, "cert_file", cert_file, e))?;
+    if chain.is_empty() {
+        return Err(at(section, "cert_file", cert_file, "holds no PEM certificate"));
+    }
+    telemetry_config::check_secret_file(&format!("{section}.key_file"), key_file).map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| at(section, "key_file", key_file, format!("no PEM private key ({e})")))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| at(section, "key_file", key_file, e))?;
     Ok(Arc::new(config))
 }
