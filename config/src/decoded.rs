@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
-    /// From the MQTT 5 content type, then the per-topic lists, then the first byte.
+    /// By the first byte: `{` or JSON whitespace is JSON, anything else CBOR (protobuf is never
+    /// guessed: it needs a content type or `proto_topics`).
     Auto,
     /// Always CBOR.
     Cbor,
     /// Always JSON.
     Json,
+    /// Always protobuf (`telemetry.v1.Reading`).
+    Protobuf,
 }
 
 /// `[decoded]`
@@ -24,6 +27,8 @@ pub struct Decoded {
     pub json_topics: Vec<String>,
     /// Topic filters whose payloads are CBOR.
     pub cbor_topics: Vec<String>,
+    /// Topic filters whose payloads are protobuf `telemetry.v1.Reading`s.
+    pub proto_topics: Vec<String>,
 }
 
 impl Default for Decoded {
@@ -32,6 +37,7 @@ impl Default for Decoded {
             format: PayloadFormat::Auto,
             json_topics: Vec::new(),
             cbor_topics: Vec::new(),
+            proto_topics: Vec::new(),
         }
     }
 }

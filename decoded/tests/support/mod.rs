@@ -1,0 +1,3 @@
+//! Helpers shared by decoded's integration tests.
+
+pub mod reference_proto;
