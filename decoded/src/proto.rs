@@ -21,13 +21,16 @@
 //!   written explicitly as empty is [`Reason::EmptyId`]. An empty payload is a `Reading` with
 //!   every field absent, so it is `missing_field`.
 //! - **Repeated fields**: the last one wins, as protobuf says for a non-repeated scalar.
-//! - **Unknown fields** of wire types VARINT, I64, LEN and I32 are skipped.
+//! - **Unknown fields** of every wire type are skipped, groups too (proto2's wire types 3 and 4,
+//!   which a proto3 sender does not write but prost skips): nested up to [`MAX_GROUP_DEPTH`]
+//!   deep, each end matching its start's field number, with no recursion.
 //! - **A known field with another wire type** (`value` as a varint, `device` as I64…) is read
 //!   past and typed [`Value::Other`], which validation turns into [`Reason::BadType`].
 //! - [`Reason::Malformed`]: a truncated or over-long varint (more than 10 bytes, or a tenth byte
-//!   above 1), a tag with field number 0 or above 2^29 − 1, wire types 3 and 4 (groups, which
-//!   proto3 does not have) and the undefined 6 and 7, a length or fixed-width value running
-//!   past the end, and a string that is not UTF-8.
+//!   above 1), a tag with field number 0 or above 2^29 − 1, the undefined wire types 6 and 7, a
+//!   length or fixed-width value running
+//!   past the end, a string that is not UTF-8, an end of group with no matching start, and
+//!   groups nested deeper than [`MAX_GROUP_DEPTH`].
 //!
 //! Lengths are checked against the bytes left before anything is read, and nothing recurses,
 //! so any input costs time linear in its length and no stack.
@@ -64,7 +67,7 @@ pub fn parse(payload: &[u8]) -> Result<Fields<'_>, Reason> {
             return Err(Reason::Malformed);
         }
         let wire = (tag & 7) as u8;
-        let value = r.value(wire)?;
+        let value = r.value(number as u32, wire)?;
         let slot = match number {
             1 => &mut fields.device,
             2 => &mut fields.sensor,
@@ -82,9 +85,14 @@ pub fn parse(payload: &[u8]) -> Result<Fields<'_>, Reason> {
 /// The largest field number protobuf allows (2^29 − 1).
 const MAX_FIELD_NUMBER: u64 = (1 << 29) - 1;
 
+/// How deep groups may nest; prost's default recursion limit.
+pub const MAX_GROUP_DEPTH: usize = 100;
+
 const VARINT: u8 = 0;
 const I64: u8 = 1;
 const LEN: u8 = 2;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
 const I32: u8 = 5;
 
 /// A field's value as the wire type gives it, before the schema says what it means.
@@ -93,7 +101,8 @@ enum Wire<'a> {
     Varint(u64),
     I64([u8; 8]),
     Len(&'a [u8]),
-    I32,
+    /// An I32, or a whole group: nothing the schema reads.
+    Skipped,
 }
 
 /// What a known field's wire value means under the schema; another wire type is `Other`.
@@ -149,9 +158,9 @@ impl<'a> Reader<'a> {
         Err(Reason::Malformed)
     }
 
-    /// Reads the value that follows a tag of wire type `wire`.
+    /// Reads the value that follows a tag of field `number` and wire type `wire`.
     #[inline]
-    fn value(&mut self, wire: u8) -> Result<Wire<'a>, Reason> {
+    fn value(&mut self, number: u32, wire: u8) -> Result<Wire<'a>, Reason> {
         Ok(match wire {
             VARINT => Wire::Varint(self.varint()?),
             I64 => Wire::I64(self.take(8)?.try_into().expect("8 bytes")),
@@ -161,11 +170,43 @@ impl<'a> Reader<'a> {
             }
             I32 => {
                 self.take(4)?;
-                Wire::I32
+                Wire::Skipped
             }
-            // 3 and 4 start and end groups (proto2 only); 6 and 7 are not defined.
+            START_GROUP => {
+                self.skip_group(number)?;
+                Wire::Skipped
+            }
+            // An end with no start here, or the undefined wire types 6 and 7.
             _ => return Err(Reason::Malformed),
         })
+    }
+
+    /// Skips the rest of group `number`, up to its matching end, with a fixed-size stack of the
+    /// open groups' field numbers instead of recursion.
+    fn skip_group(&mut self, number: u32) -> Result<(), Reason> {
+        let mut open = [0u32; MAX_GROUP_DEPTH];
+        open[0] = number;
+        let mut depth = 1;
+        while depth > 0 {
+            let tag = self.varint()?;
+            let (inner, wire) = (tag >> 3, (tag & 7) as u8);
+            if inner == 0 || inner > MAX_FIELD_NUMBER {
+                return Err(Reason::Malformed);
+            }
+            match wire {
+                START_GROUP if depth == MAX_GROUP_DEPTH => return Err(Reason::Malformed),
+                START_GROUP => {
+                    open[depth] = inner as u32;
+                    depth += 1;
+                }
+                END_GROUP if u64::from(open[depth - 1]) == inner => depth -= 1,
+                END_GROUP => return Err(Reason::Malformed),
+                _ => {
+                    self.value(inner as u32, wire)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -228,6 +269,7 @@ mod tests {
             0x4a, 3, 0xff, 0xfe, 0xfd, // field 9 LEN, not UTF-8 (bytes)
             0x55, 1, 2, 3, 4, // field 10 I32
             0xf8, 0xff, 0xff, 0xff, 0x0f, 0x00, // field 2^29 - 1 varint
+            0x5b, 0x0a, 1, b'x', 0x63, 0x08, 1, 0x64, 0x5c, // group 11 { 1: "x", group 12 { 1: 1 } }
         ]);
         let f = parse(&payload).unwrap();
         assert_eq!(text(&f.sensor), "temp");
@@ -241,6 +283,7 @@ mod tests {
             (&[0x1a, 1, b'1'], 3),                   // value as a string
             (&[0x21, 1, 2, 3, 4, 5, 6, 7, 8], 4),       // unit as I64
             (&[0x2a, 1, b'1'], 5),                   // seq as LEN
+            (&[0x1b, 0x08, 1, 0x1c], 3),             // value as a group
             (&[0x31, 0, 0, 0, 0, 0, 0, 0, 0], 6),    // time as I64
         ] {
             let payload = with(extra);
@@ -258,6 +301,21 @@ mod tests {
     }
 
     #[test]
+    fn groups_nest_to_the_limit_without_recursion() {
+        let nested = |depth: usize| {
+            let mut p = with(&[]);
+            p.extend(std::iter::repeat_n(0x3b, depth)); // start group 7
+            p.extend(std::iter::repeat_n(0x3c, depth)); // end group 7
+            p
+        };
+        assert!(parse(&nested(MAX_GROUP_DEPTH)).is_ok());
+        assert_eq!(parse(&nested(MAX_GROUP_DEPTH + 1)).unwrap_err(), Reason::Malformed);
+        let mut unclosed = nested(50);
+        unclosed.pop();
+        assert_eq!(parse(&unclosed).unwrap_err(), Reason::Malformed);
+    }
+
+    #[test]
     fn malformed_inputs_are_malformed() {
         let cases: &[&[u8]] = &[
             &[0x0a],                            // tag, no length
@@ -271,7 +329,9 @@ mod tests {
             &[0x80],                            // truncated tag
             &[0x00, 0x00],                      // field number 0
             &[0x80, 0x80, 0x80, 0x80, 0x10, 0x00], // field number 2^29
-            &[0x0b, 0x0c],                      // group start and end
+            &[0x0c],                            // group end without a start
+            &[0x3b, 0x44],                      // group 7 ended as group 8
+            &[0x3b, 0x38, 1],                   // group never ended
             &[0x0e],                            // wire type 6
             &[0x0f],                            // wire type 7
             &[0x0a, 2, 0xc3, 0x28],             // device not UTF-8
