@@ -278,13 +278,13 @@ mod tests {
     #[test]
     fn wrong_wire_types_of_known_fields_are_other() {
         for (extra, slot) in [
-            (&[0x18, 0x05][..], 3),                 // value as a varint
-            (&[0x1d, 0, 0, 0xa0, 0x41], 3),          // value as I32 (a float)
-            (&[0x1a, 1, b'1'], 3),                   // value as a string
-            (&[0x21, 1, 2, 3, 4, 5, 6, 7, 8], 4),       // unit as I64
-            (&[0x2a, 1, b'1'], 5),                   // seq as LEN
-            (&[0x1b, 0x08, 1, 0x1c], 3),             // value as a group
-            (&[0x31, 0, 0, 0, 0, 0, 0, 0, 0], 6),    // time as I64
+            (&[0x18, 0x05][..], 3),               // value as a varint
+            (&[0x1d, 0, 0, 0xa0, 0x41], 3),       // value as I32 (a float)
+            (&[0x1a, 1, b'1'], 3),                // value as a string
+            (&[0x21, 1, 2, 3, 4, 5, 6, 7, 8], 4), // unit as I64
+            (&[0x2a, 1, b'1'], 5),                // seq as LEN
+            (&[0x1b, 0x08, 1, 0x1c], 3),          // value as a group
+            (&[0x31, 0, 0, 0, 0, 0, 0, 0, 0], 6), // time as I64
         ] {
             let payload = with(extra);
             let f = parse(&payload).unwrap();
@@ -318,24 +318,24 @@ mod tests {
     #[test]
     fn malformed_inputs_are_malformed() {
         let cases: &[&[u8]] = &[
-            &[0x0a],                            // tag, no length
-            &[0x0a, 5, b'a'],                   // length past the end
-            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], // length 2^64 - 1
-            &[0x19, 0, 0, 0],                   // truncated double
-            &[0x28],                            // varint missing
-            &[0x28, 0x80],                      // truncated varint
-            &[0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], // over 64 bits
+            &[0x0a],                                                                   // tag, no length
+            &[0x0a, 5, b'a'],                                                          // length past the end
+            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],       // length 2^64 - 1
+            &[0x19, 0, 0, 0],                                                          // truncated double
+            &[0x28],                                                                   // varint missing
+            &[0x28, 0x80],                                                             // truncated varint
+            &[0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],       // over 64 bits
             &[0x28, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], // 11 bytes
-            &[0x80],                            // truncated tag
-            &[0x00, 0x00],                      // field number 0
-            &[0x80, 0x80, 0x80, 0x80, 0x10, 0x00], // field number 2^29
-            &[0x0c],                            // group end without a start
-            &[0x3b, 0x44],                      // group 7 ended as group 8
-            &[0x3b, 0x38, 1],                   // group never ended
-            &[0x0e],                            // wire type 6
-            &[0x0f],                            // wire type 7
-            &[0x0a, 2, 0xc3, 0x28],             // device not UTF-8
-            &[0x55, 1, 2],                      // truncated I32 of an unknown field
+            &[0x80],                                                                   // truncated tag
+            &[0x00, 0x00],                                                             // field number 0
+            &[0x80, 0x80, 0x80, 0x80, 0x10, 0x00],                                     // field number 2^29
+            &[0x0c],                                                                   // group end without a start
+            &[0x3b, 0x44],                                                             // group 7 ended as group 8
+            &[0x3b, 0x38, 1],                                                          // group never ended
+            &[0x0e],                                                                   // wire type 6
+            &[0x0f],                                                                   // wire type 7
+            &[0x0a, 2, 0xc3, 0x28],                                                    // device not UTF-8
+            &[0x55, 1, 2], // truncated I32 of an unknown field
         ];
         for case in cases {
             assert_eq!(parse(case).unwrap_err(), Reason::Malformed, "{case:02x?}");

@@ -190,7 +190,10 @@ fn decoding_allocates_nothing() {
         (valid_proto[0][..5].to_vec(), Reason::Malformed),
         (Vec::new(), Reason::MissingField),
         (ProtoReading::new("dev1", "temp", f64::NAN).encode(), Reason::NonFinite),
-        (ProtoReading::new(&"d".repeat(60), "temp", 1.0).encode(), Reason::IdTooLong),
+        (
+            ProtoReading::new(&"d".repeat(60), "temp", 1.0).encode(),
+            Reason::IdTooLong,
+        ),
     ];
     let chooser = FormatChooser::new(&Default::default()).unwrap();
     let raws: Vec<RawRecord> = valid_cbor

@@ -99,14 +99,8 @@ fn optional_fields_default_to_empty_and_zero() {
 
 #[test]
 fn missing_device_or_sensor_and_the_empty_message() {
-    let no_device = ProtoReading {
-        device: None,
-        ..full()
-    };
-    let no_sensor = ProtoReading {
-        sensor: None,
-        ..full()
-    };
+    let no_device = ProtoReading { device: None, ..full() };
+    let no_sensor = ProtoReading { sensor: None, ..full() };
     // An empty string is what an absent one looks like: prost does not write it.
     let empty_device = ProtoReading {
         device: Some(String::new()),
@@ -114,7 +108,11 @@ fn missing_device_or_sensor_and_the_empty_message() {
     };
     assert_eq!(empty_device.encode(), no_device.encode());
     for p in [no_device, no_sensor, empty_device, ProtoReading::default()] {
-        assert_eq!(decode(&p.encode(), Format::Protobuf).unwrap_err(), Reason::MissingField, "{p:?}");
+        assert_eq!(
+            decode(&p.encode(), Format::Protobuf).unwrap_err(),
+            Reason::MissingField,
+            "{p:?}"
+        );
     }
     assert!(ProtoReading::default().encode().is_empty());
     assert_eq!(decode(b"", Format::Protobuf).unwrap_err(), Reason::MissingField);
@@ -136,7 +134,11 @@ fn id_lengths_at_and_beyond_the_limits() {
     };
     let r = decode(&at.encode(), Format::Protobuf).unwrap();
     assert_eq!(
-        (r.device().bytes().len(), r.sensor().bytes().len(), r.unit().bytes().len()),
+        (
+            r.device().bytes().len(),
+            r.sensor().bytes().len(),
+            r.unit().bytes().len()
+        ),
         (48, 32, 16)
     );
     let long = "x".repeat(300);
@@ -159,7 +161,11 @@ fn id_lengths_at_and_beyond_the_limits() {
             ..at.clone()
         },
     ] {
-        assert_eq!(decode(&p.encode(), Format::Protobuf).unwrap_err(), Reason::IdTooLong, "{p:?}");
+        assert_eq!(
+            decode(&p.encode(), Format::Protobuf).unwrap_err(),
+            Reason::IdTooLong,
+            "{p:?}"
+        );
     }
 }
 
@@ -176,10 +182,17 @@ fn every_truncation_is_malformed_or_a_shorter_valid_message() {
                 assert!(decoded::proto::parse(cut).is_ok(), "len {len}");
             }
             // A cut inside a tag, a varint (truncated), a length (past the end) or a double.
-            None => assert_eq!(decode(cut, Format::Protobuf).unwrap_err(), Reason::Malformed, "len {len}"),
+            None => assert_eq!(
+                decode(cut, Format::Protobuf).unwrap_err(),
+                Reason::Malformed,
+                "len {len}"
+            ),
         }
     }
-    assert_eq!(boundaries, 6, "the empty prefix and the five after each field but the last");
+    assert_eq!(
+        boundaries, 6,
+        "the empty prefix and the five after each field but the last"
+    );
 }
 
 #[test]
@@ -253,7 +266,10 @@ fn an_older_senders_wrong_wire_types_are_bad_type() {
         ("fixed64 seq = 5;", Value::U64(9)),
         ("string time_ms = 6;", Value::String("now".into())),
         ("double unit = 4;", Value::F64(1.0)),
-        ("repeated double value = 3;", Value::List(vec![Value::F64(1.0), Value::F64(2.0)])),
+        (
+            "repeated double value = 3;",
+            Value::List(vec![Value::F64(1.0), Value::F64(2.0)]),
+        ),
     ] {
         let pool = other_schema(&format!(
             r#"syntax = "proto3"; package telemetry.v1;
@@ -266,7 +282,11 @@ fn an_older_senders_wrong_wire_types_are_bad_type() {
         m.set_field_by_name("sensor", Value::String("temp".into()));
         m.set_field(&field, value);
         let payload = m.encode_to_vec();
-        assert_eq!(decode(&payload, Format::Protobuf).unwrap_err(), Reason::BadType, "{decl}");
+        assert_eq!(
+            decode(&payload, Format::Protobuf).unwrap_err(),
+            Reason::BadType,
+            "{decl}"
+        );
         // prost refuses it too.
         assert!(prost_decodes(&payload).is_none(), "{decl}");
     }

@@ -43,7 +43,12 @@ fn protobuf_end_to_end(test: &str, extra: &str, flags: &str) {
     let stats = p.stats();
     let decoded = stats.stage(stage::DECODED).unwrap();
     // loadgen's bad protobuf payload is a reading cut inside its sensor string.
-    assert_eq!(decoded.counter(error_reason::MALFORMED), Some(bad), "{:?}", decoded.counters);
+    assert_eq!(
+        decoded.counter(error_reason::MALFORMED),
+        Some(bad),
+        "{:?}",
+        decoded.counters
+    );
     assert_eq!(decoded.counter(counter::FORWARDED), Some(COUNT - bad));
     for s in [stage::INGESTD, stage::DECODED, stage::AGGD, stage::EMITD] {
         assert_eq!(p.stop(s), Some(0), "{s} exit code");
