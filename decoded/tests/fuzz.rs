@@ -102,7 +102,7 @@ fn proto_reading() -> impl Strategy<Value = ProtoReading> {
 }
 
 /// The CBOR document a protobuf reading means: proto3 leaves out empty strings and zeros, so an
-/// empty device or sensor is absent, and the value is 0.0 unless set.
+/// empty device or sensor is absent, and the value is +0.0 unless set to something else.
 fn as_cbor_document(p: &ProtoReading) -> Cv {
     let mut entries = Vec::new();
     let mut text = |key: &str, t: &Option<String>| {
@@ -113,7 +113,9 @@ fn as_cbor_document(p: &ProtoReading) -> Cv {
     text("d", &p.device);
     text("s", &p.sensor);
     text("u", &p.unit);
-    entries.push((Cv::Text("v".into()), Cv::Float(p.value.unwrap_or(0.0))));
+    // -0.0 equals the default too, so prost leaves it out and it reads as +0.0.
+    let value = p.value.filter(|v| *v != 0.0).unwrap_or(0.0);
+    entries.push((Cv::Text("v".into()), Cv::Float(value)));
     entries.extend(p.seq.map(|n| (Cv::Text("n".into()), Cv::Integer(n.into()))));
     entries.extend(p.time_ms.map(|t| (Cv::Text("t".into()), Cv::Integer(t.into()))));
     Cv::Map(entries)
