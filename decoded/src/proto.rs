@@ -28,9 +28,8 @@
 //!   past and typed [`Value::Other`], which validation turns into [`Reason::BadType`].
 //! - [`Reason::Malformed`]: a truncated or over-long varint (more than 10 bytes, or a tenth byte
 //!   above 1), a tag with field number 0 or above 2^29 − 1, the undefined wire types 6 and 7, a
-//!   length or fixed-width value running
-//!   past the end, a string that is not UTF-8, an end of group with no matching start, and
-//!   groups nested deeper than [`MAX_GROUP_DEPTH`].
+//!   length or fixed-width value running past the end, a string that is not UTF-8, an end of
+//!   group with no matching start, and groups nested deeper than [`MAX_GROUP_DEPTH`].
 //!
 //! Lengths are checked against the bytes left before anything is read, and nothing recurses,
 //! so any input costs time linear in its length and no stack.

@@ -29,6 +29,15 @@ pub struct Reading {
     pub time_ms: u64,
 }
 
+/// `telemetry.v1.ReadingBatch`: several readings in one message, for sources that split batches
+/// (HTTP), not for MQTT, where one message is one reading.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadingBatch {
+    /// The readings.
+    #[prost(message, repeated, tag = "1")]
+    pub readings: Vec<Reading>,
+}
+
 impl Reading {
     /// Encodes this reading into `out` (cleared first).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
@@ -58,11 +67,15 @@ mod tests {
 
     use super::*;
 
-    fn schema() -> prost_reflect::MessageDescriptor {
+    fn message(name: &str) -> prost_reflect::MessageDescriptor {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
         let set = protox::compile(["telemetry/v1/reading.proto"], [dir]).unwrap();
         let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
-        pool.get_message_by_name("telemetry.v1.Reading").unwrap()
+        pool.get_message_by_name(&format!("telemetry.v1.{name}")).unwrap()
+    }
+
+    fn schema() -> prost_reflect::MessageDescriptor {
+        message("Reading")
     }
 
     #[test]
@@ -87,6 +100,28 @@ mod tests {
         assert_eq!(get("seq").as_u64(), Some(70_000));
         assert_eq!(get("time_ms").as_u64(), Some(1_700_000_000_000));
         // And no field the schema does not know.
+        assert_eq!(m.unknown_fields().count(), 0);
+    }
+
+    #[test]
+    fn a_batch_is_the_schemas_reading_batch() {
+        let one = |seq| Reading {
+            device: "d".into(),
+            sensor: "s".into(),
+            value: 1.5,
+            seq,
+            ..Reading::default()
+        };
+        let bytes = ReadingBatch {
+            readings: vec![one(1), one(2)],
+        }
+        .encode_to_vec();
+        let m = DynamicMessage::decode(message("ReadingBatch"), &bytes[..]).unwrap();
+        let readings = m.get_field_by_name("readings").unwrap();
+        let list = readings.as_list().unwrap();
+        assert_eq!(list.len(), 2);
+        let second = list[1].as_message().unwrap();
+        assert_eq!(second.get_field_by_name("seq").unwrap().as_u64(), Some(2));
         assert_eq!(m.unknown_fields().count(), 0);
     }
 
