@@ -41,3 +41,18 @@ impl Default for Decoded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    use super::*;
+
+    #[test]
+    fn protobuf_is_a_format_and_proto_topics_a_list() {
+        let c = Config::from_toml("[decoded]\nformat = \"protobuf\"\nproto_topics = [\"site/+/pb/#\"]\n").unwrap();
+        assert_eq!(c.decoded.format, PayloadFormat::Protobuf);
+        assert_eq!(c.decoded.proto_topics, ["site/+/pb/#"]);
+        assert!(Config::from_toml("[decoded]\nformat = \"proto\"\n").is_err());
+    }
+}
