@@ -4,6 +4,7 @@
 #   2. starts its own mosquitto and nats-server on free loopback ports;
 #   3. starts telemetry-supervisor, which creates the rings and starts the four stages;
 #   4. publishes a stream of readings with loadgen (DEVICES x SENSORS keys, RATE msg/s, LOAD_SECONDS s),
+#      then 200 protobuf readings (the protobuf door: decoded reads them by their content type),
 #      and posts one batch over HTTP with curl (ingestd's second door);
 #   5. shows aggregates arriving on NATS (the HTTP batch's among them) and `telemetryctl stats`;
 #   6. stops everything cleanly (the supervisor stops the stages upstream first).
@@ -85,7 +86,9 @@ curl -sS -H 'Content-Type: application/json' \
 echo "== publishing $((RATE * SECONDS_OF_LOAD)) readings: $DEVICES devices x $SENSORS sensors at $RATE msg/s, QoS 1"
 "$bin/loadgen" --broker "mqtt://127.0.0.1:$mqtt_port" --devices "$DEVICES" --sensors "$SENSORS" \
   --rate "$RATE" --duration-s "$SECONDS_OF_LOAD" --qos 1
-
+echo "== publishing 200 protobuf readings (telemetry.v1.Reading, content type application/x-protobuf)"
+"$bin/loadgen" --broker "mqtt://127.0.0.1:$mqtt_port" --devices "$DEVICES" --sensors "$SENSORS" \
+  --count 200 --qos 1 --proto --client "demo-proto-$$"
 sleep 3
 
 echo

@@ -352,7 +352,6 @@ struct ProtoBatch {
 }
 
 #[test]
-#[ignore = "needs decoded's protobuf reader (issue 9, its other half): run once both halves are merged"]
 fn protobuf_batches_over_http_come_out_as_exact_aggregates() {
     use prost::Message;
     let mqtt = Mosquitto::start();
