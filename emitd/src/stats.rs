@@ -10,6 +10,7 @@
 //! | `<sink>.delivered` | aggregates delivered by `<sink>` (released from the ring) |
 //! | `<sink>.connects`, `<sink>.errors` | connections established; failed publishes or client errors |
 //! | `nats.disconnects` | NATS connections lost |
+//! | `nats.tls_errors`, `nats.auth_errors` | NATS connection attempts that failed in TLS, or for credentials |
 //! | `js.republished` | JetStream publishes sent again after a failed or missing ack |
 //! | `js.duplicates` | JetStream acks saying the server already had the message (deduplicated) |
 //!
@@ -17,6 +18,7 @@
 //! |---|---|
 //! | `gauge.connected.<sink>` | 1 while the sink's client is connected |
 //! | `gauge.backlog.<sink>` | aggregates the sink holds, taken and not yet settled |
+//! | `gauge.failure.<sink>` | why its last connection attempt failed (`records::names::gauge::failure`) |
 //!
 //! Each aggregate ends at exactly one of `forwarded` and `dropped.*`: if some sink dropped it, it
 //! counts under the first such sink in `[emitd] sinks` (even if another sink delivered it), so
@@ -55,6 +57,7 @@ struct SinkCounters {
     dropped: CounterId,
     connected: CounterId,
     backlog: CounterId,
+    failure: CounterId,
     last: Option<SinkStatus>,
 }
 
@@ -81,10 +84,12 @@ impl Stats {
                 dropped: counters.id(&format!("dropped.{name}_backlog_full"))?,
                 connected: counters.id(&format!("{}{name}", gauge::CONNECTED_PREFIX))?,
                 backlog: counters.id(&format!("{}{name}", gauge::BACKLOG_PREFIX))?,
+                failure: counters.id(&format!("{}{name}", gauge::FAILURE_PREFIX))?,
                 last: None,
             };
             counters.set_gauge(s.connected, 0);
             counters.set_gauge(s.backlog, 0);
+            counters.set_gauge(s.failure, gauge::failure::NONE);
             per_sink.push(s);
         }
         Ok(Stats {
@@ -123,6 +128,7 @@ impl Stats {
             s.last = Some(status);
             self.counters.set_gauge(s.connected, u64::from(status.connected));
             self.counters.set_gauge(s.backlog, status.backlog);
+            self.counters.set_gauge(s.failure, status.failure);
         }
     }
 

@@ -380,6 +380,7 @@ impl Sink for Kafka {
         SinkStatus {
             connected: self.up(),
             backlog: self.held.len() as u64,
+            failure: 0,
         }
     }
 

@@ -10,6 +10,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use records::names::nats;
 use records::Aggregate;
 use tracing::warn;
 
@@ -105,6 +106,7 @@ impl Sink for NatsCore {
         SinkStatus {
             connected: self.nats.connected(),
             backlog: self.nats.backlog(),
+            failure: self.nats.events().last_failure.load(Relaxed),
         }
     }
 
@@ -112,6 +114,8 @@ impl Sink for NatsCore {
         let e = self.nats.events();
         out.push(("nats.connects", e.connects.load(Relaxed)));
         out.push(("nats.disconnects", e.disconnects.load(Relaxed)));
+        out.push((nats::TLS_ERRORS, e.tls_errors.load(Relaxed)));
+        out.push((nats::AUTH_ERRORS, e.auth_errors.load(Relaxed)));
         out.push(("nats.errors", 0));
     }
 
