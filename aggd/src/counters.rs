@@ -20,7 +20,7 @@
 //! | `early.clamped` | readings stamped after aggd's clock, folded into the current pane |
 //! | `windows.replaced` | starts that found a windows table of another shape or layout (window settings or `statistics` changed) and replaced it: its windows were dropped |
 
-use records::names::{counter, drop_reason, error_reason};
+use records::names::{counter, drop_reason, error_reason, gauge};
 use shm_ring::{CounterId, SegmentName};
 use stage_runtime::StageCounters;
 
@@ -62,6 +62,8 @@ pub struct Counters {
     late: CounterId,
     early: CounterId,
     windows_replaced: CounterId,
+    /// `gauge.keys_tracked`: keys in the window table, set at every publish.
+    keys_tracked: CounterId,
 }
 
 impl Counters {
@@ -83,6 +85,7 @@ impl Counters {
             late: slot.id(LATE_CLAMPED)?,
             early: slot.id(EARLY_CLAMPED)?,
             windows_replaced: slot.id(WINDOWS_REPLACED)?,
+            keys_tracked: slot.id(gauge::KEYS_TRACKED)?,
             slot,
         })
     }
@@ -121,6 +124,11 @@ impl Counters {
     /// Counts a windows table replaced on start (published with the next flush).
     pub fn windows_replaced(&mut self) {
         self.slot.add(self.windows_replaced, 1);
+    }
+
+    /// Sets the number of keys in the window table (published with the next flush).
+    pub fn keys_tracked(&mut self, keys: u64) {
+        self.slot.set_gauge(self.keys_tracked, keys);
     }
 
     /// Publishes everything added so far (one consistent step) and beats the heartbeat.

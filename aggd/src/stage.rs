@@ -348,6 +348,7 @@ impl Stage {
     /// Publishes the counters, the heartbeat and the readings ring's depth.
     fn publish(&mut self) -> Result<(), shm_ring::Error> {
         self.counters.tally(self.windows.take_tally());
+        self.counters.keys_tracked(u64::from(self.windows.keys()));
         self.counters.flush();
         let depth = self.consumer.available()? as u64;
         self.counters.slot().set_ring_depth(segment::READINGS, depth);

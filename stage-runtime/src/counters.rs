@@ -45,6 +45,27 @@ impl StageCounters {
         self.batch.add(id, n);
     }
 
+    /// Sets a gauge (a counter named `gauge.<name>`, see `records::names::gauge`) to `value`,
+    /// published with the next [`StageCounters::flush`] like an increment.
+    ///
+    /// ```
+    /// # let name = shm_ring::SegmentName::new(&format!("doc-gauge-{}", std::process::id()), "stats").unwrap();
+    /// # shm_ring::create_stats_page(&name, &["emitd"], &[]).unwrap();
+    /// let mut counters = stage_runtime::StageCounters::attach(&name, "emitd").unwrap();
+    /// let backlog = counters.id("gauge.backlog.nats").unwrap();
+    /// counters.set_gauge(backlog, 7);
+    /// counters.set_gauge(backlog, 3);
+    /// counters.flush();
+    /// assert_eq!(counters.published(backlog), 3);
+    /// # drop(counters);
+    /// # shm_ring::remove(&name).unwrap();
+    /// ```
+    pub fn set_gauge(&mut self, id: CounterId, value: u64) {
+        // The batch carries increments: the step from what readers will see after the flush.
+        let current = self.writer.value(id).wrapping_add(self.batch.get(id));
+        self.batch.add(id, value.wrapping_sub(current));
+    }
+
     /// A counter's published value (without increments not flushed yet).
     pub fn published(&self, id: CounterId) -> u64 {
         self.writer.value(id)

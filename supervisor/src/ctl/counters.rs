@@ -1,8 +1,9 @@
 //! How `telemetryctl` groups what it reads: the stages in pipeline order, and each stage's
-//! counters by kind (`received`, `forwarded`, `dropped.<reason>`, `error.<reason>`, and any
-//! other counter, such as emitd's `nats.connects` or the supervisor's `poison.skipped`).
+//! counters by kind (`received`, `forwarded`, `dropped.<reason>`, `error.<reason>`, gauges
+//! (`gauge.<name>`, values rather than counts), and any other counter, such as emitd's
+//! `nats.connects` or the supervisor's `poison.skipped`).
 
-use records::names::{counter, stage};
+use records::names::{counter, gauge, stage};
 use shm_ring::{StageSnapshot, StatsSnapshot};
 
 /// Prefix of the counters of messages a stage dropped (see `records::names::drop_reason`).
@@ -21,6 +22,8 @@ pub enum CounterKind<'a> {
     Dropped(&'a str),
     /// `error.<reason>`, with the reason.
     Error(&'a str),
+    /// `gauge.<name>`, with the name: a value the stage sets, not a count.
+    Gauge(&'a str),
     /// Anything else.
     Other,
 }
@@ -33,6 +36,7 @@ impl CounterKind<'_> {
             CounterKind::Dropped(_) => 2,
             CounterKind::Error(_) => 3,
             CounterKind::Other => 4,
+            CounterKind::Gauge(_) => 5,
         }
     }
 }
@@ -47,6 +51,8 @@ pub fn classify(name: &str) -> CounterKind<'_> {
         CounterKind::Dropped(reason)
     } else if let Some(reason) = name.strip_prefix(ERROR_PREFIX).filter(|r| !r.is_empty()) {
         CounterKind::Error(reason)
+    } else if let Some(gauge) = name.strip_prefix(gauge::PREFIX).filter(|g| !g.is_empty()) {
+        CounterKind::Gauge(gauge)
     } else {
         CounterKind::Other
     }

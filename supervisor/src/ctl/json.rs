@@ -86,7 +86,7 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
     let stages: Vec<Value> = ordered_stages(&sample.stats)
         .into_iter()
         .map(|s| {
-            let (mut dropped, mut errors, mut counters) = (Map::new(), Map::new(), Map::new());
+            let (mut dropped, mut errors, mut gauges, mut counters) = (Map::new(), Map::new(), Map::new(), Map::new());
             for (name, v) in &s.counters {
                 match classify(name) {
                     CounterKind::Dropped(reason) => {
@@ -94,6 +94,10 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                     }
                     CounterKind::Error(reason) => {
                         errors.insert(reason.to_owned(), json!(v));
+                    }
+                    CounterKind::Gauge(gauge) => {
+                        gauges.insert(gauge.to_owned(), json!(v));
+                        continue;
                     }
                     _ => {}
                 }
@@ -122,6 +126,7 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
                 "forwarded": value(s, counter::FORWARDED),
                 "dropped": dropped,
                 "errors": errors,
+                "gauges": gauges,
                 "counters": counters,
                 "rates": stage_rates,
             })

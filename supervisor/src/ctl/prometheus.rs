@@ -13,6 +13,10 @@
 //! | `telemetry_stage_up` | gauge | `stage` | 1 when running, else 0 |
 //! | `telemetry_stage_heartbeat_age_seconds` | gauge | `stage` | age of the last heartbeat (absent if it never beat) |
 //! | `telemetry_stage_start_time_seconds` | gauge | `stage` | start of the current process, Unix time (absent if never started) |
+//! | `telemetry_wire_connected` | gauge | `stage`, `wire` | `gauge.connected.<wire>`: 1 while connected |
+//! | `telemetry_sink_backlog` | gauge | `stage`, `sink` | `gauge.backlog.<sink>`: records held by a sink |
+//! | `telemetry_aggd_keys` | gauge | `stage` | `gauge.keys_tracked`: keys in aggd's window table |
+//! | `telemetry_stage_gauge` | gauge | `stage`, `gauge` | any other `gauge.<name>` |
 //! | `telemetry_ring_depth` | gauge | `ring` | records queued |
 //! | `telemetry_ring_capacity` | gauge | `ring` | slots |
 //!
@@ -22,7 +26,7 @@
 
 use std::fmt::Write as _;
 
-use records::names::{counter, stage};
+use records::names::{counter, gauge, stage};
 use shm_ring::{StageState, StatsSnapshot};
 
 use super::counters::{classify, ordered_stages, CounterKind};
@@ -139,6 +143,26 @@ pub fn render_prometheus<S: AsRef<str>>(snapshot: &StatsSnapshot, rings: &[(S, u
         "gauge",
         "Start time of the stage's current process, seconds since the Unix epoch.",
     );
+    let mut connected = Family::new(
+        "telemetry_wire_connected",
+        "gauge",
+        "1 while the stage's connection on a wire (mqtt, nats, ...) is accepted by its server, else 0.",
+    );
+    let mut backlog = Family::new(
+        "telemetry_sink_backlog",
+        "gauge",
+        "Records a sink holds: taken from the ring, not yet delivered.",
+    );
+    let mut keys = Family::new(
+        "telemetry_aggd_keys",
+        "gauge",
+        "Keys (device, sensor) in aggd's window table.",
+    );
+    let mut other_gauges = Family::new(
+        "telemetry_stage_gauge",
+        "gauge",
+        "Other values a stage reports, by name.",
+    );
     let mut depth = Family::new("telemetry_ring_depth", "gauge", "Records queued in a ring.");
     let mut capacity = Family::new("telemetry_ring_capacity", "gauge", "Slots of a ring.");
 
@@ -158,6 +182,18 @@ pub fn render_prometheus<S: AsRef<str>>(snapshot: &StatsSnapshot, rings: &[(S, u
                 CounterKind::Dropped(reason) => dropped.add(vec![("stage", name.into()), ("reason", reason.into())], v),
                 CounterKind::Error(reason) => errors.add(vec![("stage", name.into()), ("reason", reason.into())], v),
                 CounterKind::Other => events.add(vec![("stage", name.into()), ("counter", c.clone())], v),
+                CounterKind::Gauge(_) => {
+                    if let Some(wire) = c.strip_prefix(gauge::CONNECTED_PREFIX) {
+                        connected.add(vec![("stage", name.into()), ("wire", wire.into())], v);
+                    } else if let Some(sink) = c.strip_prefix(gauge::BACKLOG_PREFIX) {
+                        backlog.add(vec![("stage", name.into()), ("sink", sink.into())], v);
+                    } else if c == gauge::KEYS_TRACKED {
+                        keys.add(st(), v);
+                    } else {
+                        let g = c.strip_prefix(gauge::PREFIX).unwrap_or(c);
+                        other_gauges.add(vec![("stage", name.into()), ("gauge", g.into())], v);
+                    }
+                }
             }
         }
         let life = StageLifecycle::of(s);
@@ -178,7 +214,21 @@ pub fn render_prometheus<S: AsRef<str>>(snapshot: &StatsSnapshot, rings: &[(S, u
 
     let mut out = String::new();
     for f in [
-        &received, &forwarded, &dropped, &errors, &events, &restarts, &hangs, &up, &heartbeat, &start, &depth,
+        &received,
+        &forwarded,
+        &dropped,
+        &errors,
+        &events,
+        &restarts,
+        &hangs,
+        &up,
+        &heartbeat,
+        &start,
+        &connected,
+        &backlog,
+        &keys,
+        &other_gauges,
+        &depth,
         &capacity,
     ] {
         f.write(&mut out);
@@ -271,6 +321,33 @@ telemetry_ring_capacity{ring=\"raw\"} 1024
 telemetry_ring_capacity{ring=\"readings\"} 2048
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn gauges_are_families_of_their_own_and_not_counters() {
+        let snap = StatsSnapshot {
+            stages: vec![
+                stage("ingestd", &[("gauge.connected.mqtt", 1)]),
+                stage("aggd", &[("gauge.keys_tracked", 12)]),
+                stage(
+                    "emitd",
+                    &[("gauge.connected.nats", 0), ("gauge.backlog.nats", 5), ("gauge.odd", 2)],
+                ),
+            ],
+            rings: vec![],
+        };
+        let text = render_prometheus(&snap, &[] as &[(&str, u64, u64)]);
+        for line in [
+            "# TYPE telemetry_wire_connected gauge",
+            "telemetry_wire_connected{stage=\"ingestd\",wire=\"mqtt\"} 1",
+            "telemetry_wire_connected{stage=\"emitd\",wire=\"nats\"} 0",
+            "telemetry_sink_backlog{stage=\"emitd\",sink=\"nats\"} 5",
+            "telemetry_aggd_keys{stage=\"aggd\"} 12",
+            "telemetry_stage_gauge{stage=\"emitd\",gauge=\"odd\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("counter=\"gauge."), "{text}");
     }
 
     #[test]

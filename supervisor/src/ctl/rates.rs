@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shm_ring::StatsSnapshot;
 
-/// Per-second rates of every counter present in the later snapshot.
+/// Per-second rates of every counter present in the later snapshot (gauges have none).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rates {
     /// Seconds between the two snapshots.
@@ -37,6 +37,9 @@ pub fn compute(prev: &StatsSnapshot, cur: &StatsSnapshot, elapsed: Duration) -> 
     for stage in &cur.stages {
         let before = prev.stage(&stage.name);
         for (name, now) in &stage.counters {
+            if matches!(super::counters::classify(name), super::counters::CounterKind::Gauge(_)) {
+                continue; // a value, not a count: it has no rate
+            }
             let then = before.and_then(|b| b.counter(name)).unwrap_or(0);
             if let Some(delta) = now.checked_sub(then) {
                 values.push((stage.name.clone(), name.clone(), delta as f64 / seconds));
@@ -72,6 +75,14 @@ mod tests {
         assert_eq!(r.get("ingestd", "dropped.ring_full"), Some(5.0));
         assert_eq!(r.get("decoded", "received"), Some(2.0));
         assert_eq!(r.get("aggd", "received"), None);
+    }
+
+    #[test]
+    fn gauges_have_no_rate() {
+        let a = stats(vec![stage("emitd", &[("gauge.backlog.nats", 100)])]);
+        let b = stats(vec![stage("emitd", &[("gauge.backlog.nats", 300)])]);
+        let r = compute(&a, &b, Duration::from_millis(1000)).unwrap();
+        assert_eq!(r.get("emitd", "gauge.backlog.nats"), None);
     }
 
     #[test]
