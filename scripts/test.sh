@@ -20,6 +20,10 @@ fi
 
 ./scripts/check-deploy.sh
 
+# Known vulnerabilities in any dependency fail the run. The advisory database cannot be fetched
+# here: a snapshot sits next to the project (ADVISORY_DB overrides where).
+cargo audit --db "${ADVISORY_DB:-../shared/advisory-db}" --no-fetch --deny warnings
+
 # The end-to-end tests run the stage binaries (and loadgen) from the target directory.
 cargo build --workspace --bins
 cargo test --workspace

@@ -6,7 +6,7 @@
 //! boundary `b` covers the window `[b·E − P·E, b·E)`, that is panes `b−P ..= b−1`.
 //!
 //! Everything here is plain integer arithmetic on pane indices; the policy that decides which
-//! pane a reading goes to lives in [`crate::window`].
+//! pane a reading goes to lives in [`crate::fold`].
 
 /// The shape of the windows: pane length and panes per window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@
 //! | `keys.inserted` | keys added; tracked keys = `keys.inserted − evicted.*` |
 //! | `late.clamped` | readings whose pane was already emitted, folded into the open pane |
 //! | `early.clamped` | readings stamped after aggd's clock, folded into the current pane |
+//! | `windows.replaced` | starts that found a windows table of another shape or layout (window settings or `statistics` changed) and replaced it: its windows were dropped |
 
 use records::names::{counter, drop_reason, error_reason, gauge};
 use shm_ring::{CounterId, SegmentName};
@@ -41,6 +42,8 @@ pub const KEYS_INSERTED: &str = "keys.inserted";
 pub const LATE_CLAMPED: &str = "late.clamped";
 /// Future-stamped readings clamped into the wall-clock pane.
 pub const EARLY_CLAMPED: &str = "early.clamped";
+/// Windows tables of another shape or layout replaced on start.
+pub const WINDOWS_REPLACED: &str = "windows.replaced";
 
 /// The stage's slot and the ids of its counters.
 pub struct Counters {
@@ -58,6 +61,7 @@ pub struct Counters {
     inserted: CounterId,
     late: CounterId,
     early: CounterId,
+    windows_replaced: CounterId,
     /// `gauge.keys_tracked`: keys in the window table, set at every publish.
     keys_tracked: CounterId,
 }
@@ -80,6 +84,7 @@ impl Counters {
             inserted: slot.id(KEYS_INSERTED)?,
             late: slot.id(LATE_CLAMPED)?,
             early: slot.id(EARLY_CLAMPED)?,
+            windows_replaced: slot.id(WINDOWS_REPLACED)?,
             keys_tracked: slot.id(gauge::KEYS_TRACKED)?,
             slot,
         })
@@ -114,6 +119,11 @@ impl Counters {
                 self.slot.add(id, n);
             }
         }
+    }
+
+    /// Counts a windows table replaced on start (published with the next flush).
+    pub fn windows_replaced(&mut self) {
+        self.slot.add(self.windows_replaced, 1);
     }
 
     /// Sets the number of keys in the window table (published with the next flush).

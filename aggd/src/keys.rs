@@ -1,8 +1,8 @@
 //! The key table: which row of the windows table holds which (device, sensor), which rows are
 //! free, and which key to evict when all `max_keys` rows are taken.
 //!
-//! The rows themselves are the only persistent truth (each carries its key and validity tag,
-//! see [`crate::row`]). Everything here is derived from them and lives on the heap: it is
+//! The rows themselves are the only persistent truth (each carries its key's text ids and
+//! validity tag, see [`crate::row`] and [`crate::strings`]). Everything here is derived from them and lives on the heap: it is
 //! rebuilt from the rows on every start ([`Keys::rebuild`], one pass over the rows), which also
 //! re-validates every row. So a kill can never leave this index inconsistent with the rows, and
 //! the index needs no crash protocol of its own.
@@ -19,7 +19,7 @@
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
-use crate::row::{self, mix64};
+use crate::row::{self, mix64, RowShape};
 
 /// The in-memory index over the rows of the windows table.
 pub struct Keys {
@@ -33,7 +33,7 @@ pub struct Keys {
     live: u32,
     high_water: u32,
     max_keys: u32,
-    panes: usize,
+    shape: RowShape,
     /// Eviction candidates `(head, row)`, oldest last.
     candidates: Vec<(u64, u32)>,
     batch: usize,
@@ -51,11 +51,18 @@ pub struct Rebuilt {
 }
 
 impl Keys {
-    /// Indexes the rows of `words` (`max_keys` rows of `panes` panes), freeing (clearing the tag
+    /// Indexes the rows of `words` (`max_keys` rows of `shape`), freeing (clearing the tag
     /// of) every row that is not valid, holds a key twice, or claims a pane newer than `sealed`.
     /// Rows from `rows_used` on were never used and are not read (so a new table's pages stay
     /// untouched).
-    pub fn rebuild(words: &mut [u64], max_keys: u32, panes: usize, sealed: u64, rows_used: u64) -> (Keys, Rebuilt) {
+    pub fn rebuild(
+        words: &mut [u64],
+        strings: &[u64],
+        max_keys: u32,
+        shape: RowShape,
+        sealed: u64,
+        rows_used: u64,
+    ) -> (Keys, Rebuilt) {
         let slots = (max_keys as usize * 2).next_power_of_two().max(2);
         let mut keys = Keys {
             index: vec![0; slots],
@@ -66,7 +73,7 @@ impl Keys {
             live: 0,
             high_water: 0,
             max_keys,
-            panes,
+            shape,
             candidates: Vec::new(),
             batch: (max_keys as usize / 64).clamp(16, 4096),
         };
@@ -77,8 +84,8 @@ impl Keys {
         }
         for r in 0..scanned {
             let (tag, ok) = {
-                let h = row::header(words, r, panes);
-                (h.tag, h.is_valid() && h.head <= sealed)
+                let h = row::header(words, r, shape);
+                (u64::from(h.tag), h.is_valid(strings) && h.head <= sealed)
             };
             if tag == 0 {
                 keys.free[r / 64] |= 1 << (r % 64);
@@ -87,8 +94,12 @@ impl Keys {
             if !ok {
                 report.invalid += 1;
             } else {
-                let h = row::header(words, r, panes);
-                if keys.find(words, tag, h.device(), h.sensor()).is_some() {
+                let h = row::header(words, r, shape);
+                let (d, s) = (
+                    crate::strings::text(strings, h.device),
+                    crate::strings::text(strings, h.sensor),
+                );
+                if keys.find(words, strings, tag, d, s).is_some() {
                     report.duplicate += 1;
                 } else {
                     keys.insert(tag, r as u32);
@@ -97,21 +108,22 @@ impl Keys {
                     continue;
                 }
             }
-            row::clear_tag(words, r, panes);
+            row::clear_tag(words, r, shape);
             keys.free[r / 64] |= 1 << (r % 64);
         }
         report.live = keys.live;
         (keys, report)
     }
 
+    /// Where the search for `tag` begins (what `probe::remove_at`'s `home` computes too).
     #[inline]
     fn home(&self, tag: u64) -> usize {
         mix64(tag ^ self.seed) as usize & self.mask
     }
 
-    /// The row holding (device, sensor), whose hash is `tag`.
+    /// The row holding (device, sensor), whose hash is `tag` (`strings`: the string table).
     #[inline]
-    pub fn find(&self, words: &[u64], tag: u64, device: &[u8], sensor: &[u8]) -> Option<u32> {
+    pub fn find(&self, words: &[u64], strings: &[u64], tag: u64, device: &[u8], sensor: &[u8]) -> Option<u32> {
         let mut i = self.home(tag);
         loop {
             let e = self.index[i];
@@ -119,7 +131,9 @@ impl Keys {
                 return None;
             }
             let r = (e - 1) as usize;
-            if row::tag(words, r, self.panes) == tag && row::header(words, r, self.panes).holds(tag, device, sensor) {
+            if row::tag(words, r, self.shape) == tag
+                && row::header(words, r, self.shape).holds(strings, tag, device, sensor)
+            {
                 return Some(e - 1);
             }
             i = (i + 1) & self.mask;
@@ -186,28 +200,10 @@ impl Keys {
             }
             i = (i + 1) & self.mask;
         }
-        // Backward-shift deletion: move later entries of the same probe run into the hole when
-        // their home slot does not lie cyclically in (hole, entry].
-        let mut hole = i;
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let e = self.index[j];
-            if e == 0 {
-                break;
-            }
-            let home = self.home(row::tag(words, (e - 1) as usize, self.panes));
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.index[hole] = e;
-                hole = j;
-            }
-        }
-        self.index[hole] = 0;
+        let (seed, shape) = (self.seed, self.shape);
+        crate::probe::remove_at(&mut self.index, i, |e| {
+            mix64(row::tag(words, (e - 1) as usize, shape) ^ seed) as usize
+        });
         let r = row as usize;
         self.free[r / 64] |= 1 << (r % 64);
         self.free_hint = self.free_hint.min(r / 64);
@@ -218,7 +214,7 @@ impl Keys {
     pub fn lru_victim(&mut self, words: &[u64]) -> Option<u32> {
         for refilled in [false, true] {
             while let Some((head, r)) = self.candidates.pop() {
-                let h = row::header(words, r as usize, self.panes);
+                let h = row::header(words, r as usize, self.shape);
                 if h.tag != 0 && h.head == head {
                     return Some(r);
                 }
@@ -236,10 +232,10 @@ impl Keys {
         let mut heap = BinaryHeap::from(std::mem::take(&mut self.candidates));
         heap.clear();
         for r in 0..self.high_water as usize {
-            if row::tag(words, r, self.panes) == 0 {
+            if row::tag(words, r, self.shape) == 0 {
                 continue;
             }
-            let entry = (row::header(words, r, self.panes).head, r as u32);
+            let entry = (row::header(words, r, self.shape).head, r as u32);
             if heap.len() < self.batch {
                 heap.push(entry);
             } else if heap.peek().is_some_and(|top| entry < *top) {
@@ -276,28 +272,48 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::{key_hash, row_words, RowMut};
+    use crate::row::{key_hash, row_words, RowMut, RowShape};
+    use crate::strings;
 
-    const P: usize = 2;
+    const P: RowShape = RowShape::full(2);
 
-    fn put(words: &mut [u64], r: usize, dev: &str, head: u64) -> u64 {
+    /// A string table for the tests' rows.
+    struct Texts {
+        words: Vec<u64>,
+        interner: strings::Interner,
+    }
+
+    impl Texts {
+        fn new() -> Texts {
+            let words = vec![0u64; strings::words_for(100) as usize];
+            let interner = strings::Interner::rebuild(&words, strings::slots_for(100), std::iter::empty());
+            Texts { words, interner }
+        }
+
+        fn id(&mut self, text: &str) -> u32 {
+            self.interner.intern(&mut self.words, text.as_bytes())
+        }
+    }
+
+    fn put(words: &mut [u64], texts: &mut Texts, r: usize, dev: &str, head: u64) -> u64 {
         let row = RowMut::new(words, r, P);
-        row.header.set_key(dev.as_bytes(), b"s", b"");
+        (row.header.device, row.header.sensor) = (texts.id(dev), texts.id("s"));
         row.header.head = head;
-        row.header.tag = key_hash(dev.as_bytes(), b"s");
-        row.header.tag
+        row.header.tag = key_hash(dev.as_bytes(), b"s") as u32;
+        u64::from(row.header.tag)
     }
 
     #[test]
     fn rebuild_indexes_valid_rows_and_frees_the_rest() {
         let mut words = vec![0u64; 6 * row_words(P)];
-        put(&mut words, 0, "a", 1);
-        put(&mut words, 2, "b", 1);
-        put(&mut words, 3, "a", 1); // duplicate of row 0
-        put(&mut words, 4, "c", 99); // newer than sealed: impossible, so corrupt
-        put(&mut words, 5, "d", 1);
-        RowMut::new(&mut words, 5, P).header.sensor[0] = b'x'; // torn: tag no longer matches
-        let (mut keys, report) = Keys::rebuild(&mut words, 6, P, 10, 6);
+        let mut texts = Texts::new();
+        put(&mut words, &mut texts, 0, "a", 1);
+        put(&mut words, &mut texts, 2, "b", 1);
+        put(&mut words, &mut texts, 3, "a", 1); // duplicate of row 0
+        put(&mut words, &mut texts, 4, "c", 99); // newer than sealed: impossible, so corrupt
+        put(&mut words, &mut texts, 5, "d", 1);
+        RowMut::new(&mut words, 5, P).header.sensor = texts.id("x"); // torn: tag no longer matches
+        let (mut keys, report) = Keys::rebuild(&mut words, &texts.words, 6, P, 10, 6);
         assert_eq!(
             report,
             Rebuilt {
@@ -306,9 +322,15 @@ mod tests {
                 duplicate: 1
             }
         );
-        assert_eq!(keys.find(&words, key_hash(b"a", b"s"), b"a", b"s"), Some(0));
-        assert_eq!(keys.find(&words, key_hash(b"b", b"s"), b"b", b"s"), Some(2));
-        assert_eq!(keys.find(&words, key_hash(b"c", b"s"), b"c", b"s"), None);
+        assert_eq!(
+            keys.find(&words, &texts.words, key_hash(b"a", b"s"), b"a", b"s"),
+            Some(0)
+        );
+        assert_eq!(
+            keys.find(&words, &texts.words, key_hash(b"b", b"s"), b"b", b"s"),
+            Some(2)
+        );
+        assert_eq!(keys.find(&words, &texts.words, key_hash(b"c", b"s"), b"c", b"s"), None);
         for r in [3, 4, 5] {
             assert_eq!(row::tag(&words, r, P), 0, "row {r} freed");
         }
@@ -324,24 +346,31 @@ mod tests {
         // Many keys in a small index force long probe runs that wrap around.
         let n = 40u32;
         let mut words = vec![0u64; n as usize * row_words(P)];
-        let (mut keys, _) = Keys::rebuild(&mut words, n, P, 0, 0);
+        let mut texts = Texts::new();
+        let (mut keys, _) = Keys::rebuild(&mut words, &texts.words, n, P, 0, 0);
         let names: Vec<String> = (0..n).map(|i| format!("dev{i}")).collect();
         for name in &names {
             let r = keys.alloc().unwrap();
-            let tag = put(&mut words, r as usize, name, 0);
+            let tag = put(&mut words, &mut texts, r as usize, name, 0);
             keys.added(tag, r);
         }
         assert_eq!(keys.alloc(), None);
         for (i, name) in names.iter().enumerate() {
             if i % 3 == 0 {
                 let tag = key_hash(name.as_bytes(), b"s");
-                let r = keys.find(&words, tag, name.as_bytes(), b"s").unwrap();
+                let r = keys.find(&words, &texts.words, tag, name.as_bytes(), b"s").unwrap();
                 row::clear_tag(&mut words, r as usize, P);
                 keys.removed(&words, tag, r);
             }
         }
         for (i, name) in names.iter().enumerate() {
-            let found = keys.find(&words, key_hash(name.as_bytes(), b"s"), name.as_bytes(), b"s");
+            let found = keys.find(
+                &words,
+                &texts.words,
+                key_hash(name.as_bytes(), b"s"),
+                name.as_bytes(),
+                b"s",
+            );
             assert_eq!(found.is_some(), i % 3 != 0, "{name}");
         }
         assert_eq!(keys.live(), n - n.div_ceil(3));
@@ -351,10 +380,11 @@ mod tests {
     #[test]
     fn the_least_recently_seen_row_is_the_victim() {
         let mut words = vec![0u64; 4 * row_words(P)];
-        let (mut keys, _) = Keys::rebuild(&mut words, 4, P, 100, 0);
+        let mut texts = Texts::new();
+        let (mut keys, _) = Keys::rebuild(&mut words, &texts.words, 4, P, 100, 0);
         for (i, head) in [7u64, 3, 9, 5].into_iter().enumerate() {
             let r = keys.alloc().unwrap();
-            let tag = put(&mut words, r as usize, &format!("k{i}"), head);
+            let tag = put(&mut words, &mut texts, r as usize, &format!("k{i}"), head);
             keys.added(tag, r);
         }
         let evict = |keys: &mut Keys, words: &mut Vec<u64>| {

@@ -9,13 +9,14 @@
 //!   of squares, min and max; the window's aggregate is their merge, which gives exactly the
 //!   count, min, max and mean that the seed's raw-sample method gives (the mean up to float
 //!   summation order). A reading goes to the pane of its `received_ms`; late ones are clamped
-//!   into the open pane, future ones into the wall-clock pane ([`window`] has the rules).
-//! - **State in shared memory** ([`store`], [`row`], [`keys`]). The windows live in the
-//!   `windows` table segment, one row per key, so a restarted aggd re-attaches them: killing
-//!   aggd does not reset everyone's window. Rows are written so that a kill at any instruction
-//!   leaves each row free or complete, and the in-memory index is rebuilt from the rows on
-//!   start.
-//! - **Exactly once across a kill** ([`window`], [`stage`]). An undo journal in the table's
+//!   into the open pane, future ones into the wall-clock pane ([`fold`] has the rules).
+//! - **State in shared memory** ([`store`], [`row`], [`strings`], [`keys`]). The windows live in
+//!   the `windows` table segment, one row per key, and the key text they name in the `strings`
+//!   segment, so a restarted aggd re-attaches them: killing aggd does not reset everyone's
+//!   window. Rows are written so that a kill at any instruction leaves each row free or
+//!   complete, and the in-memory indexes (keys, and the text's reference counts) are rebuilt
+//!   from the rows on start.
+//! - **Exactly once across a kill** ([`journal`], [`emit`], [`stage`]). An undo journal in the table's
 //!   bookkeeping words and the position of the last folded reading make every reading fold
 //!   exactly once; an emission cursor plus the last aggregate in the ring make every aggregate go
 //!   out at most once.
@@ -26,29 +27,37 @@
 //!
 //! # Memory per key
 //!
-//! A row is 128 bytes of header (the key's device, sensor and unit text inline, its tag, newest
-//! pane and latest value) plus 36 bytes per pane: `128 + 36·P` bytes. With the default 12 panes
-//! that is **560 bytes per key** in the table segment (reserved for all `max_keys`; pages are
-//! touched only as rows are used), plus about 11 bytes per key of heap for the index, measured
-//! by the `bytes_per_key_of_the_default_shape` test.
-//!
-//! The 256-byte target is out of reach with 12 exact panes. To answer each of the next P
-//! emissions exactly without new input, a key must be able to produce P pane counts and sums
-//! and, in the worst case (a rising or falling sequence), P distinct minima and P distinct
-//! maxima: 28·P bytes (336 at P = 12) before the sum of squares or any key text. The pane part
-//! of this layout (36·P with the sum of squares) is at that floor; only the header is overhead.
-//! 256 bytes per key would take P ≤ 3 with this layout (236 bytes), or interned key text (a
-//! header of about 32 bytes) and P ≤ 6, or giving up exactness (`f32` fields).
+//! A row is a 32-byte header (its tag, newest pane, latest value, and the ids of its device,
+//! sensor and unit text) plus, per pane, a 4-byte count and 8 bytes for each column the chosen
+//! statistics need (`[aggd] statistics`, see [`pane::Columns`]): `32 + (4 + 8·k)·P` bytes with
+//! `k` from 0 to 4. With the default 12 panes that is **464 bytes per key** for the full set
+//! (`k = 4`) and **176** for `["count", "mean"]` (`k = 1`) in the `windows` segment (reserved for
+//! all `max_keys`; pages are touched only as rows are used). The key text is stored once per
+//! distinct string in the `strings` segment ([`strings`]: 56 bytes a string, so about 6 bytes per
+//! key when each device has 10 sensors), and the heap holds about 10 bytes per key of indexes.
+//! The `bytes_per_key_of_the_default_shape` test checks the row sizes on the real segment;
+//! `scripts/bench-aggd-memory.sh` measures everything, all in, at any number of keys.
+//! docs/decisions.md D10 and D17 have the reasoning and the figures.
+
+#![deny(missing_docs)]
+
+#[macro_use]
+mod kill;
 
 pub mod clock;
 pub mod counters;
+pub mod emit;
+pub mod fold;
+pub mod journal;
 pub mod keys;
 pub mod pane;
 mod prefetch;
+mod probe;
 pub mod row;
 pub mod sink;
 pub mod stage;
 pub mod store;
+pub mod strings;
 pub mod window;
 
 #[cfg(test)]

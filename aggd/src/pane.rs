@@ -9,6 +9,13 @@
 //! In a row the panes are stored column by column (`counts[P]`, `sums[P]`, `sum_sq[P]`,
 //! `mins[P]`, `maxs[P]`), so the `u32` counts pack two to a word without padding. A pane whose
 //! count is 0 is empty and its other fields are meaningless: clearing a pane is one store.
+//!
+//! Only the columns the chosen statistics need are stored ([`Columns`], from `[aggd]
+//! statistics`): the counts always (a pane's count says whether it is empty); the sums for sum,
+//! mean and stddev; the sums of squares for stddev; the minima for min; the maxima for max. A
+//! column that is not stored reads as its empty value (0 for sums, ±∞ for the extremes).
+
+use records::Statistics;
 
 /// One pane's or one window's partial aggregate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +56,83 @@ impl Partial {
     }
 }
 
-/// The pane columns of one row, for reading and writing.
+/// Which optional pane columns a row stores (the counts are always stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Columns(u8);
+
+impl Columns {
+    /// Per-pane sums.
+    pub const SUM: Columns = Columns(1);
+    /// Per-pane sums of squares.
+    pub const SUM_SQ: Columns = Columns(1 << 1);
+    /// Per-pane minima.
+    pub const MIN: Columns = Columns(1 << 2);
+    /// Per-pane maxima.
+    pub const MAX: Columns = Columns(1 << 3);
+    /// Every column: what the full set of statistics needs.
+    pub const ALL: Columns = Columns(0xf);
+
+    /// The columns that `statistics` need.
+    pub fn needed_by(statistics: Statistics) -> Columns {
+        let mut c = 0;
+        if statistics.intersects(Statistics::SUM | Statistics::MEAN | Statistics::STDDEV) {
+            c |= Columns::SUM.0;
+        }
+        if statistics.contains(Statistics::STDDEV) {
+            c |= Columns::SUM_SQ.0;
+        }
+        if statistics.contains(Statistics::MIN) {
+            c |= Columns::MIN.0;
+        }
+        if statistics.contains(Statistics::MAX) {
+            c |= Columns::MAX.0;
+        }
+        Columns(c)
+    }
+
+    /// True if `column` is stored.
+    #[inline]
+    pub const fn has(self, column: Columns) -> bool {
+        self.0 & column.0 == column.0
+    }
+
+    /// The columns *not* stored, as bits (0 for all of them: the layout before columns were
+    /// optional, so older tables read as full).
+    pub const fn omitted_bits(self) -> u64 {
+        (!self.0 & Columns::ALL.0) as u64
+    }
+
+    /// The inverse of [`Columns::omitted_bits`].
+    pub const fn from_omitted_bits(bits: u64) -> Columns {
+        Columns(!(bits as u8) & Columns::ALL.0)
+    }
+
+    /// `f64` columns stored.
+    pub const fn f64_columns(self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
+impl std::fmt::Display for Columns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (Columns::SUM, "sum"),
+            (Columns::SUM_SQ, "sum of squares"),
+            (Columns::MIN, "min"),
+            (Columns::MAX, "max"),
+        ];
+        f.write_str("count")?;
+        for (c, name) in names {
+            if self.has(c) {
+                write!(f, ", {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pane columns of one row, for reading and writing. A column that is not stored is an
+/// empty slice.
 pub struct Panes<'a> {
     counts: &'a mut [u32],
     sums: &'a mut [f64],
@@ -62,23 +145,30 @@ pub struct Panes<'a> {
 pub type PaneWords = [u64; 5];
 
 /// Words the pane columns of `panes` panes take in a row.
-pub const fn pane_words(panes: usize) -> usize {
-    panes.div_ceil(2) + 4 * panes
+pub const fn pane_words(panes: usize, columns: Columns) -> usize {
+    panes.div_ceil(2) + columns.f64_columns() * panes
 }
 
 impl<'a> Panes<'a> {
-    /// Carves the columns out of the `pane_words(panes)` words `words`.
-    pub fn new(words: &'a mut [u64], panes: usize) -> Panes<'a> {
-        let (counts, rest) = words.split_at_mut(panes.div_ceil(2));
-        let (sums, rest) = rest.split_at_mut(panes);
-        let (sum_sq, rest) = rest.split_at_mut(panes);
-        let (mins, maxs) = rest.split_at_mut(panes);
+    /// Carves the columns out of the `pane_words(panes, columns)` words `words`.
+    pub fn new(words: &'a mut [u64], panes: usize, columns: Columns) -> Panes<'a> {
+        let (counts, mut rest) = words.split_at_mut(panes.div_ceil(2));
+        let mut column = |c: Columns| -> &'a mut [f64] {
+            let len = if columns.has(c) { panes } else { 0 };
+            let (col, more) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = more;
+            bytemuck::cast_slice_mut(col)
+        };
+        let sums = column(Columns::SUM);
+        let sum_sq = column(Columns::SUM_SQ);
+        let mins = column(Columns::MIN);
+        let maxs = column(Columns::MAX);
         Panes {
             counts: &mut bytemuck::cast_slice_mut::<u64, u32>(counts)[..panes],
-            sums: bytemuck::cast_slice_mut(sums),
-            sum_sq: bytemuck::cast_slice_mut(sum_sq),
-            mins: bytemuck::cast_slice_mut(mins),
-            maxs: &mut bytemuck::cast_slice_mut(maxs)[..panes],
+            sums,
+            sum_sq,
+            mins,
+            maxs,
         }
     }
 
@@ -87,21 +177,24 @@ impl<'a> Panes<'a> {
     #[inline]
     pub fn fold(&mut self, slot: usize, v: f64) -> bool {
         let n = self.counts[slot];
-        if n == 0 {
-            self.sums[slot] = v;
-            self.sum_sq[slot] = v * v;
-            self.mins[slot] = v;
-            self.maxs[slot] = v;
-        } else if n == u32::MAX {
+        if n == u32::MAX {
             return false;
-        } else {
-            self.sums[slot] += v;
-            self.sum_sq[slot] += v * v;
-            if v < self.mins[slot] {
-                self.mins[slot] = v;
+        }
+        let first = n == 0;
+        if let Some(s) = self.sums.get_mut(slot) {
+            *s = if first { v } else { *s + v };
+        }
+        if let Some(s) = self.sum_sq.get_mut(slot) {
+            *s = if first { v * v } else { *s + v * v };
+        }
+        if let Some(m) = self.mins.get_mut(slot) {
+            if first || v < *m {
+                *m = v;
             }
-            if v > self.maxs[slot] {
-                self.maxs[slot] = v;
+        }
+        if let Some(m) = self.maxs.get_mut(slot) {
+            if first || v > *m {
+                *m = v;
             }
         }
         self.counts[slot] = n + 1;
@@ -119,39 +212,45 @@ impl<'a> Panes<'a> {
         self.counts.fill(0);
     }
 
-    /// Slot `slot` as a partial.
+    /// Slot `slot` as a partial (columns not stored read as in [`Partial::EMPTY`]).
     #[inline]
     pub fn get(&self, slot: usize) -> Partial {
         if self.counts[slot] == 0 {
             return Partial::EMPTY;
         }
+        let e = Partial::EMPTY;
         Partial {
             count: u64::from(self.counts[slot]),
-            sum: self.sums[slot],
-            sum_sq: self.sum_sq[slot],
-            min: self.mins[slot],
-            max: self.maxs[slot],
+            sum: self.sums.get(slot).copied().unwrap_or(e.sum),
+            sum_sq: self.sum_sq.get(slot).copied().unwrap_or(e.sum_sq),
+            min: self.mins.get(slot).copied().unwrap_or(e.min),
+            max: self.maxs.get(slot).copied().unwrap_or(e.max),
         }
     }
 
-    /// Slot `slot`'s fields as raw words (for the undo journal).
+    /// Slot `slot`'s fields as raw words (for the undo journal; 0 for columns not stored).
     pub fn save(&self, slot: usize) -> PaneWords {
+        let bits = |col: &[f64]| col.get(slot).map_or(0, |x| x.to_bits());
         [
             u64::from(self.counts[slot]),
-            self.sums[slot].to_bits(),
-            self.sum_sq[slot].to_bits(),
-            self.mins[slot].to_bits(),
-            self.maxs[slot].to_bits(),
+            bits(self.sums),
+            bits(self.sum_sq),
+            bits(self.mins),
+            bits(self.maxs),
         ]
     }
 
     /// Puts back what [`Panes::save`] returned.
     pub fn restore(&mut self, slot: usize, w: PaneWords) {
         self.counts[slot] = w[0] as u32;
-        self.sums[slot] = f64::from_bits(w[1]);
-        self.sum_sq[slot] = f64::from_bits(w[2]);
-        self.mins[slot] = f64::from_bits(w[3]);
-        self.maxs[slot] = f64::from_bits(w[4]);
+        for (col, bits) in [&mut *self.sums, &mut *self.sum_sq, &mut *self.mins, &mut *self.maxs]
+            .into_iter()
+            .zip(&w[1..])
+        {
+            if let Some(x) = col.get_mut(slot) {
+                *x = f64::from_bits(*bits);
+            }
+        }
     }
 }
 
@@ -161,15 +260,15 @@ mod tests {
 
     #[test]
     fn columns_pack_without_padding() {
-        assert_eq!(pane_words(12), 6 + 48);
-        assert_eq!(pane_words(1), 1 + 4);
-        assert_eq!(pane_words(64), 32 + 256);
+        assert_eq!(pane_words(12, Columns::ALL), 6 + 48);
+        assert_eq!(pane_words(1, Columns::ALL), 1 + 4);
+        assert_eq!(pane_words(64, Columns::ALL), 32 + 256);
     }
 
     #[test]
     fn fold_get_clear_and_journal_round_trip() {
-        let mut words = vec![0u64; pane_words(3)];
-        let mut p = Panes::new(&mut words, 3);
+        let mut words = vec![0u64; pane_words(3, Columns::ALL)];
+        let mut p = Panes::new(&mut words, 3, Columns::ALL);
         assert_eq!(p.get(1), Partial::EMPTY);
         for v in [2.0, -1.5, 4.0] {
             assert!(p.fold(1, v));
@@ -200,14 +299,47 @@ mod tests {
 
     #[test]
     fn a_full_pane_refuses() {
-        let mut words = vec![0u64; pane_words(1)];
-        let mut p = Panes::new(&mut words, 1);
+        let mut words = vec![0u64; pane_words(1, Columns::ALL)];
+        let mut p = Panes::new(&mut words, 1, Columns::ALL);
         p.fold(0, 1.0);
         let mut w = p.save(0);
         w[0] = u64::from(u32::MAX);
         p.restore(0, w);
         assert!(!p.fold(0, 1.0));
         assert_eq!(p.get(0).count, u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn only_the_needed_columns_are_stored() {
+        let mean = Columns::needed_by(Statistics::COUNT | Statistics::MEAN);
+        assert_eq!(mean, Columns::SUM);
+        assert_eq!(pane_words(12, mean), 6 + 12);
+        assert_eq!(Columns::needed_by(Statistics::ALL), Columns::ALL);
+        assert_eq!(
+            Columns::needed_by(Statistics::COUNT | Statistics::LAST).f64_columns(),
+            0
+        );
+        assert_eq!(Columns::needed_by(Statistics::STDDEV), Columns(3));
+        assert_eq!(Columns::ALL.omitted_bits(), 0, "a full table reads as before");
+        for c in 0..16 {
+            assert_eq!(Columns::from_omitted_bits(Columns(c).omitted_bits()), Columns(c));
+        }
+        // Min and max only: the other columns read as empty, and the journal round-trips.
+        let extremes = Columns(Columns::MIN.0 | Columns::MAX.0);
+        let mut words = vec![0u64; pane_words(3, extremes)];
+        assert_eq!(words.len(), 2 + 6);
+        let mut p = Panes::new(&mut words, 3, extremes);
+        for v in [21.123456789, -3.0, 8.5] {
+            p.fold(2, v);
+        }
+        let got = p.get(2);
+        assert_eq!((got.count, got.min, got.max, got.sum), (3, -3.0, 21.123456789, 0.0));
+        let saved = p.save(2);
+        p.fold(2, -100.0);
+        p.restore(2, saved);
+        assert_eq!(p.get(2), got);
+        assert_eq!(p.get(0), Partial::EMPTY);
+        assert_eq!(extremes.to_string(), "count, min, max");
     }
 
     #[test]

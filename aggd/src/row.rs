@@ -1,32 +1,57 @@
-//! A key's row in the windows table: a 128-byte header (the key, its validity tag, its newest
-//! pane, its latest value) followed by its pane columns (see [`crate::pane`]).
+//! A key's row in the windows table: a 32-byte header (its validity tag, its newest pane, its
+//! latest value, and the ids of its key's text in the string table) followed by its pane columns
+//! (see [`crate::pane`]).
 //!
 //! | words | contents |
 //! |---|---|
-//! | 0 | `tag`: 0 = free row; otherwise [`key_hash`] of the key (never 0) |
+//! | 0 | `tag` (32 bits): 0 = free row; otherwise [`key_hash`] of the key (never 0); and the id of the unit text (0: empty) |
 //! | 1 | `head`: the newest pane index this key has touched |
 //! | 2 | `last`: the key's most recent value |
-//! | 3 | lengths of device, sensor and unit |
-//! | 4–15 | device (48 bytes), sensor (32), unit (16), zero-padded |
-//! | 16… | pane columns: `⌈P/2⌉ + 4·P` words |
+//! | 3 | ids of the device and the sensor text ([`crate::strings`]) |
+//! | 4… | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
 //!
 //! The tag is the row's validity marker. A row is filled with everything else first and its tag
 //! written last (after a compiler fence), and a row is freed by clearing its tag first, so a
 //! process killed at any instruction leaves each row either free or complete. A row whose tag
-//! does not match the hash of its key (torn by something else, or foreign bytes) is refused on
-//! attach.
+//! does not match the hash of its key's text (torn by something else, foreign bytes, or text
+//! ids that name nothing) is refused on attach.
 
 use bytemuck::{Pod, Zeroable};
-use records::{DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
 
-use crate::pane::{pane_words, Panes};
+use crate::pane::{pane_words, Columns, Panes};
+use crate::strings;
 
 /// Words of the row header.
-pub const HEADER_WORDS: usize = 16;
+pub const HEADER_WORDS: usize = 4;
 
-/// Words of one row for windows of `panes` panes.
-pub const fn row_words(panes: usize) -> usize {
-    HEADER_WORDS + pane_words(panes)
+/// The layout of every row of a table: panes per row and the pane columns stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowShape {
+    /// Panes per window.
+    pub panes: usize,
+    /// The optional pane columns stored.
+    pub columns: Columns,
+}
+
+impl RowShape {
+    /// Rows of `panes` panes with every column.
+    pub const fn full(panes: usize) -> RowShape {
+        RowShape {
+            panes,
+            columns: Columns::ALL,
+        }
+    }
+
+    /// Words of one row.
+    #[inline]
+    pub const fn words(self) -> usize {
+        HEADER_WORDS + pane_words(self.panes, self.columns)
+    }
+}
+
+/// Words of one row of `shape`.
+pub const fn row_words(shape: RowShape) -> usize {
+    shape.words()
 }
 
 /// The fixed part of a row.
@@ -34,77 +59,43 @@ pub const fn row_words(panes: usize) -> usize {
 #[repr(C)]
 pub struct RowHeader {
     /// 0 for a free row, else the key's hash.
-    pub tag: u64,
+    pub tag: u32,
+    /// The unit text's id (of the key's latest reading; 0 for none). In the tag's word, so that
+    /// freeing the row (one store of 0) leaves nothing to name.
+    pub unit: u32,
     /// The newest pane index touched by this key.
     pub head: u64,
     /// The key's most recent value.
     pub last: f64,
-    /// Lengths of device, sensor and unit, then zeros.
-    pub lens: [u8; 8],
-    /// Device id, zero-padded.
-    pub device: [u8; DEVICE_MAX],
-    /// Sensor name, zero-padded.
-    pub sensor: [u8; SENSOR_MAX],
-    /// Unit of the key's latest reading, zero-padded.
-    pub unit: [u8; UNIT_MAX],
+    /// The device text's id.
+    pub device: u32,
+    /// The sensor text's id.
+    pub sensor: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<RowHeader>() == HEADER_WORDS * 8);
 
 impl RowHeader {
-    /// The device id.
-    pub fn device(&self) -> &[u8] {
-        &self.device[..(self.lens[0] as usize).min(DEVICE_MAX)]
-    }
-
-    /// The sensor name.
-    pub fn sensor(&self) -> &[u8] {
-        &self.sensor[..(self.lens[1] as usize).min(SENSOR_MAX)]
-    }
-
-    /// The unit.
-    pub fn unit(&self) -> &[u8] {
-        &self.unit[..(self.lens[2] as usize).min(UNIT_MAX)]
-    }
-
-    /// True if this row holds this key.
+    /// True if this row holds this key (`strings`: the string table's words).
     #[inline]
-    pub fn holds(&self, tag: u64, device: &[u8], sensor: &[u8]) -> bool {
-        self.tag == tag && self.device() == device && self.sensor() == sensor
+    pub fn holds(&self, strings: &[u64], tag: u64, device: &[u8], sensor: &[u8]) -> bool {
+        u64::from(self.tag) == tag
+            && strings::text(strings, self.device) == device
+            && strings::text(strings, self.sensor) == sensor
     }
 
-    /// Writes the key and unit text (not the tag). The ids must fit (a `Reading` guarantees it).
-    pub fn set_key(&mut self, device: &[u8], sensor: &[u8], unit: &[u8]) {
-        store(&mut self.device, device);
-        store(&mut self.sensor, sensor);
-        self.lens = [device.len() as u8, sensor.len() as u8, 0, 0, 0, 0, 0, 0];
-        self.set_unit(unit);
+    /// True if the row is in use and complete: its ids name non-empty texts whose hash is the
+    /// tag.
+    pub fn is_valid(&self, strings: &[u64]) -> bool {
+        let (d, s) = (strings::text(strings, self.device), strings::text(strings, self.sensor));
+        self.tag != 0 && !d.is_empty() && !s.is_empty() && key_hash(d, s) == u64::from(self.tag)
     }
 
-    /// Replaces the unit text if it differs.
+    /// The ids this row names (device, sensor, unit), for reference counting.
     #[inline]
-    pub fn set_unit(&mut self, unit: &[u8]) {
-        if self.unit() != unit {
-            store(&mut self.unit, unit);
-            self.lens[2] = unit.len() as u8;
-        }
+    pub fn ids(&self) -> [u32; 3] {
+        [self.device, self.sensor, self.unit]
     }
-
-    /// True if the row is in use and complete: lengths in range and the tag matching the key.
-    pub fn is_valid(&self) -> bool {
-        self.tag != 0
-            && (self.lens[0] as usize) <= DEVICE_MAX
-            && (self.lens[1] as usize) <= SENSOR_MAX
-            && (self.lens[2] as usize) <= UNIT_MAX
-            && self.lens[0] > 0
-            && self.lens[1] > 0
-            && key_hash(self.device(), self.sensor()) == self.tag
-    }
-}
-
-fn store(dst: &mut [u8], src: &[u8]) {
-    dst[..src.len()].copy_from_slice(src);
-    dst[src.len()..].fill(0);
 }
 
 /// A row's header and panes, borrowed from the table's words.
@@ -116,23 +107,23 @@ pub struct RowMut<'a> {
 }
 
 impl<'a> RowMut<'a> {
-    /// Row `row` of `words`, rows of `panes` panes.
+    /// Row `row` of `words`, rows of `shape`.
     #[inline]
-    pub fn new(words: &'a mut [u64], row: usize, panes: usize) -> RowMut<'a> {
-        let len = row_words(panes);
+    pub fn new(words: &'a mut [u64], row: usize, shape: RowShape) -> RowMut<'a> {
+        let len = shape.words();
         let (head, rest) = words[row * len..(row + 1) * len].split_at_mut(HEADER_WORDS);
         let head: &mut [u64; HEADER_WORDS] = head.try_into().expect("header words");
         RowMut {
             header: bytemuck::cast_mut(head),
-            panes: Panes::new(rest, panes),
+            panes: Panes::new(rest, shape.panes, shape.columns),
         }
     }
 }
 
 /// Row `row`'s header, read-only.
 #[inline]
-pub fn header(words: &[u64], row: usize, panes: usize) -> &RowHeader {
-    let start = row * row_words(panes);
+pub fn header(words: &[u64], row: usize, shape: RowShape) -> &RowHeader {
+    let start = row * shape.words();
     let head: &[u64; HEADER_WORDS] = words[start..start + HEADER_WORDS].try_into().expect("header words");
     bytemuck::cast_ref(head)
 }
@@ -140,19 +131,23 @@ pub fn header(words: &[u64], row: usize, panes: usize) -> &RowHeader {
 /// Starts loading what folding a sample into pane `slot` of row `row` touches: the row's header
 /// and that pane's words in each column. A hint: out-of-range rows are ignored.
 #[inline]
-pub fn prefetch(words: &[u64], row: usize, panes: usize, slot: usize) {
-    let start = row * row_words(panes);
-    let cols = start + HEADER_WORDS;
-    let half = panes.div_ceil(2);
-    for w in [
+pub fn prefetch(words: &[u64], row: usize, shape: RowShape, slot: usize) {
+    let start = row * shape.words();
+    let (panes, counts) = (shape.panes, start + HEADER_WORDS);
+    let f64s = counts + panes.div_ceil(2);
+    let mut lines = [
         start,
         start + 8,
-        cols + slot / 2,
-        cols + half + slot,
-        cols + half + panes + slot,
-        cols + half + 2 * panes + slot,
-        cols + half + 3 * panes + slot,
-    ] {
+        counts + slot / 2,
+        usize::MAX,
+        usize::MAX,
+        usize::MAX,
+        usize::MAX,
+    ];
+    for (i, line) in lines[3..3 + shape.columns.f64_columns()].iter_mut().enumerate() {
+        *line = f64s + i * panes + slot;
+    }
+    for w in lines {
         if let Some(x) = words.get(w) {
             crate::prefetch::line(x);
         }
@@ -161,17 +156,17 @@ pub fn prefetch(words: &[u64], row: usize, panes: usize, slot: usize) {
 
 /// Row `row`'s tag (one load, for sweeps).
 #[inline]
-pub fn tag(words: &[u64], row: usize, panes: usize) -> u64 {
-    words[row * row_words(panes)]
+pub fn tag(words: &[u64], row: usize, shape: RowShape) -> u64 {
+    u64::from(header(words, row, shape).tag)
 }
 
-/// Frees row `row` with one store: clears its tag.
+/// Frees row `row` with one store: clears its tag (and the unit id beside it).
 #[inline]
-pub fn clear_tag(words: &mut [u64], row: usize, panes: usize) {
-    words[row * row_words(panes)] = 0;
+pub fn clear_tag(words: &mut [u64], row: usize, shape: RowShape) {
+    words[row * shape.words()] = 0;
 }
 
-/// The hash of a key, never 0: the row's validity tag. Fixed (not seeded), because it must be
+/// The hash of a key, 32 bits and never 0: the row's validity tag. Fixed (not seeded), because it must be
 /// recomputed to validate the row after a restart; the in-memory index mixes it with a per-process
 /// seed. The lengths are hashed too, so ("ab", "c") and ("a", "bc") differ.
 pub fn key_hash(device: &[u8], sensor: &[u8]) -> u64 {
@@ -191,7 +186,7 @@ pub fn key_hash(device: &[u8], sensor: &[u8]) -> u64 {
         }
         h = h.rotate_left(17) ^ 0xA5A5_A5A5;
     }
-    mix64(h) | 1
+    (mix64(h) >> 32) | 1
 }
 
 /// The splitmix64 finalizer: every input bit affects every output bit.
@@ -210,39 +205,45 @@ mod tests {
 
     #[test]
     fn a_row_round_trips_and_validates() {
-        let panes = 12;
+        let panes = RowShape::full(12);
         let mut words = vec![0u64; 3 * row_words(panes)];
-        assert_eq!(row_words(panes), 70);
+        assert_eq!(row_words(panes), 4 + 54, "the full set: 464 bytes");
+        let mean = RowShape {
+            panes: 12,
+            columns: Columns::SUM,
+        };
+        assert_eq!(row_words(mean), 4 + 6 + 12, "count and mean: 176 bytes");
+        let mut texts = vec![0u64; strings::words_for(3) as usize];
+        let mut interner = strings::Interner::rebuild(&texts, strings::slots_for(3), std::iter::empty());
+        let (d, s, u) = (
+            interner.intern(&mut texts, b"dev00001"),
+            interner.intern(&mut texts, b"sen002"),
+            interner.intern(&mut texts, b"C"),
+        );
         {
             let row = RowMut::new(&mut words, 1, panes);
-            row.header.set_key(b"dev00001", b"sen002", b"C");
-            assert!(!row.header.is_valid(), "no tag yet");
-            row.header.tag = key_hash(b"dev00001", b"sen002");
+            (row.header.device, row.header.sensor, row.header.unit) = (d, s, u);
+        }
+        assert_eq!(tag(&words, 1, panes), 0, "the unit id beside the tag is not a tag");
+        {
+            let row = RowMut::new(&mut words, 1, panes);
+            assert!(!row.header.is_valid(&texts), "no tag yet");
+            row.header.tag = key_hash(b"dev00001", b"sen002") as u32;
             row.header.head = 9;
         }
         let h = header(&words, 1, panes);
-        assert!(h.is_valid());
-        assert!(h.holds(key_hash(b"dev00001", b"sen002"), b"dev00001", b"sen002"));
-        assert_eq!(
-            (h.device(), h.sensor(), h.unit(), h.head),
-            (&b"dev00001"[..], &b"sen002"[..], &b"C"[..], 9)
-        );
+        assert!(h.is_valid(&texts));
+        assert!(h.holds(&texts, key_hash(b"dev00001", b"sen002"), b"dev00001", b"sen002"));
+        assert!(!h.holds(&texts, key_hash(b"dev00001", b"sen002"), b"dev00001", b"sen003"));
+        assert_eq!((h.ids(), h.head), ([d, s, u], 9));
         assert_eq!(tag(&words, 0, panes), 0);
-        // A torn key (text changed after the tag was written) is refused.
-        RowMut::new(&mut words, 1, panes).header.device[0] = b'x';
-        assert!(!header(&words, 1, panes).is_valid());
+        // A row naming text that is not its key's (a torn or reused slot) is refused.
+        RowMut::new(&mut words, 1, panes).header.device = u;
+        assert!(!header(&words, 1, panes).is_valid(&texts));
+        RowMut::new(&mut words, 1, panes).header.device = 99;
+        assert!(!header(&words, 1, panes).is_valid(&texts), "an id out of range");
         clear_tag(&mut words, 1, panes);
         assert_eq!(tag(&words, 1, panes), 0);
-    }
-
-    #[test]
-    fn unit_changes_are_kept() {
-        let mut words = vec![0u64; row_words(1)];
-        let row = RowMut::new(&mut words, 0, 1);
-        row.header.set_key(b"d", b"s", b"degC");
-        row.header.set_unit(b"K");
-        assert_eq!(row.header.unit(), b"K");
-        assert_eq!(row.header.unit, *b"K\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
     }
 
     #[test]
@@ -252,5 +253,6 @@ mod tests {
         assert_ne!(key_hash(b"dev00000001", b"t"), key_hash(b"dev00000002", b"t"));
         assert_eq!(key_hash(b"dev1", b"t"), key_hash(b"dev1", b"t"));
         assert_eq!(key_hash(b"", b"") & 1, 1);
+        assert!(key_hash(b"dev1", b"t") <= u64::from(u32::MAX));
     }
 }

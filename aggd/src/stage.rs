@@ -3,9 +3,9 @@
 //! # Segments
 //!
 //! aggd consumes the readings ring and produces into the aggregates ring (both created by the
-//! supervisor), writes its slot of the stats page, and owns the `windows` table, which it creates
-//! itself (adopting one that is already there with the same shape, so a restart keeps every
-//! key's window).
+//! supervisor), writes its slot of the stats page, and owns the `windows` table and the `strings`
+//! table of its key text, which it creates itself (adopting ones that are already there with the
+//! same shape, so a restart keeps every key's window).
 //!
 //! # The loop
 //!
@@ -17,7 +17,7 @@
 //! clock by [`emit_grace`]: a reading stamped just before a boundary may still be in ingestd's
 //! batch or in decoded when the clock passes it, and emitting at once would clamp it into the
 //! next pane (`late.clamped`). A reading stamped after the boundary that arrives within the grace
-//! emits the boundary at once anyway (event time, see [`crate::window`]). An empty ring is waited on
+//! emits the boundary at once anyway (event time, see [`crate::fold`]). An empty ring is waited on
 //! (`wait_for_records` with the `[wait]` strategy) until the next boundary, or at most 250 ms
 //! (the heartbeat; also how soon an idle aggd sees SIGTERM), so emissions are on time with no
 //! input.
@@ -49,7 +49,7 @@ use telemetry_config::Config;
 use tracing::{info, warn};
 
 use crate::counters::Counters;
-use crate::store::{TableStore, Word};
+use crate::store::{TableStore, Tables, Word};
 use crate::window::{key_of, Opened, Reject, WindowConfig, Windows};
 
 /// Readings taken from the ring per turn.
@@ -57,7 +57,10 @@ pub const CHUNK: usize = 1024;
 /// How many readings ahead of the fold the index slot and the row are prefetched.
 const PREFETCH_KEY: usize = 8;
 const PREFETCH_ROW: usize = 4;
-const _: () = assert!(PREFETCH_ROW < PREFETCH_KEY);
+/// How many readings ahead the key's device text (named by the row, so after the row) is
+/// prefetched.
+const PREFETCH_TEXT: usize = 2;
+const _: () = assert!(PREFETCH_TEXT < PREFETCH_ROW && PREFETCH_ROW < PREFETCH_KEY);
 
 /// Longest idle wait: the heartbeat interval (at most a quarter of the hang timeout) and how
 /// soon an idle aggd notices SIGTERM.
@@ -76,6 +79,8 @@ pub struct Segments {
     pub stats: SegmentName,
     /// aggd's own window state.
     pub windows: SegmentName,
+    /// The key text the window state names.
+    pub strings: SegmentName,
 }
 
 impl Segments {
@@ -87,6 +92,7 @@ impl Segments {
             aggregates: name(segment::AGGREGATES)?,
             stats: name(segment::STATS)?,
             windows: name(segment::WINDOWS)?,
+            strings: name(segment::STRINGS)?,
         })
     }
 }
@@ -149,7 +155,7 @@ impl Stage {
                 config.aggd.window_ms, config.aggd.emit_every_ms
             ))
         })?;
-        let (windows, opened) = open_windows(&segments.windows, cfg)?;
+        let (windows, opened) = open_windows(&segments.windows, &segments.strings, cfg)?;
         let consumer = attach_consumer::<Reading>(&segments.readings, PATIENCE)?;
         let producer = attach_producer::<Aggregate>(&segments.aggregates, PATIENCE)?;
         let counters = retry(|| Counters::attach(&segments.stats))?;
@@ -164,6 +170,9 @@ impl Stage {
             emit_grace_ms: emit_grace(config).as_millis() as u64,
             undrained_since: None,
         };
+        if opened.replaced {
+            stage.counters.windows_replaced();
+        }
         let resumed = stage.resume()?;
         let w = &stage.windows;
         let max_keys = u64::from(cfg.max_keys);
@@ -172,6 +181,8 @@ impl Stage {
             emit_every_ms = cfg.panes.emit_every_ms,
             max_keys,
             idle_ttl_ms = cfg.idle_ttl_ms,
+            statistics = %cfg.statistics,
+            pane_columns = %cfg.row_shape().columns,
             fresh = opened.fresh,
             keys = opened.rows.live,
             invalid_rows = opened.rows.invalid + opened.rows.duplicate,
@@ -179,6 +190,8 @@ impl Stage {
             emission_resumed = resumed,
             position = w.folded(),
             table_bytes = w.store_bytes(),
+            strings_bytes = w.strings_bytes(),
+            texts = w.texts(),
             table_bytes_per_key = w.store_bytes() as u64 / max_keys,
             heap_bytes_per_key = w.heap_bytes() as u64 / max_keys,
             "aggd running"
@@ -293,7 +306,8 @@ impl Stage {
         let mut now = now;
         let mut clock = unix_ms;
         // Rows are spread over the table, so folding is bound by cache misses: start loading
-        // the index slot 8 readings ahead and the row 4 ahead, so that the misses overlap. Each
+        // the index slot 8 readings ahead, the row 4 ahead and the device text the row names 2
+        // ahead, so that the misses overlap. Each
         // reading's key hash is computed once, 8 ahead, and kept until its fold.
         let (a, b) = chunk.as_slices();
         let ahead = |i: usize| if i < a.len() { a.get(i) } else { b.get(i - a.len()) };
@@ -314,7 +328,13 @@ impl Stage {
             if let Some(x) = ahead(i + PREFETCH_ROW) {
                 windows.prefetch_row(x, tags[(i + PREFETCH_ROW) % PREFETCH_KEY]);
             }
-            let verdict = windows.fold_keyed(pos, r, tag, &mut now, &mut clock, producer);
+            if ahead(i + PREFETCH_TEXT).is_some() {
+                windows.prefetch_text(tags[(i + PREFETCH_TEXT) % PREFETCH_KEY]);
+            }
+            if let Some(due) = windows.due_before(r, &mut now, &mut clock) {
+                windows.emit_through(due, producer);
+            }
+            let verdict = windows.fold_keyed(pos, r, tag);
             counters.reading(verdict);
             pos = pos.wrapping_add(1);
         }
@@ -342,23 +362,46 @@ impl Stage {
 }
 
 /// Creates (or adopts) and opens the windows table. A table of another shape (the window or key
-/// settings changed) is replaced by a new one: its windows cannot be carried over.
-pub fn open_windows(name: &SegmentName, cfg: WindowConfig) -> Result<(Windows<TableStore>, Opened), shm_ring::Error> {
+/// settings changed, or `[aggd] statistics` needs other pane columns) is replaced by a new one:
+/// its windows cannot be carried over. That is logged, and `Opened::replaced` says so (the stage
+/// counts it as `windows.replaced`).
+pub fn open_windows(
+    name: &SegmentName,
+    strings: &SegmentName,
+    cfg: WindowConfig,
+) -> Result<(Windows<TableStore>, Opened), shm_ring::Error> {
+    let mut replaced = false;
     for _ in 0..2 {
         match retry(|| create_table::<Word>(name, cfg.words(), IfExists::Adopt))? {
             Created::Replaced { reason } => {
-                warn!(segment = %name, reason, "replaced the windows table; window state starts afresh")
+                warn!(segment = %name, reason, statistics = %cfg.statistics, "replaced the windows table; window state starts afresh");
+                replaced = true;
             }
             Created::New => info!(segment = %name, "created the windows table"),
             Created::Adopted { .. } => {}
         }
-        let table = retry(|| Table::<Word>::attach(name))?;
-        match Windows::open(TableStore(table), cfg, unix_ms()) {
-            Ok(opened) => return Ok(opened),
+        // The text no valid row names is free, whatever the table held: a new strings table
+        // under adopted rows only invalidates those rows (counted on start).
+        if let Created::Replaced { reason } =
+            retry(|| create_table::<Word>(strings, cfg.string_words(), IfExists::Adopt))?
+        {
+            warn!(segment = %strings, reason, "replaced the key text table");
+        }
+        let tables = Tables {
+            rows: TableStore(retry(|| Table::<Word>::attach(name))?),
+            strings: TableStore(retry(|| Table::<Word>::attach(strings))?),
+        };
+        match Windows::open(tables, cfg, unix_ms()) {
+            Ok((windows, mut opened)) => {
+                opened.replaced = replaced;
+                return Ok((windows, opened));
+            }
             Err(mismatch) => {
                 warn!(segment = %name, reason = mismatch.reason, "the windows table has another shape; window state starts afresh");
+                replaced = true;
                 drop(mismatch.store);
                 shm_ring::remove(name)?;
+                shm_ring::remove(strings)?;
             }
         }
     }

@@ -2,18 +2,21 @@
 //! words, so that rows can be sized for the configured number of panes) and its bookkeeping
 //! words. [`MemStore`] is the same thing in process memory, for tests.
 //!
+//! The key text is in a second table segment, `strings` ([`crate::strings`]), of the same
+//! words; [`Tables`] holds both.
+//!
 //! The table is `max_keys` rows of [`crate::row::row_words`]`(P)` words. Its 16 user words:
 //!
 //! | word | meaning |
 //! |---|---|
 //! | `MAGIC` | [`MAGIC_VALUE`] once the words below are initialised (written last) |
 //! | `EMIT_EVERY` | pane length in ms |
-//! | `SHAPE` | `panes << 32 \| max_keys` |
+//! | `SHAPE` | `omitted << 40 \| panes << 32 \| max_keys`: the row layout; `omitted` is the pane columns *not* stored ([`crate::pane::Columns`], derived from `[aggd] statistics`; 0 = all, the layout of tables made before columns were optional) |
 //! | `SEALED` | the open pane: every boundary up to `SEALED·E` has been emitted |
 //! | `FOLDED` | readings-ring position: every reading before it is folded into the windows |
 //! | `COUNTED` | readings-ring position: every reading before it is counted in the stats page |
 //! | `EMIT_CURSOR` | `(boundary as u32) << 32 \| row`: how far the emission of that boundary got |
-//! | `J_POS` … `J_LAST` | the undo journal of the fold in progress (see [`crate::window`]) |
+//! | `J_POS` … `J_LAST` | the undo journal of the fold in progress (see [`crate::journal`]) |
 //! | `ROWS_USED` | high-water mark of rows ever used; rows above it are zero |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +32,8 @@ pub struct Word(pub u64);
 impl shm_ring::Record for Word {
     // Bump the version whenever the row layout or the user words change meaning: a table of the
     // old layout is then replaced instead of misread.
-    const TYPE_NAME: &'static str = "aggd.WindowsWord/1";
+    // 2: the row header holds text ids (the text is in the `strings` segment).
+    const TYPE_NAME: &'static str = "aggd.WindowsWord/2";
 }
 
 /// `"aggdwin"` and the layout version.
@@ -39,7 +43,7 @@ pub const MAGIC_VALUE: u64 = 0x6167_6764_7769_6e01;
 pub const MAGIC: usize = 0;
 /// User word: pane length in ms.
 pub const EMIT_EVERY: usize = 1;
-/// User word: panes and row count.
+/// User word: the row layout (omitted pane columns, panes) and row count.
 pub const SHAPE: usize = 2;
 /// User word: the open pane.
 pub const SEALED: usize = 3;
@@ -61,6 +65,15 @@ pub const J_LAST: usize = 14;
 pub const ROWS_USED: usize = 15;
 
 const _: () = assert!(J_PANE + 5 == J_LAST && ROWS_USED < USER_WORDS);
+
+/// The two tables of the windows state: the rows (with the bookkeeping words) and the key text
+/// they name ([`crate::strings`]).
+pub struct Tables<S> {
+    /// The `windows` table: rows and bookkeeping words.
+    pub rows: S,
+    /// The `strings` table: the interned key text (its bookkeeping words are unused).
+    pub strings: S,
+}
 
 /// The words of the windows state: rows and bookkeeping. Bookkeeping words are stored with
 /// `Release`, so every row write before such a store is in place before it.
@@ -118,6 +131,14 @@ impl MemStore {
         MemStore {
             words: vec![0; len],
             user: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Zeroed tables for windows of `cfg`.
+    pub fn tables(cfg: &crate::WindowConfig) -> Tables<MemStore> {
+        Tables {
+            rows: MemStore::new(cfg.words() as usize),
+            strings: MemStore::new(cfg.string_words() as usize),
         }
     }
 }

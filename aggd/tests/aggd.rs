@@ -1,6 +1,7 @@
 //! The real `aggd` binary against segments this test creates under its own prefix: exact
 //! aggregates per key, a SIGKILL in the middle of a window, repeated SIGKILLs while readings
-//! stream in, a full aggregates ring, SIGTERM, and a bad configuration.
+//! stream in, a full aggregates ring, SIGTERM, a bad configuration, and a change of
+//! `[aggd] statistics`.
 //!
 //! Timeouts are hang guards only. Where a check depends on the machine being fast enough (a
 //! window must still hold samples from before a kill), the test checks that precondition from
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytemuck::Zeroable;
 use records::names::{segment, stage};
-use records::{Aggregate, FixedText, Reading};
+use records::{Aggregate, FixedText, Reading, Statistics};
 use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, Producer, RingOptions, SegmentName, StatsReader};
 use test_brokers::{wait_for, Process, TempDir};
 
@@ -496,12 +497,15 @@ fn a_bad_configuration_exits_2_before_touching_anything() {
 #[test]
 fn bytes_per_key_of_the_default_shape() {
     // Measured on the real segment: the table's size in /dev/shm and the heap that grows with
-    // max_keys, for the default [aggd] (60 s / 5 s = 12 panes, 100 000 keys).
+    // max_keys, for the default [aggd] (60 s / 5 s = 12 panes, 100 000 keys). The key text's
+    // segment is a reservation of three texts per key whose pages are touched only as distinct
+    // texts arrive: what it costs per key depends on the keys (scripts/bench-aggd-memory.sh).
     let prefix = format!("test-aggd-bytes-{}", std::process::id());
     let _guard = PrefixGuard::new(&prefix);
     let name = SegmentName::new(&prefix, segment::WINDOWS).unwrap();
+    let strings = SegmentName::new(&prefix, segment::STRINGS).unwrap();
     let cfg = aggd::WindowConfig::from_config(&telemetry_config::Aggd::default()).unwrap();
-    let (windows, opened) = aggd::stage::open_windows(&name, cfg).unwrap();
+    let (windows, opened) = aggd::stage::open_windows(&name, &strings, cfg).unwrap();
     assert!(opened.fresh);
     let file = std::fs::metadata(format!("/dev/shm/{name}")).unwrap().len();
     assert_eq!(file as usize, windows.store_bytes());
@@ -513,6 +517,71 @@ fn bytes_per_key_of_the_default_shape() {
         cfg.max_keys,
         table + heap
     );
-    assert!((560.0..561.0).contains(&table), "{table}");
+    assert!((464.0..465.0).contains(&table), "{table}");
+    let reserved = std::fs::metadata(format!("/dev/shm/{strings}")).unwrap().len();
+    assert_eq!(reserved as usize, windows.strings_bytes());
+    // Count and mean only: 32 + 12·(4 + 8) bytes per row.
+    let mean = aggd::WindowConfig {
+        statistics: Statistics::COUNT | Statistics::MEAN,
+        ..cfg
+    };
+    drop(windows);
+    let (windows, opened) = aggd::stage::open_windows(&name, &strings, mean).unwrap();
+    assert!(opened.fresh && opened.replaced);
+    let table = windows.store_bytes() as f64 / keys;
+    eprintln!("with statistics = [\"count\", \"mean\"]: {table:.1} B/key in /dev/shm");
+    assert!((176.0..177.0).contains(&table), "{table}");
     assert!(heap < 16.0, "{heap}");
+}
+
+#[test]
+fn only_the_chosen_statistics_are_carried_and_another_set_replaces_the_table() {
+    let shape = Shape {
+        window_ms: 400,
+        emit_every_ms: 100,
+        max_keys: 16,
+        aggregates_ring: 1024,
+    };
+    let mut p = Pipeline::new("statistics", shape);
+    let values = [1.5, 21.123456789, -4.0];
+    let run = |p: &mut Pipeline, dev: &str| -> Aggregate {
+        p.start();
+        let batch: Vec<Reading> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| reading(dev, "temp", *v, i as u64))
+            .collect();
+        p.push(&batch);
+        let a = wait_for("an aggregate holding the readings", HANG, || {
+            p.aggregates()
+                .into_iter()
+                .find(|a| a.device().text() == dev && a.count == 3)
+        });
+        assert_eq!(p.stop(), Some(0), "SIGTERM exits 0");
+        a
+    };
+    let all = run(&mut p, "dev-all");
+    assert_eq!(all.statistics(), Statistics::ALL);
+    assert_exact(&all, &values, &p.shape);
+    assert_eq!(p.counter("windows.replaced"), 0);
+
+    // Count and mean need only per-pane counts and sums: the table's layout changes, so it is
+    // replaced (logged and counted), and the aggregates carry exactly the chosen statistics.
+    let mut config = std::fs::read_to_string(&p.config).unwrap();
+    config.push_str("statistics = [\"count\", \"mean\"]\n");
+    std::fs::write(&p.config, config).unwrap();
+    let mean = run(&mut p, "dev-mean");
+    assert_eq!(mean.statistics(), Statistics::COUNT | Statistics::MEAN);
+    assert_eq!(mean.mean(), values.iter().sum::<f64>() / 3.0);
+    assert_eq!(p.counter("windows.replaced"), 1);
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert!(log.contains("replaced the windows table"), "{log}");
+
+    // The same set again: the table is adopted.
+    let again = run(&mut p, "dev-again");
+    assert_eq!(
+        (again.statistics(), again.count),
+        (Statistics::COUNT | Statistics::MEAN, 3)
+    );
+    assert_eq!(p.counter("windows.replaced"), 1);
 }

@@ -4,6 +4,52 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, ConfigError};
 
+/// One statistic an aggregate can carry (`[aggd] statistics`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Statistic {
+    /// Samples in the window.
+    Count,
+    /// Their sum.
+    Sum,
+    /// Their mean (needs per-pane counts and sums).
+    Mean,
+    /// The smallest sample (needs per-pane minima).
+    Min,
+    /// The largest sample (needs per-pane maxima).
+    Max,
+    /// The population standard deviation (needs per-pane counts, sums and sums of squares).
+    Stddev,
+    /// The most recent sample (needs one value per key).
+    Last,
+}
+
+impl Statistic {
+    /// Every statistic, in the documented order (the default set).
+    pub const ALL: [Statistic; 7] = [
+        Statistic::Count,
+        Statistic::Sum,
+        Statistic::Mean,
+        Statistic::Min,
+        Statistic::Max,
+        Statistic::Stddev,
+        Statistic::Last,
+    ];
+
+    /// Its name in the configuration and in the aggregate document.
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::Count => "count",
+            Statistic::Sum => "sum",
+            Statistic::Mean => "mean",
+            Statistic::Min => "min",
+            Statistic::Max => "max",
+            Statistic::Stddev => "stddev",
+            Statistic::Last => "last",
+        }
+    }
+}
+
 /// `[aggd]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -16,6 +62,8 @@ pub struct Aggd {
     pub max_keys: u32,
     /// A key with no sample for this long (ms) is forgotten; at least `window_ms`.
     pub idle_ttl_ms: u64,
+    /// The statistics each aggregate carries; the windows store only what these need.
+    pub statistics: Vec<Statistic>,
 }
 
 impl Aggd {
@@ -32,6 +80,7 @@ impl Default for Aggd {
             emit_every_ms: 5_000,
             max_keys: 100_000,
             idle_ttl_ms: 600_000,
+            statistics: Statistic::ALL.to_vec(),
         }
     }
 }
@@ -66,6 +115,14 @@ impl Aggd {
                 a.idle_ttl_ms,
                 "must be at least aggd.window_ms",
             ));
+        }
+        if a.statistics.is_empty() {
+            return Err(bad("aggd.statistics", "[]", "must name at least one statistic"));
+        }
+        for (i, s) in a.statistics.iter().enumerate() {
+            if a.statistics[..i].contains(s) {
+                return Err(bad("aggd.statistics", s.name(), "is listed twice"));
+            }
         }
         Ok(())
     }

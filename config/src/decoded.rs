@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
-    /// From the MQTT 5 content type, then the per-topic lists, then the first byte.
+    /// By the first byte: `{` or JSON whitespace is JSON, anything else CBOR (protobuf is never
+    /// guessed: it needs a content type or `proto_topics`).
     Auto,
     /// Always CBOR.
     Cbor,
     /// Always JSON.
     Json,
+    /// Always protobuf (`telemetry.v1.Reading`).
+    Protobuf,
 }
 
 /// `[decoded]`
@@ -24,6 +27,8 @@ pub struct Decoded {
     pub json_topics: Vec<String>,
     /// Topic filters whose payloads are CBOR.
     pub cbor_topics: Vec<String>,
+    /// Topic filters whose payloads are protobuf `telemetry.v1.Reading`s.
+    pub proto_topics: Vec<String>,
 }
 
 impl Default for Decoded {
@@ -32,6 +37,22 @@ impl Default for Decoded {
             format: PayloadFormat::Auto,
             json_topics: Vec::new(),
             cbor_topics: Vec::new(),
+            proto_topics: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    use super::*;
+
+    #[test]
+    fn protobuf_is_a_format_and_proto_topics_a_list() {
+        let c = Config::from_toml("[decoded]\nformat = \"protobuf\"\nproto_topics = [\"site/+/pb/#\"]\n").unwrap();
+        assert_eq!(c.decoded.format, PayloadFormat::Protobuf);
+        assert_eq!(c.decoded.proto_topics, ["site/+/pb/#"]);
+        assert!(Config::from_toml("[decoded]\nformat = \"proto\"\n").is_err());
     }
 }

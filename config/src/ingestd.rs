@@ -1,14 +1,16 @@
-//! `[ingestd]`: the MQTT subscriber.
+//! `[ingestd]`: the MQTT subscriber, and `[ingestd.http]`: the HTTP listener. Either may be off,
+//! not both.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, check_url, ConfigError};
+use crate::secret::check_secret_file;
 
 /// `[ingestd]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ingestd {
-    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS); empty for no MQTT (HTTP only).
     pub broker: String,
     /// Topic filters to subscribe to.
     pub topics: Vec<String>,
@@ -23,10 +25,18 @@ pub struct Ingestd {
     pub client_id: String,
     /// Username; empty for none.
     pub username: String,
-    /// Password; empty for none.
-    pub password: String,
+    /// File holding the password (a secret file: no access for others); empty for none.
+    pub password_file: String,
     /// PEM file with the CA certificates for `mqtts://`; empty for the system roots.
     pub ca_file: String,
+    /// PEM client certificate chain for mutual TLS (`mqtts://`); needs `key_file`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (a secret file).
+    pub key_file: String,
+    /// The name the broker's certificate must carry, when it is not the host in `broker` (a
+    /// broker reached by IP address); empty for the host. The name is always verified.
+    pub tls_server_name: String,
+
     /// MQTT 5 clean start. `false` (the default) resumes the broker's session, so what arrives
     /// while ingestd restarts is queued for it; `true` starts afresh and loses it.
     pub clean_start: bool,
@@ -51,6 +61,78 @@ pub struct Ingestd {
     /// pauses this long before reading again, so that the next read returns many messages
     /// instead of a few. 0 reads again at once (lowest latency, most CPU per message).
     pub batch_budget_us: u64,
+    /// `[ingestd.http]`: the HTTP door.
+    pub http: Http,
+}
+
+/// `[ingestd.http]`: `POST /v1/readings` into the same raw ring.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// `host:port` to listen on; empty (the default) for no HTTP listener.
+    pub listen: String,
+    /// Largest request body in bytes; a larger one is refused whole with 413.
+    pub max_body_bytes: usize,
+    /// File holding the bearer token requests must carry (`Authorization: Bearer <token>`);
+    /// empty for none. It must not be readable by others (mode `o-r`), or the config is refused.
+    pub token_file: String,
+    /// PEM certificate chain for HTTPS; empty for plain HTTP. Set with `key_file`.
+    pub cert_file: String,
+    /// PEM private key for HTTPS (only the service may read it). Set with `cert_file`.
+    pub key_file: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: String::new(),
+            max_body_bytes: 1 << 20,
+            token_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+        }
+    }
+}
+
+impl Http {
+    /// Whether the HTTP listener is on.
+    pub fn enabled(&self) -> bool {
+        !self.listen.is_empty()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "ingestd.http.listen",
+                format!("{:?}", self.listen),
+                "must be an IP address and port, e.g. \"127.0.0.1:8080\"",
+            ));
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > 64 << 20 {
+            return Err(bad(
+                "ingestd.http.max_body_bytes",
+                self.max_body_bytes,
+                "must be from 1 to 67108864 (64 MiB)",
+            ));
+        }
+        if self.cert_file.is_empty() != self.key_file.is_empty() {
+            return Err(bad(
+                "ingestd.http.cert_file",
+                format!("{:?}", self.cert_file),
+                "cert_file and key_file go together (both set for HTTPS, both empty for HTTP)",
+            ));
+        }
+        for (key, file) in [
+            ("ingestd.http.token_file", &self.token_file),
+            ("ingestd.http.key_file", &self.key_file),
+        ] {
+            check_secret_file(key, file)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Ingestd {
@@ -62,8 +144,11 @@ impl Default for Ingestd {
             share_group: String::new(),
             client_id: String::new(),
             username: String::new(),
-            password: String::new(),
+            password_file: String::new(),
             ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            tls_server_name: String::new(),
             clean_start: false,
             session_expiry_s: 3_600,
             when_ring_full: WhenRingFull::Hold,
@@ -72,6 +157,7 @@ impl Default for Ingestd {
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
             batch_budget_us: 2_000,
+            http: Http::default(),
         }
     }
 }
@@ -122,8 +208,46 @@ impl Ingestd {
     /// Checks what TOML's types cannot.
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         let i = self;
-        check_url("ingestd.broker", &i.broker, &["mqtt", "mqtts"])?;
-        if i.topics.is_empty() {
+        i.http.check()?;
+        if i.broker.is_empty() {
+            if !i.http.enabled() {
+                return Err(bad(
+                    "ingestd.broker",
+                    "\"\"",
+                    "no MQTT broker and no ingestd.http.listen: ingestd would have no source",
+                ));
+            }
+        } else {
+            check_url("ingestd.broker", &i.broker, &["mqtt", "mqtts"])?;
+        }
+        if !i.password_file.is_empty() && i.username.is_empty() {
+            return Err(bad(
+                "ingestd.password_file",
+                format!("{:?}", i.password_file),
+                "needs ingestd.username",
+            ));
+        }
+        check_secret_file("ingestd.password_file", &i.password_file)?;
+        check_secret_file("ingestd.key_file", &i.key_file)?;
+        if i.cert_file.is_empty() != i.key_file.is_empty() {
+            return Err(bad(
+                "ingestd.cert_file",
+                format!("{:?}", i.cert_file),
+                "cert_file and key_file go together: set both or neither",
+            ));
+        }
+        if !i.broker.starts_with("mqtts://") {
+            for (key, value) in [
+                ("ingestd.ca_file", &i.ca_file),
+                ("ingestd.cert_file", &i.cert_file),
+                ("ingestd.tls_server_name", &i.tls_server_name),
+            ] {
+                if !value.is_empty() {
+                    return Err(bad(key, format!("{value:?}"), "needs an mqtts:// broker"));
+                }
+            }
+        }
+        if i.topics.is_empty() && !i.broker.is_empty() {
             return Err(bad("ingestd.topics", "[]", "must name at least one topic filter"));
         }
         for t in &i.topics {
@@ -166,5 +290,50 @@ impl Ingestd {
             return Err(bad("ingestd.keep_alive_s", i.keep_alive_s, "must be from 5 to 65535"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn http_only_is_a_pipeline_but_no_source_at_all_is_not() {
+        let c =
+            Config::from_toml("[ingestd]\nbroker = \"\"\ntopics = []\n[ingestd.http]\nlisten = \"127.0.0.1:8080\"\n")
+                .unwrap();
+        assert!(c.ingestd.http.enabled() && c.ingestd.broker.is_empty());
+        assert!(err("[ingestd]\nbroker = \"\"\n").contains("no source"));
+        assert!(err("[ingestd.http]\nlisten = \"localhost\"\n").starts_with("config: ingestd.http.listen"));
+        assert!(err("[ingestd.http]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 0\n").contains("max_body_bytes"));
+        assert!(err("[ingestd.http]\nlisten = \"127.0.0.1:1\"\ncert_file = \"c.pem\"\n").contains("go together"));
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        let dir = std::env::temp_dir().join(format!("config-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let toml = format!(
+            "[ingestd.http]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"{}\"\n",
+            token.display()
+        );
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = err(&toml);
+        assert!(
+            e.contains("ingestd.http.token_file") && e.contains("readable by others"),
+            "{e}"
+        );
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Config::from_toml(&toml).is_ok());
+        let missing = toml.replace("token\"", "nonesuch\"");
+        assert!(err(&missing).contains("cannot read the secret file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,19 +21,21 @@ mod emitd;
 mod error;
 mod ingestd;
 mod pipeline;
+mod secret;
 mod supervisor;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use aggd::Aggd;
+pub use aggd::{Aggd, Statistic};
 pub use args::{from_args, path_from_args, VERSION};
 pub use decoded::{Decoded, PayloadFormat};
-pub use emitd::{AggregateFormat, Emitd};
+pub use emitd::{AggregateFormat, Emitd, Kafka, KafkaCompression, SINKS};
 pub use error::ConfigError;
-pub use ingestd::{Ingestd, WhenRingFull};
+pub use ingestd::{Http, Ingestd, WhenRingFull};
 pub use pipeline::{Pipeline, Wait};
+pub use secret::{check_secret_file, read_secret};
 pub use supervisor::Supervisor;
 
 /// The whole file.
@@ -71,6 +73,17 @@ impl Config {
 
     /// Parses and checks a TOML document.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        // Earlier releases took the MQTT password in the file: say where it goes now.
+        if let Ok(table) = toml::from_str::<toml::Table>(text) {
+            if table.get("ingestd").and_then(|i| i.get("password")).is_some() {
+                return Err(ConfigError {
+                    key: "ingestd.password".into(),
+                    problem: "passwords are not written in the config: put it in a file only the \
+                              service can read and set ingestd.password_file"
+                        .into(),
+                });
+            }
+        }
         let config: Config = toml::from_str(text).map_err(|e| ConfigError {
             key: String::new(),
             problem: e.to_string().trim_end().replace('\n', " "),
@@ -112,6 +125,15 @@ mod tests {
         assert!(err("[ingestd]\nbroker = \"http://x:1\"\n").starts_with("config: ingestd.broker"));
         assert!(err("[ingestd]\nbroker = \"mqtt://x\"\n").contains("host and a port"));
         assert!(err("[aggd]\nwindow_ms = 1000\nemit_every_ms = 300\n").starts_with("config: aggd.window_ms = 1000"));
+        assert_eq!(
+            err("[aggd]\nstatistics = []\n"),
+            "config: aggd.statistics = []: must name at least one statistic"
+        );
+        assert_eq!(
+            err("[aggd]\nstatistics = [\"min\", \"count\", \"min\"]\n"),
+            "config: aggd.statistics = min: is listed twice"
+        );
+        assert!(err("[aggd]\nstatistics = [\"median\"]\n").contains("median"));
         assert!(err("[emitd]\nsubject_prefix = \"a.>\"\n").starts_with("config: emitd.subject_prefix"));
         assert!(err("[pipeline]\nprefix = \"../x\"\n").starts_with("config: pipeline.prefix"));
         assert!(err("[ingestd]\ntopics = [\"$share/g/t\"]\n").contains("share_group"));
@@ -144,11 +166,19 @@ mod tests {
         let written: toml::Table = toml::from_str(include_str!("../../deploy/telemetry.toml")).unwrap();
         let fields = serde_json::to_value(Config::default()).unwrap();
         for (section, keys) in fields.as_object().unwrap() {
-            for key in keys.as_object().unwrap().keys() {
+            for (key, value) in keys.as_object().unwrap() {
+                let table = written.get(section).and_then(|t| t.get(key));
                 assert!(
-                    written.get(section).and_then(|t| t.get(key)).is_some(),
+                    table.is_some(),
                     "deploy/telemetry.toml does not document {section}.{key}"
                 );
+                // A sub-section ([emitd.kafka]): every key of it too.
+                for sub in value.as_object().into_iter().flat_map(|o| o.keys()) {
+                    assert!(
+                        table.and_then(|t| t.get(sub)).is_some(),
+                        "deploy/telemetry.toml does not document {section}.{key}.{sub}"
+                    );
+                }
             }
         }
     }
@@ -163,6 +193,18 @@ mod tests {
         assert_ne!(derived, i.client_id_for("edge-8"));
         i.client_id = "mine".into();
         assert_eq!(i.client_id_for("edge-7"), "mine");
+    }
+
+    #[test]
+    fn secrets_are_files_never_values() {
+        assert!(err("[ingestd]\npassword = \"x\"\n").starts_with("config: ingestd.password: passwords are not written"));
+        assert!(
+            err("[ingestd]\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n")
+                .starts_with("config: ingestd.password_file = \"/nonexistent/pw\": cannot read the secret file")
+        );
+        assert!(err("[ingestd]\npassword_file = \"/nonexistent/pw\"\n").contains("needs ingestd.username"));
+        assert!(err("[ingestd]\nbroker = \"mqtts://h:1\"\ncert_file = \"/c.pem\"\n").contains("set both or neither"));
+        assert!(err("[ingestd]\nca_file = \"/ca.pem\"\n").contains("needs an mqtts:// broker"));
     }
 
     #[test]

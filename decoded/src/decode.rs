@@ -1,5 +1,5 @@
 //! A payload in, a [`Reading`] or exactly one [`Reason`] out: parse with the format's parser,
-//! then validate the [`Fields`] the same way for both formats.
+//! then validate the [`Fields`] the same way for every format (CBOR, JSON, protobuf).
 //!
 //! The document: `d` device id (text), `s` sensor (text), `v` value (integer or float), and
 //! optionally `u` unit (text), `n` sequence number (unsigned), `t` event time in ms (unsigned).
@@ -17,7 +17,7 @@ use records::{Reading, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
 
 use crate::fields::{Fields, Text, Value};
 use crate::reason::Reason;
-use crate::{cbor, json};
+use crate::{cbor, json, proto};
 
 /// How a payload is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Format {
     Cbor,
     /// JSON (RFC 8259).
     Json,
+    /// A protobuf `telemetry.v1.Reading` (`proto/telemetry/v1/reading.proto`).
+    Protobuf,
 }
 
 /// Decodes one payload. The reading's `received_ms` and `source` are 0: they describe the raw
@@ -43,6 +45,7 @@ pub fn decode(payload: &[u8], format: Format) -> Result<Reading, Reason> {
     let fields = match format {
         Format::Cbor => cbor::parse(payload)?,
         Format::Json => json::parse(payload)?,
+        Format::Protobuf => proto::parse(payload)?,
     };
     validate(&fields)
 }

@@ -1,7 +1,7 @@
 //! What a parser hands to the validator: for each key of the reading document (`d`, `s`, `v`,
-//! `u`, `n`, `t`), the value found, typed only as far as the wire format says. Both the CBOR and
-//! the JSON parser fill the same [`Fields`], so validation (`decode.rs`) is written once and the
-//! two formats cannot drift apart.
+//! `u`, `n`, `t`), the value found, typed only as far as the wire format says. The CBOR, JSON and
+//! protobuf parsers fill the same [`Fields`], so validation (`decode.rs`) is written once and the
+//! formats cannot drift apart.
 //!
 //! Nothing here allocates: text borrows the payload, or, when JSON escapes forced a copy, lives
 //! in a small inline buffer that holds any id a reading could hold.

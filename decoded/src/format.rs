@@ -1,7 +1,9 @@
-//! Which parser a raw record's payload gets: the MQTT 5 content type ingestd saw, else the
-//! per-topic lists of `[decoded]` (`json_topics` first, then `cbor_topics`, in MQTT filter syntax),
-//! else `[decoded] format`, where `auto` looks at the first byte: `{` or JSON whitespace means
-//! JSON, anything else CBOR (a CBOR map starts with 0xa0–0xbf, never with those).
+//! Which parser a raw record's payload gets: the content type ingestd saw (the MQTT 5 property,
+//! or an HTTP `Content-Type`), else the per-topic lists of `[decoded]` (`json_topics` first, then
+//! `cbor_topics`, then `proto_topics`, in MQTT filter syntax), else `[decoded] format`, where
+//! `auto` looks at the first byte: `{` or JSON whitespace means JSON, anything else CBOR (a CBOR
+//! map starts with 0xa0–0xbf, never with those). Protobuf is never guessed from the bytes: almost
+//! any byte string is a well-formed protobuf message, so it must be declared.
 //!
 //! Filters are checked once at start-up; matching splits the topic in place and allocates nothing.
 
@@ -30,7 +32,7 @@ pub struct TopicFilter(String);
 /// A filter that is not valid MQTT filter syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadFilter {
-    /// The config key, `decoded.json_topics` or `decoded.cbor_topics`.
+    /// The config key, for example `decoded.json_topics`.
     pub key: &'static str,
     /// The filter.
     pub filter: String,
@@ -99,6 +101,7 @@ impl TopicFilter {
 pub struct FormatChooser {
     json: Vec<TopicFilter>,
     cbor: Vec<TopicFilter>,
+    proto: Vec<TopicFilter>,
     fallback: PayloadFormat,
 }
 
@@ -114,6 +117,7 @@ impl FormatChooser {
         Ok(FormatChooser {
             json: parse("decoded.json_topics", &config.json_topics)?,
             cbor: parse("decoded.cbor_topics", &config.cbor_topics)?,
+            proto: parse("decoded.proto_topics", &config.proto_topics)?,
             fallback: config.format,
         })
     }
@@ -123,15 +127,13 @@ impl FormatChooser {
         match raw.content_type() {
             ContentType::Json => Format::Json,
             ContentType::Cbor => Format::Cbor,
-            // Until decoded reads protobuf, a payload declared as protobuf is chosen like an
-            // undeclared one (and counted by the reason its bytes fail with).
-            ContentType::Unknown | ContentType::Protobuf => {
-                self.by_topic(raw.topic()).unwrap_or_else(|| match self.fallback {
-                    PayloadFormat::Json => Format::Json,
-                    PayloadFormat::Cbor => Format::Cbor,
-                    PayloadFormat::Auto => sniff(raw.payload()),
-                })
-            }
+            ContentType::Protobuf => Format::Protobuf,
+            ContentType::Unknown => self.by_topic(raw.topic()).unwrap_or_else(|| match self.fallback {
+                PayloadFormat::Json => Format::Json,
+                PayloadFormat::Cbor => Format::Cbor,
+                PayloadFormat::Protobuf => Format::Protobuf,
+                PayloadFormat::Auto => sniff(raw.payload()),
+            }),
         }
     }
 
@@ -140,6 +142,8 @@ impl FormatChooser {
             Some(Format::Json)
         } else if self.cbor.iter().any(|f| f.matches(topic)) {
             Some(Format::Cbor)
+        } else if self.proto.iter().any(|f| f.matches(topic)) {
+            Some(Format::Protobuf)
         } else {
             None
         }
@@ -209,6 +213,11 @@ mod tests {
             e.to_string().starts_with("config: decoded.cbor_topics = \"x/#/y\": "),
             "{e}"
         );
+        let config = Decoded {
+            proto_topics: vec!["p/#/q".into()],
+            ..Decoded::default()
+        };
+        assert_eq!(FormatChooser::new(&config).unwrap_err().key, "decoded.proto_topics");
     }
 
     fn raw(topic: &str, payload: &[u8], ct: ContentType) -> RawRecord {
@@ -220,7 +229,8 @@ mod tests {
         let chooser = FormatChooser::new(&Decoded {
             format: PayloadFormat::Auto,
             json_topics: vec!["j/#".into(), "both/#".into()],
-            cbor_topics: vec!["c/+".into(), "both/#".into()],
+            cbor_topics: vec!["c/+".into(), "both/#".into(), "cp/#".into()],
+            proto_topics: vec!["p/#".into(), "cp/#".into()],
         })
         .unwrap();
         let cbor_bytes = [0xa0];
@@ -230,6 +240,11 @@ mod tests {
             chooser.choose(&raw("j/x", &cbor_bytes, ContentType::Cbor)),
             Format::Cbor
         );
+        assert_eq!(
+            chooser.choose(&raw("j/x", b"{}", ContentType::Protobuf)),
+            Format::Protobuf
+        );
+        assert_eq!(chooser.choose(&raw("p/x", b"{}", ContentType::Json)), Format::Json);
         // Then the lists, json_topics first.
         assert_eq!(
             chooser.choose(&raw("j/x", &cbor_bytes, ContentType::Unknown)),
@@ -239,6 +254,20 @@ mod tests {
         assert_eq!(
             chooser.choose(&raw("both/x", &cbor_bytes, ContentType::Unknown)),
             Format::Json
+        );
+        // proto_topics, after the other two lists.
+        assert_eq!(
+            chooser.choose(&raw("p/a/b", b"{}", ContentType::Unknown)),
+            Format::Protobuf
+        );
+        assert_eq!(
+            chooser.choose(&raw("cp/x", &cbor_bytes, ContentType::Unknown)),
+            Format::Cbor
+        );
+        // Protobuf is never sniffed: bytes that would be a Reading still go by the first byte.
+        assert_eq!(
+            chooser.choose(&raw("other", &[0x12, 1, b's'], ContentType::Unknown)),
+            Format::Cbor
         );
         // Then auto: the first byte.
         assert_eq!(chooser.choose(&raw("other", b"{}", ContentType::Unknown)), Format::Json);
@@ -259,7 +288,11 @@ mod tests {
 
     #[test]
     fn a_fixed_format_applies_to_the_rest() {
-        for (format, want) in [(PayloadFormat::Json, Format::Json), (PayloadFormat::Cbor, Format::Cbor)] {
+        for (format, want) in [
+            (PayloadFormat::Json, Format::Json),
+            (PayloadFormat::Cbor, Format::Cbor),
+            (PayloadFormat::Protobuf, Format::Protobuf),
+        ] {
             let chooser = FormatChooser::new(&Decoded {
                 format,
                 ..Decoded::default()

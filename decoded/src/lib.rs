@@ -1,7 +1,7 @@
 //! decoded: the pipeline stage that turns raw MQTT payloads into typed readings.
 //!
 //! It consumes the raw ring (`records::RawRecord`, written by ingestd), decodes each payload as
-//! CBOR or JSON, and produces into the readings ring (`records::Reading`, read by aggd). A payload
+//! CBOR, JSON or protobuf, and produces into the readings ring (`records::Reading`, read by aggd). A payload
 //! that does not make a reading is counted under exactly one `error.<reason>` and goes no further.
 //!
 //! | module | concept |
@@ -9,7 +9,8 @@
 //! | [`format`](mod@format) | which parser a payload gets: content type, per-topic lists, first byte |
 //! | [`cbor`] | a non-allocating CBOR reader for the reading document |
 //! | [`json`] | the same document as JSON, through serde_json without a `Value` tree |
-//! | [`fields`] | what both parsers produce: the document's keys, typed as the wire says |
+//! | [`proto`] | the same reading as protobuf (`telemetry.v1.Reading`), a non-allocating wire-format reader |
+//! | [`fields`] | what every parser produces: the document's keys, typed as the wire says |
 //! | [`decode`](mod@decode) | payload → [`records::Reading`] or one [`Reason`] |
 //! | [`reason`] | the reasons and their counters |
 //! | [`resume`] | exactly-once across a restart: which raw records were already forwarded |
@@ -26,6 +27,7 @@ pub mod fault;
 pub mod fields;
 pub mod format;
 pub mod json;
+pub mod proto;
 pub mod reason;
 pub mod resume;
 pub mod stage;

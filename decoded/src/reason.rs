@@ -17,12 +17,14 @@ use records::names::error_reason;
 /// [`NonFinite`]: Reason::NonFinite
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// Not well-formed CBOR or JSON, not a map at the top level, a duplicate key, text that is
-    /// not UTF-8, or bytes after the top-level item.
+    /// Not well-formed CBOR, JSON or protobuf: not a map at the top level, a duplicate key, text
+    /// that is not UTF-8, bytes after the top-level item; for protobuf a truncated varint, a
+    /// length past the end, an invalid tag or wire type.
     Malformed,
-    /// `d`, `s` or `v` is absent.
+    /// `d`, `s` or `v` is absent (protobuf: device or sensor; an absent protobuf value is 0.0).
     MissingField,
-    /// A key has a value of the wrong type (`v` a string, `n` negative or fractional, `d` a number…).
+    /// A key has a value of the wrong type (`v` a string, `n` negative or fractional, `d` a number…),
+    /// or a protobuf field has the wrong wire type.
     BadType,
     /// `v` is NaN or infinite.
     NonFinite,

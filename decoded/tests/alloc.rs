@@ -1,5 +1,6 @@
 //! The hot path allocates nothing: a counting global allocator (this test binary's own) shows
-//! that decoding valid CBOR and JSON documents, and rejecting bad CBOR, costs no allocation.
+//! that decoding valid CBOR, JSON and protobuf payloads, and rejecting bad CBOR and protobuf,
+//! costs no allocation.
 //!
 //! Also a measurement, not run by default (timings are never asserted):
 //!
@@ -7,7 +8,8 @@
 //! cargo test -p decoded --release --test alloc -- --ignored --nocapture
 //! ```
 //!
-//! prints ns per message and allocations per message for this crate's decoder and, for
+//! prints ns per message and allocations per message for this crate's decoder (CBOR, JSON and
+//! protobuf, the seed's reading in each) and, for
 //! comparison, ciborium's `de::from_reader` into a struct with `String` fields (ciborium reads
 //! through `io::Read` and cannot lend `&str` out of the payload).
 
@@ -16,10 +18,13 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Instant;
 
+mod support;
+
 use decoded::format::FormatChooser;
 use decoded::stage::decode_raw;
 use decoded::{decode, Format, Reason};
 use records::{ContentType, RawRecord};
+use support::reference_proto::ProtoReading;
 
 struct Counting;
 
@@ -73,6 +78,16 @@ fn seed_cbor() -> Vec<u8> {
     };
     ciborium::ser::into_writer(&seed, &mut out).unwrap();
     out
+}
+
+/// The same reading as protobuf, encoded by prost.
+fn seed_proto() -> Vec<u8> {
+    ProtoReading {
+        unit: Some("C".into()),
+        seq: Some(1_000),
+        ..ProtoReading::new("dev00001", "sen002", 21.5)
+    }
+    .encode()
 }
 
 fn cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -162,6 +177,24 @@ fn decoding_allocates_nothing() {
         br#" {"t":1700000000000, "v":-40, "s":"temp", "d":"dev1", "x":[1,"a",true], "y":null, "z":{"k":"v"}}"#,
         br#"{"d":"dev1","s":"temp","v":1e-3}"#,
     ];
+    let valid_proto = [
+        seed_proto(),
+        ProtoReading {
+            time_ms: Some(1_700_000_000_000),
+            ..ProtoReading::new("dev1", "temp", -40.0)
+        }
+        .encode(),
+        ProtoReading::new("dev1", "temp", 0.0).encode(),
+    ];
+    let bad_proto: Vec<(Vec<u8>, Reason)> = vec![
+        (valid_proto[0][..5].to_vec(), Reason::Malformed),
+        (Vec::new(), Reason::MissingField),
+        (ProtoReading::new("dev1", "temp", f64::NAN).encode(), Reason::NonFinite),
+        (
+            ProtoReading::new(&"d".repeat(60), "temp", 1.0).encode(),
+            Reason::IdTooLong,
+        ),
+    ];
     let chooser = FormatChooser::new(&Default::default()).unwrap();
     let raws: Vec<RawRecord> = valid_cbor
         .iter()
@@ -170,6 +203,11 @@ fn decoding_allocates_nothing() {
             valid_json
                 .iter()
                 .map(|p| RawRecord::new(b"site/s1/sensor/t", p, ContentType::Unknown, 5).unwrap()),
+        )
+        .chain(
+            valid_proto
+                .iter()
+                .map(|p| RawRecord::new(b"site/s1/sensor/t", p, ContentType::Protobuf, 5).unwrap()),
         )
         .collect();
 
@@ -183,6 +221,12 @@ fn decoding_allocates_nothing() {
             }
             for p in valid_json {
                 black_box(decode(black_box(p), Format::Json).unwrap());
+            }
+            for p in &valid_proto {
+                black_box(decode(black_box(p), Format::Protobuf).unwrap());
+            }
+            for (p, reason) in &bad_proto {
+                assert_eq!(decode(black_box(p), Format::Protobuf).unwrap_err(), *reason);
             }
             for (i, raw) in raws.iter().enumerate() {
                 black_box(decode_raw(raw, &chooser, i as u64).unwrap());
@@ -211,6 +255,7 @@ fn measure() {
     let payload = seed_cbor();
     assert_eq!(payload.len(), 35);
     let json = br#"{"d":"dev00001","s":"sen002","v":21.5,"u":"C","n":1000}"#;
+    let proto = seed_proto();
 
     let time = |name: &str, f: &dyn Fn()| {
         for _ in 0..N / 10 {
@@ -244,6 +289,12 @@ fn measure() {
     });
     time("json (this crate, serde_json)", &|| {
         black_box(decode(black_box(json), Format::Json).unwrap());
+    });
+    time("protobuf (this crate)", &|| {
+        black_box(decode(black_box(&proto), Format::Protobuf).unwrap());
+    });
+    time("protobuf parse only (this crate)", &|| {
+        black_box(decoded::proto::parse(black_box(&proto)).unwrap());
     });
     time("cbor (ciborium from_reader, String)", &|| {
         let seed: Seed = ciborium::de::from_reader(black_box(&payload[..])).unwrap();

@@ -1,8 +1,10 @@
-//! Fuzzing that runs in CI: property tests over arbitrary bytes, over mutated valid CBOR and JSON
-//! payloads, and over generated documents of every shape. Whatever the input, `decode` returns
-//! (no panic, no hang: both parsers are linear in the payload's length) either a reading that
-//! satisfies every invariant of the readings ring or exactly one reason; and the same document
-//! gets the same verdict in CBOR and in JSON.
+//! Fuzzing that runs in CI: property tests over arbitrary bytes, over mutated valid CBOR, JSON and
+//! protobuf payloads, and over generated documents of every shape. Whatever the input, `decode`
+//! returns (no panic, no hang: every parser is linear in the payload's length) either a reading
+//! that satisfies every invariant of the readings ring or exactly one reason; the same document
+//! gets the same verdict in CBOR and in JSON, and the same reading in protobuf as in CBOR. For
+//! protobuf, prost (the reference decoder) is asked too: what it refuses, decoded refuses, and
+//! what decoded accepts, prost reads with the same values.
 //!
 //! CI runs 1,500 cases per property, a few seconds in all. A long run, for example overnight:
 //!
@@ -10,12 +12,15 @@
 //! PROPTEST_CASES=5000000 cargo test -p decoded --release --test fuzz
 //! ```
 
+mod support;
+
 use ciborium::Value as Cv;
 use decoded::{decode, Format, Reason};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use records::{FixedText, Reading, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
+use support::reference_proto::{prost_decodes, ProtoReading};
 
 fn config() -> Config {
     let mut config = Config::default();
@@ -44,6 +49,76 @@ fn check(verdict: &Result<Reading, Reason>) {
 fn decode_both(payload: &[u8]) {
     check(&decode(payload, Format::Cbor));
     check(&decode(payload, Format::Json));
+    check_proto(payload);
+}
+
+/// Decodes as protobuf, checks the verdict, and holds it against prost's.
+fn check_proto(payload: &[u8]) {
+    let ours = decode(payload, Format::Protobuf);
+    check(&ours);
+    let reference = prost_decodes(payload);
+    match (&ours, reference) {
+        (Ok(r), Some(m)) => {
+            let text = |name: &str| m.get_field_by_name(name).unwrap().as_str().unwrap().to_owned();
+            let number = |name: &str| m.get_field_by_name(name).unwrap().as_u64().unwrap();
+            assert_eq!(r.device().text(), text("device"));
+            assert_eq!(r.sensor().text(), text("sensor"));
+            assert_eq!(r.unit().text(), text("unit"));
+            let value = m.get_field_by_name("value").unwrap().as_f64().unwrap();
+            assert_eq!(r.value.to_bits(), value.to_bits());
+            assert_eq!((r.seq, r.event_ms), (number("seq"), number("time_ms")));
+        }
+        (Ok(r), None) => panic!("prost refuses {payload:02x?}, decoded made {r:?}"),
+        (Err(_), _) => {}
+    }
+}
+
+/// A reading as a protobuf sender fills it: any text, any value (finite or not), optional
+/// fields set or not.
+fn proto_reading() -> impl Strategy<Value = ProtoReading> {
+    let float = prop_oneof![
+        any::<f64>(),
+        (-1000i32..1000).prop_map(|x| f64::from(x) / 4.0),
+        Just(0.0),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+    ];
+    (
+        proptest::option::of(text(60)),
+        proptest::option::of(text(40)),
+        proptest::option::of(float),
+        proptest::option::of(text(20)),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(device, sensor, value, unit, seq, time_ms)| ProtoReading {
+            device,
+            sensor,
+            value,
+            unit,
+            seq,
+            time_ms,
+        })
+}
+
+/// The CBOR document a protobuf reading means: proto3 leaves out empty strings and zeros, so an
+/// empty device or sensor is absent, and the value is +0.0 unless set to something else.
+fn as_cbor_document(p: &ProtoReading) -> Cv {
+    let mut entries = Vec::new();
+    let mut text = |key: &str, t: &Option<String>| {
+        if let Some(t) = t.as_ref().filter(|t| !t.is_empty()) {
+            entries.push((Cv::Text(key.into()), Cv::Text(t.clone())));
+        }
+    };
+    text("d", &p.device);
+    text("s", &p.sensor);
+    text("u", &p.unit);
+    // -0.0 equals the default too, so prost leaves it out and it reads as +0.0.
+    let value = p.value.filter(|v| *v != 0.0).unwrap_or(0.0);
+    entries.push((Cv::Text("v".into()), Cv::Float(value)));
+    entries.extend(p.seq.map(|n| (Cv::Text("n".into()), Cv::Integer(n.into()))));
+    entries.extend(p.time_ms.map(|t| (Cv::Text("t".into()), Cv::Integer(t.into()))));
+    Cv::Map(entries)
 }
 
 fn cbor(value: &Cv) -> Vec<u8> {
@@ -282,6 +357,30 @@ proptest! {
     fn mutated_valid_payloads((doc, _) in valid_document(), edits in edits()) {
         decode_both(&apply(cbor(&doc), &edits));
         decode_both(&apply(json(&doc), &edits));
+    }
+
+    #[test]
+    fn protobuf_readings_get_the_verdict_of_the_same_cbor_document(p in proto_reading()) {
+        let payload = p.encode();
+        check_proto(&payload);
+        let ours = decode(&payload, Format::Protobuf);
+        let same = decode(&cbor(&as_cbor_document(&p)), Format::Cbor);
+        match (&ours, &same) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(bytemuck_bytes(a), bytemuck_bytes(b)),
+            _ => prop_assert_eq!(ours.as_ref().err(), same.as_ref().err(), "{:?}", p),
+        }
+    }
+
+    #[test]
+    fn mutated_protobuf_readings(p in proto_reading(), edits in edits()) {
+        decode_both(&apply(p.encode(), &edits));
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_a_protobuf_tag(start in prop::sample::select(vec![0x0au8, 0x12, 0x19, 0x28, 0x3b, 0x4a]), rest in vec(any::<u8>(), 0..200)) {
+        let mut bytes = vec![start];
+        bytes.extend(rest);
+        check_proto(&bytes);
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub enum Error {
     Ring(shm_ring::Error),
     /// The NATS client could not be created, or was closed under us.
     Nats(String),
+    /// The Kafka producer could not be created, or failed for good.
+    Kafka(String),
+    /// The configuration cannot be used by this emitd (exit 2).
+    Config(String),
     /// The process could not be set up (signal handlers, the async runtime).
     Setup(String),
     /// A bug: an internal invariant did not hold.
@@ -22,6 +26,8 @@ impl fmt::Display for Error {
             Error::Ring(e) => write!(f, "{e}"),
             Error::Nats(e) => write!(f, "{e}"),
             Error::Setup(e) => write!(f, "{e}"),
+            Error::Kafka(e) => write!(f, "{e}"),
+            Error::Config(e) => write!(f, "config: {e}"),
             Error::Internal(e) => write!(f, "internal error: {e}"),
         }
     }

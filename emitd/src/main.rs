@@ -1,4 +1,4 @@
-//! `emitd`: publishes the pipeline's aggregates to NATS. Wiring only; see the library docs
+//! `emitd`: publishes the pipeline's aggregates to its sinks (NATS, Kafka). Wiring only; see the library docs
 //! (`cargo doc -p emitd`) for what it does and guarantees.
 //!
 //! Exit codes: 0 after a shutdown request was handled, 1 on a fatal error (the supervisor
@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     init_logging(stage::EMITD);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ emitd::Error::Config(_)) => {
+            error!(error = %e, "emitd cannot run with this configuration");
+            ExitCode::from(2)
+        }
         Err(e) => {
             error!(error = %e, "emitd failed");
             ExitCode::from(1)
@@ -42,7 +46,7 @@ fn run(config: telemetry_config::Config) -> Result<(), emitd::Error> {
     )?;
     let consumer =
         attach_consumer::<Aggregate>(&stage_runtime::segment(&config, segment::AGGREGATES)?, ATTACH_PATIENCE)?;
-    // One thread runs the NATS client and the loop; ring waits go to the blocking pool.
+    // One thread runs the NATS client and the loop (librdkafka has its own threads); ring waits go to the blocking pool.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,6 +9,9 @@
 //! | `count` | integer | samples in the window |
 //! | `sum`, `mean`, `min`, `max`, `stddev`, `last` | number | over the window (`stddev`: population) |
 //!
+//! `count` to `last` appear only if `[aggd] statistics` chose them (all by default): each
+//! aggregate says which it carries ([`Aggregate::statistics`]).
+//!
 //! A number that is not finite (only an empty or damaged aggregate has one) is `null` in JSON
 //! and a CBOR float in CBOR. Ids that are not UTF-8 (only a damaged record holds such bytes)
 //! have the bad bytes replaced by U+FFFD.
@@ -19,7 +22,7 @@
 //! ids come out as valid JSON.
 
 use bytes::{BufMut, BytesMut};
-use records::{Aggregate, FixedText};
+use records::{Aggregate, FixedText, Statistics};
 use serde::Serialize;
 use telemetry_config::AggregateFormat;
 
@@ -39,19 +42,26 @@ pub struct Body<'a> {
     /// Window end, ms since the epoch (exclusive).
     pub window_end_ms: u64,
     /// Samples.
-    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
     /// Sum.
-    pub sum: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sum: Option<f64>,
     /// Mean.
-    pub mean: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
     /// Smallest sample.
-    pub min: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
     /// Largest sample.
-    pub max: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
     /// Population standard deviation.
-    pub stddev: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stddev: Option<f64>,
     /// Most recent sample.
-    pub last: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<f64>,
 }
 
 /// Encodes aggregates in one format for one pipeline instance.
@@ -79,6 +89,8 @@ impl PayloadEncoder {
     pub fn encode(&self, agg: &Aggregate, out: &mut BytesMut) {
         let (device, sensor, unit) = (agg.device(), agg.sensor(), agg.unit());
         let (device, sensor, unit) = (device.text(), sensor.text(), unit.text());
+        let carried = agg.statistics();
+        let chosen = |s| carried.contains(s);
         let body = Body {
             device: &device,
             sensor: &sensor,
@@ -86,13 +98,13 @@ impl PayloadEncoder {
             instance: &self.instance,
             window_start_ms: agg.window_start_ms,
             window_end_ms: agg.window_end_ms,
-            count: agg.count,
-            sum: agg.sum,
-            mean: agg.mean(),
-            min: agg.min,
-            max: agg.max,
-            stddev: agg.stddev(),
-            last: agg.last,
+            count: chosen(Statistics::COUNT).then_some(agg.count),
+            sum: chosen(Statistics::SUM).then_some(agg.sum),
+            mean: chosen(Statistics::MEAN).then(|| agg.mean()),
+            min: chosen(Statistics::MIN).then_some(agg.min),
+            max: chosen(Statistics::MAX).then_some(agg.max),
+            stddev: chosen(Statistics::STDDEV).then(|| agg.stddev()),
+            last: chosen(Statistics::LAST).then_some(agg.last),
         };
         out.reserve(320);
         let writer = out.writer();
@@ -212,6 +224,53 @@ mod tests {
         assert_eq!(get("count").as_integer(), Some(4.into()));
         assert_eq!(get("window_end_ms").as_integer(), Some(1_700_000_060_000u64.into()));
         assert_eq!(get("mean").as_float(), Some(2.5));
+    }
+
+    #[test]
+    fn only_the_chosen_statistics_are_published() {
+        let mut a = aggregate(b"d", b"s", b"u");
+        a.set_statistics(Statistics::COUNT | Statistics::MEAN);
+        let v = json(&a);
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "count",
+                "device",
+                "instance",
+                "mean",
+                "sensor",
+                "unit",
+                "window_end_ms",
+                "window_start_ms"
+            ]
+        );
+        assert_eq!((v["count"].as_u64(), v["mean"].as_f64()), (Some(4), Some(2.5)));
+        a.set_statistics(Statistics::MIN | Statistics::MAX | Statistics::STDDEV | Statistics::LAST);
+        let mut out = BytesMut::new();
+        PayloadEncoder::new(AggregateFormat::Cbor, "edge-1").encode(&a, &mut out);
+        let v: ciborium::Value = ciborium::from_reader(&out[..]).unwrap();
+        let mut keys: Vec<String> = v
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_text().unwrap().to_owned())
+            .collect();
+        keys.sort_unstable();
+        let want = [
+            "device",
+            "instance",
+            "last",
+            "max",
+            "min",
+            "sensor",
+            "stddev",
+            "unit",
+            "window_end_ms",
+            "window_start_ms",
+        ];
+        assert_eq!(keys, want);
     }
 
     #[test]

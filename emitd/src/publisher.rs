@@ -13,8 +13,8 @@
 //! messages in batches (emitd never flushes per message). While NATS is away the connection task
 //! stops taking messages, so they wait in the client's queue and are written after the
 //! reconnect. [`Nats::backlog`] is the number waiting there: what emitd queued minus what the
-//! connection task took (its `out_messages` statistic). The stage keeps it at most
-//! `[emitd] max_backlog` by dropping new aggregates while NATS is away (see `stage`).
+//! connection task took (its `out_messages` statistic). The core sink keeps it at most
+//! `[emitd] max_backlog` by dropping new aggregates while NATS is away (`sinks::nats_core`).
 //!
 //! What core NATS does not guarantee: messages the connection task had already taken into its
 //! write buffer or the socket when the connection broke are lost without an error (measured: of
@@ -24,7 +24,7 @@
 //! # JetStream mode
 //!
 //! Each message carries its `Nats-Msg-Id` and is published with a request for an ack; the acks
-//! are awaited concurrently, up to the stage's window. The stream must exist: [`Nats::ensure_stream`]
+//! are awaited concurrently, up to the sink's window (`sinks::jetstream`). The stream must exist: [`Nats::ensure_stream`]
 //! uses the stream named [`stream_name`] if it exists (whatever its settings) and otherwise
 //! creates it with subjects `<subject_prefix>.>`, file storage, the default limits (none) and a
 //! two-minute duplicate window. If another stream already captures those subjects, that stream
@@ -35,6 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
+use records::names::gauge::failure;
+use tracing::warn;
+
+use crate::{nats_auth, tls_probe};
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream, ErrorCode};
@@ -75,6 +79,12 @@ pub struct ConnectionEvents {
     pub connects: AtomicU64,
     /// Connections lost.
     pub disconnects: AtomicU64,
+    /// Connection attempts that failed in TLS.
+    pub tls_errors: AtomicU64,
+    /// Connection attempts refused for credentials.
+    pub auth_errors: AtomicU64,
+    /// The `records::names::gauge::failure` code of the last failed attempt; 0 once connected.
+    pub last_failure: AtomicU64,
 }
 
 /// What [`Nats::ensure_stream`] found.
@@ -104,27 +114,49 @@ impl Nats {
     pub async fn connect(config: &Emitd, name: &str, queue: usize, inflight: usize) -> Result<Nats, String> {
         let events = Arc::new(ConnectionEvents::default());
         let seen = events.clone();
-        let mut options = ConnectOptions::new()
+        let tls = nats_auth::tls_config(config)?;
+        let probe = tls.clone().map(|t| Arc::new((config.nats.clone(), t)));
+        let options = ConnectOptions::new()
             .name(name)
             .retry_on_initial_connect()
             .max_reconnects(None)
             .client_capacity(queue.max(1))
             .event_callback(move |event| {
                 let seen = seen.clone();
+                let probe = probe.clone();
                 async move {
+                    if let Some(mut code) = nats_auth::failure_of(&event) {
+                        // async-nats says only "IO error" when a TLS server refuses our
+                        // certificate: ask the server ourselves what failed.
+                        let mut cause = nats_auth::advice(code).to_owned();
+                        if let Some((url, tls)) = probe.as_deref().filter(|_| code != failure::AUTH) {
+                            if let Some(tls_failure) = tls_probe::probe(url, tls.clone()).await {
+                                code = failure::TLS;
+                                cause = tls_failure.to_string();
+                            }
+                        }
+                        match code {
+                            failure::TLS => seen.tls_errors.fetch_add(1, Ordering::Relaxed),
+                            failure::AUTH => seen.auth_errors.fetch_add(1, Ordering::Relaxed),
+                            _ => 0,
+                        };
+                        seen.last_failure.store(code, Ordering::Relaxed);
+                        warn!(%event, kind = failure::describe(code), %cause, "NATS connection failed");
+                    }
                     match event {
-                        Event::Connected => seen.connects.fetch_add(1, Ordering::Relaxed),
+                        Event::Connected => {
+                            seen.last_failure.store(failure::NONE, Ordering::Relaxed);
+                            seen.connects.fetch_add(1, Ordering::Relaxed)
+                        }
                         Event::Disconnected => seen.disconnects.fetch_add(1, Ordering::Relaxed),
                         _ => 0,
                     };
                 }
             });
-        if config.nats.starts_with("tls://") {
-            options = options.require_tls(true);
+        if nats_auth::url_has_credentials(&config.nats) {
+            warn!("emitd.nats carries credentials, which anyone who can read the config can see: use token_file, user + password_file, nkey_seed_file or credentials_file");
         }
-        if !config.ca_file.is_empty() {
-            options = options.add_root_certificates(config.ca_file.clone().into());
-        }
+        let options = nats_auth::secure(options, config, tls.as_ref()).await?;
         let client = options
             .connect(config.nats.as_str())
             .await

@@ -1,14 +1,14 @@
 //! Waiting for the aggregates ring without blocking the async runtime.
 //!
 //! emitd runs on a tokio current-thread runtime: one thread drives the NATS connection, the
-//! publishes and the acks. The ring's wait is blocking by design (spin, naps, then a futex sleep;
-//! see `shm_ring::WaitStrategy`), and blocking that thread would stop the connection task from
-//! writing what was just published, answering pings or reconnecting. So an idle emitd hands the
-//! consumer to tokio's blocking pool for one wait of at most a short timeout and takes it back
-//! afterwards; the runtime thread stays free meanwhile.
+//! publishes and the acks (librdkafka runs its own threads). The ring's wait is blocking by
+//! design (spin, naps, then a futex sleep; see `shm_ring::WaitStrategy`), and blocking that
+//! thread would stop the connection task from writing what was just published, answering pings
+//! or reconnecting. So an idle emitd hands the consumer to tokio's blocking pool for one wait of
+//! at most a short timeout and takes it back afterwards; the runtime thread stays free meanwhile.
 //!
-//! Why not a dedicated reader thread feeding a channel: commits must follow NATS (a record is
-//! released only once the client has it, or JetStream acked it), so the thread would need a
+//! Why not a dedicated reader thread feeding a channel: commits must follow the sinks (a record
+//! is released only once every sink settled it), so the thread would need a
 //! second channel back and would keep records in two places. Here the consumer has one owner,
 //! the stage's loop, and is lent out only while nothing is in flight. The blocking pool reuses
 //! its thread, and emitd waits only when the ring is empty: under load it reads chunks without

@@ -30,21 +30,18 @@
 
 use std::collections::VecDeque;
 
-use records::names::{counter, drop_reason, gauge, session};
-use records::RawRecord;
+use records::names::{drop_reason, gauge, session};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::AsyncClient;
-use shm_ring::{CounterId, Producer};
-use stage_runtime::StageCounters;
+use shm_ring::CounterId;
 use telemetry_config::WhenRingFull;
 use tracing::{info, warn};
 
 use crate::intake::{self, Ack, Staged};
 use crate::mqtt;
 use crate::redelivery::{Digest, Redelivered};
-
-/// Most records handed to the ring in one commit (and counted with one counters flush).
-pub const MAX_BATCH: usize = 1024;
+pub use crate::ring::MAX_BATCH;
+use crate::ring::{RawRing, SharedRing};
 
 /// Held messages past which the loop stops reading its socket until the ring has room: well
 /// above what a broker honouring our Receive Maximum can have in flight.
@@ -60,14 +57,18 @@ struct Counters {
     connects: CounterId,
     session_lost: CounterId,
     connection_errors: CounterId,
+    tls_errors: CounterId,
+    auth_errors: CounterId,
     /// `gauge.connected.mqtt`: 1 from a ConnAck until the connection fails.
     mqtt_connected: CounterId,
+    /// `gauge.failure.mqtt`: why the last attempt failed (0 once connected).
+    mqtt_failure: CounterId,
 }
 
 /// Everything the loop owns besides the MQTT client.
 pub struct Ingest {
-    producer: Producer<RawRecord>,
-    stats: StageCounters,
+    /// The raw ring and the counters, shared with the other sources.
+    ring: SharedRing,
     ids: Counters,
     /// Messages taken and not settled yet, oldest first, as slices of rumqttc's read buffers:
     /// written into their ring slots only when handed over (see `intake`). With
@@ -97,44 +98,33 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Wraps the raw ring's producer and the stage's stats slot. First counts a batch a predecessor committed but did not count (see
-    /// [`unrecorded`]), and takes over the packet ids of what the ring holds, so that the
-    /// broker's redeliveries of a predecessor's messages are recognised.
-    pub fn new(
-        producer: Producer<RawRecord>,
-        mut stats: StageCounters,
-        max_payload: usize,
-        when_full: WhenRingFull,
-    ) -> Result<Self, shm_ring::Error> {
+    /// Takes its place at the shared raw ring, and takes over the packet ids of what the ring
+    /// holds, so that the broker's redeliveries of a predecessor's messages are recognised.
+    pub fn new(ring: SharedRing, max_payload: usize, when_full: WhenRingFull) -> Result<Self, shm_ring::Error> {
+        let mut r = ring.lock();
         let ids = Counters {
-            received: stats.id(counter::RECEIVED)?,
-            forwarded: stats.id(counter::FORWARDED)?,
-            ring_full: stats.id(drop_reason::RING_FULL)?,
-            duplicate: stats.id(drop_reason::DUPLICATE)?,
-            topic_too_long: stats.id(drop_reason::TOPIC_TOO_LONG)?,
-            payload_too_large: stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
-            connects: stats.id(session::CONNECTS)?,
-            session_lost: stats.id(session::SESSION_LOST)?,
-            connection_errors: stats.id(session::CONNECTION_ERRORS)?,
-            mqtt_connected: stats.id(gauge::MQTT_CONNECTED)?,
+            received: r.received,
+            forwarded: r.forwarded,
+            ring_full: r.stats.id(drop_reason::RING_FULL)?,
+            duplicate: r.stats.id(drop_reason::DUPLICATE)?,
+            topic_too_long: r.stats.id(drop_reason::TOPIC_TOO_LONG)?,
+            payload_too_large: r.stats.id(drop_reason::PAYLOAD_TOO_LARGE)?,
+            connects: r.stats.id(session::CONNECTS)?,
+            session_lost: r.stats.id(session::SESSION_LOST)?,
+            connection_errors: r.stats.id(session::CONNECTION_ERRORS)?,
+            tls_errors: r.stats.id(session::TLS_ERRORS)?,
+            auth_errors: r.stats.id(session::AUTH_ERRORS)?,
+            mqtt_connected: r.stats.id(gauge::MQTT_CONNECTED)?,
+            mqtt_failure: r.stats.id(gauge::MQTT_FAILURE)?,
         };
         // A killed predecessor may have left it at 1.
-        stats.set_gauge(ids.mqtt_connected, 0);
-        let unrecorded = unrecorded(producer.published(), stats.published(ids.forwarded));
-        if unrecorded > 0 {
-            warn!(
-                records = unrecorded,
-                "the raw ring holds a batch its producer did not live to count; counted now"
-            );
-            stats.add(ids.received, unrecorded);
-            stats.add(ids.forwarded, unrecorded);
-        }
-        stats.flush();
-        let predecessor_published = Some(producer.published());
-        let redelivered = Redelivered::new(producer.capacity());
+        r.stats.set_gauge(ids.mqtt_connected, 0);
+        r.stats.flush();
+        let predecessor_published = Some(r.producer.published());
+        let redelivered = Redelivered::new(r.producer.capacity());
+        drop(r);
         Ok(Ingest {
-            producer,
-            stats,
+            ring,
             ids,
             batch: Vec::with_capacity(MAX_BATCH),
             fresh: 0,
@@ -151,9 +141,9 @@ impl Ingest {
         })
     }
 
-    /// The stage's counters (its state and heartbeat too).
-    pub fn stats(&mut self) -> &mut StageCounters {
-        &mut self.stats
+    /// The raw ring and the stage's counters (its state and heartbeat too), locked.
+    pub fn ring(&self) -> std::sync::MutexGuard<'_, RawRing> {
+        self.ring.lock()
     }
 
     /// Messages taken since the last flush.
@@ -192,8 +182,10 @@ impl Ingest {
             self.inherit_predecessor();
         }
         if let Some(digest) = digest.filter(|d| publish.dup && self.redelivered.holds(*d)) {
-            self.stats.add(self.ids.received, 1);
-            self.stats.add(self.ids.duplicate, 1);
+            let mut r = self.ring.lock();
+            r.stats.add(self.ids.received, 1);
+            r.stats.add(self.ids.duplicate, 1);
+            drop(r);
             // Still waiting in the batch: its own ack, sent once it is in the ring, covers this
             // one (the broker resends with the original packet id). Acking now would tell the
             // broker it is safe before it is.
@@ -218,8 +210,9 @@ impl Ingest {
                 } else {
                     self.ids.payload_too_large
                 };
-                self.stats.add(self.ids.received, 1);
-                self.stats.add(id, 1);
+                let mut r = self.ring.lock();
+                r.stats.add(self.ids.received, 1);
+                r.stats.add(id, 1);
                 self.early.extend(ack.map(|a| (seq, a)));
             }
         }
@@ -232,10 +225,12 @@ impl Ingest {
             return;
         };
         let started = std::time::Instant::now();
-        let own = self.producer.published().wrapping_sub(at_start) as usize;
-        let capacity = self.producer.capacity();
+        let r = self.ring.lock();
+        // Everything published since this process started is its own (MQTT or HTTP).
+        let own = r.producer.published().wrapping_sub(at_start) as usize;
+        let capacity = r.producer.capacity();
         let inherited = if own < capacity {
-            self.redelivered.inherit(self.producer.recent(capacity).skip(own))
+            self.redelivered.inherit(r.producer.recent(capacity).skip(own))
         } else {
             0
         };
@@ -251,13 +246,15 @@ impl Ingest {
     /// as duplicates. After the first connection, one without a session means the broker
     /// discarded what it held for us: counted, and said; nothing will be redelivered.
     pub fn connected(&mut self, session_present: bool) {
-        self.stats.add(self.ids.connects, 1);
-        self.stats.set_gauge(self.ids.mqtt_connected, 1);
+        let mut r = self.ring.lock();
+        r.stats.add(self.ids.connects, 1);
+        r.stats.set_gauge(self.ids.mqtt_connected, 1);
+        r.stats.set_gauge(self.ids.mqtt_failure, gauge::failure::NONE);
         self.unsent.clear();
         self.early.clear();
         if !session_present {
             if self.connects > 0 {
-                self.stats.add(self.ids.session_lost, 1);
+                r.stats.add(self.ids.session_lost, 1);
                 warn!("the broker kept no session for us: messages it queued while we were away are lost");
             }
             self.redelivered.forget();
@@ -267,14 +264,21 @@ impl Ingest {
             }
         }
         self.connects += 1;
-        self.stats.flush();
+        r.stats.flush();
     }
 
-    /// Counts a failed connection attempt.
-    pub fn connection_failed(&mut self) {
-        self.stats.add(self.ids.connection_errors, 1);
-        self.stats.set_gauge(self.ids.mqtt_connected, 0);
-        self.stats.flush();
+    /// Counts a failed connection attempt, by its `records::names::gauge::failure` code.
+    pub fn connection_failed(&mut self, code: u64) {
+        let mut r = self.ring.lock();
+        r.stats.add(self.ids.connection_errors, 1);
+        match code {
+            gauge::failure::TLS => r.stats.add(self.ids.tls_errors, 1),
+            gauge::failure::AUTH => r.stats.add(self.ids.auth_errors, 1),
+            _ => {}
+        }
+        r.stats.set_gauge(self.ids.mqtt_failure, code);
+        r.stats.set_gauge(self.ids.mqtt_connected, 0);
+        r.stats.flush();
     }
 
     /// Hands the batch to the ring, in commits of at most [`MAX_BATCH`]; what does not fit is
@@ -283,9 +287,12 @@ impl Ingest {
     pub fn flush(&mut self, client: &AsyncClient) -> Result<usize, shm_ring::Error> {
         let mut committed = 0;
         let mut ordered: Vec<(u64, Ack)> = Vec::new();
+        let ring = self.ring.clone();
+        let mut r = ring.lock();
+        let r: &mut RawRing = &mut r;
         while committed < self.batch.len() {
             let want = (self.batch.len() - committed).min(MAX_BATCH);
-            let mut chunk = self.producer.write_chunk(want)?;
+            let mut chunk = r.producer.write_chunk(want)?;
             let taken = chunk.len();
             let staged = &self.batch[committed..committed + taken];
             for (slot, s) in chunk.iter_mut().zip(staged) {
@@ -293,9 +300,9 @@ impl Ingest {
             }
             chunk.commit_all();
             ordered.extend(staged.iter().filter_map(|s| s.ack.map(|a| (s.seq, a))));
-            self.stats.add(self.ids.received, taken as u64);
-            self.stats.add(self.ids.forwarded, taken as u64);
-            self.stats.flush();
+            r.stats.add(self.ids.received, taken as u64);
+            r.stats.add(self.ids.forwarded, taken as u64);
+            r.stats.flush();
             committed += taken;
             if taken < want {
                 break;
@@ -319,9 +326,9 @@ impl Ingest {
             // Dropped messages arrived before the duplicates settled since: keep arrival order.
             self.early.make_contiguous().sort_unstable_by_key(|(seq, _)| *seq);
         }
-        self.stats.add(self.ids.received, ring_full);
-        self.stats.add(self.ids.ring_full, ring_full);
-        self.stats.flush();
+        r.stats.add(self.ids.received, ring_full);
+        r.stats.add(self.ids.ring_full, ring_full);
+        r.stats.flush();
         // Release, in arrival order, every ack before the first message still held.
         let frontier = self.batch.iter().find_map(|s| s.ack.map(|_| s.seq)).unwrap_or(u64::MAX);
         release_in_order(ordered, &mut self.early, frontier, &mut self.settled);
@@ -369,19 +376,6 @@ fn release_in_order(committed: Vec<(u64, Ack)>, early: &mut VecDeque<(u64, Ack)>
     }
 }
 
-/// Records in the raw ring that ingestd's `forwarded` does not count: a predecessor killed
-/// between committing a batch to the ring and publishing its counters. In step, the ring has
-/// published exactly `forwarded` records (ingestd is its only producer). Anything but "ahead
-/// by at most one batch" means the two do not share a history (one of them was recreated), and
-/// nothing is corrected. (A stats page recreated next to a ring that has published at most a
-/// batch in all cannot be told apart; its counters started over anyway.)
-pub fn unrecorded(ring_published: u64, forwarded: u64) -> u64 {
-    match ring_published.checked_sub(forwarded) {
-        Some(d) if d <= MAX_BATCH as u64 => d,
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,15 +401,5 @@ mod tests {
         out.clear();
         release_in_order(acks(&[0, 2, 4]), &mut early, u64::MAX, &mut out);
         assert_eq!(out.iter().map(|a| a.pkid).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-    }
-
-    #[test]
-    fn only_a_ring_ahead_by_at_most_one_batch_is_corrected() {
-        assert_eq!(unrecorded(10, 10), 0);
-        assert_eq!(unrecorded(13, 10), 3);
-        assert_eq!(unrecorded(10 + MAX_BATCH as u64, 10), MAX_BATCH as u64);
-        // Further ahead, or behind: the ring or the page was recreated; not ours to fix.
-        assert_eq!(unrecorded(11 + MAX_BATCH as u64, 10), 0);
-        assert_eq!(unrecorded(5, 10), 0);
     }
 }

@@ -3,15 +3,12 @@
 //! The other stages beat once per loop turn, and their loops turn at least every few hundred
 //! milliseconds. ingestd's loop instead waits inside rumqttc's `poll()` for as long as the
 //! broker is quiet, and cancelling that future to beat would be unsound (it can be in the middle
-//! of writing an ack). So a ticker task beats for it, but only while the loop is waiting in
+//! of writing an ack). So the stage beats for it ([`crate::stage`]), but only while the loop is waiting in
 //! `poll()` or has made progress since the last tick: a loop stuck anywhere else stops the beat,
 //! and the supervisor's hang detection still sees it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use shm_ring::Heartbeat;
 
 /// Shared between the loop and its ticker.
 #[derive(Clone, Default)]
@@ -42,18 +39,6 @@ impl Liveness {
         let progressed = turns != *last_turns;
         *last_turns = turns;
         progressed || self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Beats `heartbeat` every `period` while the loop is healthy. Runs until the runtime stops.
-    pub async fn tick(self, heartbeat: Heartbeat, period: Duration) {
-        let mut interval = tokio::time::interval(period);
-        let mut last = 0;
-        loop {
-            interval.tick().await;
-            if self.healthy(&mut last) {
-                heartbeat.beat();
-            }
-        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! `ingestd`: subscribes to MQTT and fills the raw ring. Wires the config, the ring, the stats
-//! slot and the loop; the logic is in the library.
+//! `ingestd`: subscribes to MQTT and/or listens for HTTP, and fills the raw ring. Wires the
+//! config, the ring, the stats slot and the sources; the logic is in the library.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,30 +18,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let setup = || -> Result<ingestd::ingest::Ingest, shm_ring::Error> {
+    let setup = || -> Result<ingestd::ring::SharedRing, shm_ring::Error> {
         let raw = stage_runtime::segment(&config, segment::RAW)?;
         let stats = stage_runtime::segment(&config, segment::STATS)?;
         let producer = attach_producer::<RawRecord>(&raw, Duration::from_secs(10))?;
         let counters = StageCounters::attach_patiently(&stats, stage::INGESTD, Duration::from_secs(10))?;
-        let when_full = config.ingestd.when_ring_full;
-        ingestd::ingest::Ingest::new(producer, counters, config.ingestd.max_payload, when_full)
+        ingestd::ring::SharedRing::new(producer, counters)
     };
-    let ingest = match setup() {
-        Ok(i) => i,
+    let ring = match setup() {
+        Ok(r) => r,
         Err(e) => {
             error!(error = %e, "cannot attach to the pipeline's segments");
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(ingestd::stage::run(&config, ingest)) {
-        Ok(_) => ExitCode::SUCCESS,
+    match ingestd::stage::run(ring, ingestd::stage::sources(&config)) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "stopped on an error");
             ExitCode::from(1)

@@ -1,7 +1,6 @@
 //! The MQTT 5 session as the config describes it: broker address and TLS, credentials, session
 //! settings, limits, and the subscription filters (with an optional shared-subscription group).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::Filter;
@@ -56,39 +55,26 @@ pub fn options(config: &Ingestd, instance: &str) -> Result<MqttOptions, String> 
         opts.set_session_expiry_interval(Some(config.session_expiry_s));
     }
     if !config.username.is_empty() {
-        opts.set_credentials(config.username.clone(), config.password.clone());
+        let password = if config.password_file.is_empty() {
+            String::new()
+        } else {
+            telemetry_config::read_secret("ingestd.password_file", &config.password_file).map_err(|e| e.to_string())?
+        };
+        opts.set_credentials(config.username.clone(), password);
     }
     if tls {
-        opts.set_transport(Transport::Tls(tls_config(&config.ca_file)?));
+        let files = wire_tls::ClientFiles {
+            key: "ingestd",
+            ca_file: &config.ca_file,
+            cert_file: &config.cert_file,
+            key_file: &config.key_file,
+            server_name: &config.tls_server_name,
+        };
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(wire_tls::client_config(
+            &files,
+        )?)));
     }
     Ok(opts)
-}
-
-fn tls_config(ca_file: &str) -> Result<TlsConfiguration, String> {
-    // One crypto provider for the whole process (ring, as async-nats uses): with two compiled in,
-    // rustls cannot choose and a TLS connect panics.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if ca_file.is_empty() {
-        return Ok(TlsConfiguration::default());
-    }
-    let pem = std::fs::read(ca_file).map_err(|e| format!("ingestd.ca_file {ca_file:?}: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let mut found = 0;
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        let cert: rustls::pki_types::CertificateDer<'static> =
-            cert.map_err(|e| format!("ingestd.ca_file {ca_file:?}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("ingestd.ca_file {ca_file:?}: {e}"))?;
-        found += 1;
-    }
-    if found == 0 {
-        return Err(format!("ingestd.ca_file {ca_file:?} holds no PEM certificate"));
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConfiguration::Rustls(Arc::new(config)))
 }
 
 /// The subscription filters: each configured filter at the configured QoS, as

@@ -1,218 +1,106 @@
-//! The loop: take every message rumqttc can hand over without waiting, give them to the raw
-//! ring as one chunk (or count them as dropped), publish the counters, ack them, and pause a
-//! short latency budget so that the next read brings a batch rather than a few messages.
-//!
-//! Batching without cancelling anything: rumqttc's `EventLoop::poll()` is not safe to drop
-//! half-way (it may be writing an ack or a ping), so a `poll()` future, once started, is always
-//! driven to completion. The loop polls it once; if it is ready, that event joins the batch;
-//! if not, the socket is drained for now, so the batch is handed over, the loop pauses (for how
-//! long: [`crate::pacing`]), and then awaits *the same* future. Acks queued by the hand-over
-//! are written by that same future before the pause (rumqttc, as patched in `vendor/rumqttc`,
-//! writes every queued ack with one flush), so the broker's in-flight window does not wait on
-//! the pause.
-//!
-//! The pause blocks the thread on purpose (`std::thread::sleep`, not a tokio timer): a tokio
-//! sleep would still wake the thread for every TCP segment that arrives meanwhile, since the
-//! socket stays registered with epoll. Nothing else on this thread minds a pause of a few
-//! milliseconds: the heartbeat ticks every 500 ms, and SIGTERM is seen after the pause.
+//! The stage: runs every configured source on a thread of its own, beats the heartbeat while all
+//! of them are healthy, and on SIGTERM/SIGINT tells them to stop and waits for them. A source
+//! that fails ends the stage (the supervisor restarts it).
 
-use std::future::Future;
-use std::pin::{pin, Pin};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use shm_ring::StageState;
-use stage_runtime::Backoff;
 use telemetry_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use crate::ingest::{Ingest, MAX_BATCH};
+use crate::http_source::HttpSource;
 use crate::liveness::Liveness;
-use crate::mqtt;
-use crate::pacing::Pacing;
+use crate::mqtt_source::MqttSource;
+use crate::ring::SharedRing;
+use crate::source::{stop_channel, Source, SourceError};
 
-/// How often messages held for a full ring are offered to it again while the socket is quiet.
-const HOLD_RETRY: Duration = Duration::from_millis(2);
+/// How often the heartbeat is beaten while every source is healthy.
+const BEAT: Duration = Duration::from_millis(500);
 
-/// Why the loop ended.
-#[derive(Debug)]
-pub enum Exit {
-    /// SIGTERM or SIGINT: ingestd stopped consuming and disconnected.
-    Shutdown,
+/// The sources `config` turns on: MQTT when a broker is set, HTTP when it listens.
+pub fn sources(config: &Config) -> Vec<Box<dyn Source>> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !config.ingestd.broker.is_empty() {
+        sources.push(Box::new(MqttSource::new(config.clone())));
+    }
+    if config.ingestd.http.enabled() {
+        sources.push(Box::new(HttpSource::new(config.ingestd.clone())));
+    }
+    sources
 }
 
-/// Runs until SIGTERM/SIGINT. Errors are fatal problems with the ring; MQTT errors are retried.
-pub async fn run(config: &Config, mut ingest: Ingest) -> Result<Exit, Box<dyn std::error::Error>> {
-    let opts = mqtt::options(&config.ingestd, &config.pipeline.instance)?;
-    let filters = mqtt::filters(&config.ingestd);
-    let (client, mut eventloop) = AsyncClient::new(opts, mqtt::REQUEST_CAPACITY);
-    let mut backoff = Backoff::new(
-        Duration::from_millis(config.ingestd.reconnect_min_ms),
-        Duration::from_millis(config.ingestd.reconnect_max_ms),
-    );
-    let budget = Duration::from_micros(config.ingestd.batch_budget_us);
-    let mut pacing = Pacing::new(budget, config.ingestd.longest_pause(), Instant::now());
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-
-    let liveness = Liveness::default();
-    let ticker = tokio::spawn(
-        liveness
-            .clone()
-            .tick(ingest.stats().heartbeat_handle(), Duration::from_millis(500)),
-    );
-    let mut subscribed = false;
-
-    let mut received_ms = stage_runtime::unix_ms();
-    let exit = 'run: loop {
-        let event = {
-            // Not cancelled below except on shutdown (see `shutdown`); unconstrained so that
-            // tokio's cooperative budget does not report a readable socket as pending.
-            let mut poll = pin!(tokio::task::unconstrained(eventloop.poll()));
-            let mut ready = poll_once(poll.as_mut()).await;
-            if ready.is_pending() {
-                // Drained for now: hand over this pass's batch. If that queued acks, the same
-                // poll() writes them now (in one flush), before any pause.
-                let acks = ingest.flush(&client)?;
-                liveness.turned();
-                if acks > 0 {
-                    ready = poll_once(poll.as_mut()).await;
+/// Runs `sources` until SIGTERM/SIGINT (`Ok`) or until one of them fails (its error).
+pub fn run(ring: SharedRing, sources: Vec<Box<dyn Source>>) -> Result<(), SourceError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (stop_tx, stop) = stop_channel();
+    let (done_tx, done_rx) = mpsc::channel::<(&'static str, Result<(), SourceError>)>();
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut threads = Vec::new();
+    let mut liveness = Vec::new();
+    for source in sources {
+        let name = source.name();
+        let (ring, live, stop, done, wake) = (
+            ring.clone(),
+            Liveness::default(),
+            stop.clone(),
+            done_tx.clone(),
+            wake_tx.clone(),
+        );
+        liveness.push(live.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("ingestd-{name}"))
+            .spawn(move || {
+                let result = source.run(ring, live, stop);
+                let _ = done.send((name, result));
+                let _ = wake.send(());
+            })?;
+        threads.push(thread);
+    }
+    drop(wake_tx);
+    let heartbeat = ring.lock().stats.heartbeat_handle();
+    let outcome: Result<(), SourceError> = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut interval = tokio::time::interval(BEAT);
+        let mut last = vec![0; liveness.len()];
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+                _ = wake_rx.recv() => {
+                    // A source ended before the stage was told to stop: that is its failure.
+                    return Err(match done_rx.try_recv() {
+                        Ok((name, Err(e))) => format!("{name} source failed: {e}").into(),
+                        Ok((name, Ok(()))) => format!("{name} source ended by itself").into(),
+                        Err(_) => "a source ended".into(),
+                    });
                 }
-            }
-            match ready {
-                Poll::Ready(event) => event,
-                Poll::Pending => {
-                    let pause = pacing.drained(Instant::now());
-                    if !pause.is_zero() {
-                        std::thread::sleep(pause);
+                _ = interval.tick() => {
+                    let healthy = liveness.iter().zip(&mut last).all(|(l, last)| l.healthy(last));
+                    if healthy {
+                        heartbeat.beat();
                     }
-                    liveness.waiting();
-                    let event = loop {
-                        tokio::select! {
-                            event = &mut poll => break event,
-                            _ = term.recv() => break 'run Exit::Shutdown,
-                            _ = int.recv() => break 'run Exit::Shutdown,
-                            // Held messages are offered to the ring again; acks this queues wake
-                            // the pending poll(), which writes them.
-                            _ = tokio::time::sleep(HOLD_RETRY), if ingest.holding() => {
-                                ingest.flush(&client)?;
-                                liveness.turned();
-                            }
-                        }
-                    };
-                    liveness.working();
-                    received_ms = stage_runtime::unix_ms();
-                    event
-                }
-            }
-        };
-        match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                pacing.took(p.qos != QoS::AtMostOnce);
-                ingest.take(p, received_ms);
-                if ingest.fresh() >= MAX_BATCH {
-                    ingest.flush(&client)?;
-                    liveness.turned();
-                    received_ms = stage_runtime::unix_ms();
-                }
-                // A broker past our Receive Maximum while the ring is full: stop reading (the
-                // socket's own backpressure) until the ring takes what is held.
-                while ingest.over_hold_limit() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(HOLD_RETRY) => {},
-                        _ = term.recv() => break 'run Exit::Shutdown,
-                        _ = int.recv() => break 'run Exit::Shutdown,
-                    }
-                    ingest.flush(&client)?;
-                    liveness.turned();
-                }
-            }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                info!(session_present = ack.session_present, "connected; subscribing");
-                ingest.connected(ack.session_present);
-                backoff.reset();
-                // A resumed session already has our subscriptions, and the broker sends what it
-                // kept before it answers the SUBSCRIBE below (possibly many thousands of
-                // messages): ready now. A new session is ready once subscribed.
-                if ack.session_present && !subscribed {
-                    ingest.stats().set_state(StageState::Running);
-                    subscribed = true;
-                }
-                // rumqttc never re-subscribes by itself, and a broker restart can lose even
-                // a persistent session's shared subscriptions: subscribe on every ConnAck.
-                client.try_subscribe_many(filters.clone())?;
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused: Vec<_> = ack
-                    .return_codes
-                    .iter()
-                    .filter(|c| !matches!(c, rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)))
-                    .collect();
-                if refused.is_empty() {
-                    if !subscribed {
-                        ingest.stats().set_state(StageState::Running);
-                        subscribed = true;
-                    }
-                    info!(filters = filters.len(), "subscribed");
-                } else {
-                    error!(?refused, "the broker refused subscriptions");
-                }
-            }
-            Ok(Event::Incoming(Packet::Disconnect(d))) => {
-                warn!(reason = ?d.reason_code, "broker disconnected us");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let delay = backoff.next_delay();
-                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
-                ingest.connection_failed();
-                ingest.flush(&client)?;
-                liveness.waiting();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {},
-                    _ = term.recv() => break Exit::Shutdown,
-                    _ = int.recv() => break Exit::Shutdown,
                 }
             }
         }
-    };
-    ticker.abort();
-    shutdown(&client, &mut eventloop, &mut ingest).await?;
-    Ok(exit)
-}
-
-/// Polls `future` once with the task's own waker: `Ready` with its output, or `Pending` (it will
-/// wake the task when it can progress, and must be awaited later rather than dropped).
-async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
-}
-
-/// Stops consuming first: unsubscribes nothing (the session may be persistent), hands what it
-/// holds to the ring, lets rumqttc send the outstanding acks and a DISCONNECT, and returns.
-/// A message the broker was sending at that moment is not acked, so the broker redelivers it to
-/// the next session (persistent sessions) or it is lost with the clean session, as MQTT defines.
-async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut Ingest) -> Result<(), shm_ring::Error> {
-    ingest.stats().set_state(StageState::Stopping);
-    while let Some(event) = eventloop.state.events.pop_front() {
-        if let Event::Incoming(Packet::Publish(p)) = event {
-            ingest.take(p, stage_runtime::unix_ms());
+    });
+    info!("stopping");
+    ring.lock().stats.set_state(StageState::Stopping);
+    stop_tx.stop();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let mut result = outcome;
+    while let Ok((name, r)) = done_rx.try_recv() {
+        if let Err(e) = r {
+            error!(source = name, error = %e, "source failed");
+            if result.is_ok() {
+                result = Err(e);
+            }
         }
     }
-    ingest.flush(client)?;
-    let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
     info!("stopped");
-    Ok(())
+    result
 }

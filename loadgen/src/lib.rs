@@ -1,6 +1,6 @@
 //! The load generator's logic: which readings it sends (a deterministic formula, so a checker
 //! can verify every mean), how it encodes them (CBOR as ciborium and Go's cbor.Marshal would,
-//! or JSON), and the MQTT 5 frames it writes.
+//! JSON, or protobuf through prost), and the MQTT 5 frames it writes.
 //!
 //! The formula is the seed reference's (`shared/reference/README.md`), so the two pipelines can
 //! be driven and checked alike: key k = d·S + s, device `dev%05d`, sensor `sen%03d`, unit
@@ -11,4 +11,5 @@
 
 pub mod cbor;
 pub mod mqtt;
+pub mod proto;
 pub mod readings;

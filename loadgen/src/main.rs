@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! loadgen --broker mqtt://127.0.0.1:1883 [--devices 1000] [--sensors 10] [--count N | --rate R --duration-s T]
-//!         [--rate R] [--qos 0|1] [--conns 4] [--bad 0.0] [--json] [--amp 0.5] [--expect FILE]
+//!         [--rate R] [--qos 0|1] [--conns 4] [--bad 0.0] [--json | --proto [--no-content-type]]
+//!         [--amp 0.5] [--expect FILE]
 //! ```
+//!
+//! Payloads are CBOR by default (no MQTT content type), JSON with `--json` (content type
+//! `application/json`), or protobuf `telemetry.v1.Reading` with `--proto` (content type
+//! `application/x-protobuf`, or none with `--no-content-type`, for decoded's `proto_topics`).
 //!
 //! Key k = d·S + s is always sent on connection k % conns, with sequence numbers 0, 1, 2, …, so
 //! the order per key is kept. `--expect FILE` writes, per key, the count, sum, min and max of the
@@ -14,7 +19,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use loadgen::mqtt::Publisher;
-use loadgen::{cbor, readings};
+use loadgen::{cbor, proto, readings};
 
 struct Args {
     host: String,
@@ -27,6 +32,8 @@ struct Args {
     conns: u32,
     bad: f64,
     json: bool,
+    proto: bool,
+    no_content_type: bool,
     amp: f64,
     expect: Option<String>,
     client: String,
@@ -44,6 +51,8 @@ fn parse() -> Result<Args, String> {
         conns: 4,
         bad: 0.0,
         json: false,
+        proto: false,
+        no_content_type: false,
         amp: 0.5,
         expect: None,
         client: format!("loadgen-{}", std::process::id()),
@@ -51,8 +60,13 @@ fn parse() -> Result<Args, String> {
     let mut duration = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--json" {
-            a.json = true;
+        if let Some(switch) = match flag.as_str() {
+            "--json" => Some(&mut a.json),
+            "--proto" => Some(&mut a.proto),
+            "--no-content-type" => Some(&mut a.no_content_type),
+            _ => None,
+        } {
+            *switch = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -85,6 +99,12 @@ fn parse() -> Result<Args, String> {
             return Err("--duration-s needs --rate".into());
         }
         a.count = (a.rate * d) as u64;
+    }
+    if a.json && a.proto {
+        return Err("--json and --proto are exclusive".into());
+    }
+    if a.no_content_type && !a.proto {
+        return Err("--no-content-type goes with --proto".into());
     }
     if a.count == 0 || a.devices == 0 || a.sensors == 0 || a.conns == 0 || a.qos > 1 {
         return Err("need --count (or --rate and --duration-s) > 0, devices, sensors, conns ≥ 1 and qos 0 or 1".into());
@@ -134,7 +154,27 @@ fn run_conn(a: &Args, conn: u32, start: Instant) -> std::io::Result<ConnResult> 
         .iter()
         .map(|&k| (readings::device_id(k / a.sensors), readings::sensor_id(k % a.sensors)))
         .collect();
-    let content_type = a.json.then_some("application/json");
+    let content_type = if a.json {
+        Some("application/json")
+    } else if a.proto && !a.no_content_type {
+        Some("application/x-protobuf")
+    } else {
+        None
+    };
+    // One protobuf message per key; only its value and sequence number change.
+    let mut messages: Vec<proto::Reading> = if a.proto {
+        ids.iter()
+            .zip(&keys)
+            .map(|((d, s), &k)| proto::Reading {
+                device: d.clone(),
+                sensor: s.clone(),
+                unit: readings::UNITS[(k % a.sensors % 5) as usize].into(),
+                ..proto::Reading::default()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (mut sent, mut bad) = (0u64, 0u64);
     let mut round = 0u64;
     while sent < mine {
@@ -144,12 +184,20 @@ fn run_conn(a: &Args, conn: u32, start: Instant) -> std::io::Result<ConnResult> 
             }
             let (d, s) = (k / a.sensors, k % a.sensors);
             if readings::is_bad(round * keys_total + u64::from(k), a.bad) {
-                cbor::encode_bad(&mut payload, round);
+                if a.proto {
+                    proto::encode_bad(&mut payload, round);
+                } else {
+                    cbor::encode_bad(&mut payload, round);
+                }
                 bad += 1;
             } else {
                 let v = readings::value(d, s, round, a.amp);
                 let unit = readings::UNITS[(s % 5) as usize];
-                if a.json {
+                if a.proto {
+                    let m = &mut messages[i];
+                    (m.value, m.seq) = (v, round);
+                    m.encode_into(&mut payload);
+                } else if a.json {
                     cbor::encode_json(&mut payload, &ids[i].0, &ids[i].1, v, unit, round);
                 } else {
                     cbor::encode(&mut payload, &ids[i].0, &ids[i].1, v, unit, round);

@@ -137,6 +137,29 @@ impl Collector {
     }
 }
 
+/// Asserts that, per key, the fullest aggregate received equals the expectation exactly
+/// (count, min, max) and to float-summation accuracy (sum, mean).
+pub fn assert_exact(fullest: &BTreeMap<(String, String), Published>, expected: &Expected) {
+    assert_eq!(fullest.len(), expected.len(), "one aggregate stream per key");
+    for (key, want) in expected {
+        let got = &fullest[key];
+        let count = want["count"].as_f64().unwrap();
+        assert_eq!(got.num("count"), count, "{key:?} count");
+        assert_eq!(got.num("min"), want["min"].as_f64().unwrap(), "{key:?} min");
+        assert_eq!(got.num("max"), want["max"].as_f64().unwrap(), "{key:?} max");
+        let sum = want["sum"].as_f64().unwrap();
+        assert!(
+            (got.num("sum") - sum).abs() <= 1e-9 * sum.abs().max(1.0),
+            "{key:?} sum {} vs {sum}",
+            got.num("sum")
+        );
+        assert!(
+            (got.num("mean") - sum / count).abs() <= 1e-9 * (sum / count).abs().max(1.0),
+            "{key:?} mean"
+        );
+    }
+}
+
 /// `expected` with every count multiplied by `factor` (the same readings sent again).
 pub fn times(expected: &Expected, factor: f64) -> Expected {
     expected

@@ -2,34 +2,9 @@
 //! and a real nats-server: exact aggregates, malformed payloads, hostile ids, an aggd killed
 //! mid-window, and two pipelines splitting one stream through a shared subscription.
 
-use std::collections::BTreeMap;
-
-use pipeline_tests::{expectations, field, loadgen, times, Collector, Expected, Pipeline, Published, PATIENCE};
+use pipeline_tests::{assert_exact, expectations, field, loadgen, times, Collector, Pipeline, Published, PATIENCE};
 use records::names::{counter, error_reason, stage};
 use test_brokers::{wait_for, Mosquitto, Nats, TempDir};
-
-/// Asserts that, per key, the fullest aggregate received equals the expectation exactly
-/// (count, min, max) and to float-summation accuracy (sum, mean).
-fn assert_exact(fullest: &BTreeMap<(String, String), Published>, expected: &Expected) {
-    assert_eq!(fullest.len(), expected.len(), "one aggregate stream per key");
-    for (key, want) in expected {
-        let got = &fullest[key];
-        let count = want["count"].as_f64().unwrap();
-        assert_eq!(got.num("count"), count, "{key:?} count");
-        assert_eq!(got.num("min"), want["min"].as_f64().unwrap(), "{key:?} min");
-        assert_eq!(got.num("max"), want["max"].as_f64().unwrap(), "{key:?} max");
-        let sum = want["sum"].as_f64().unwrap();
-        assert!(
-            (got.num("sum") - sum).abs() <= 1e-9 * sum.abs().max(1.0),
-            "{key:?} sum {} vs {sum}",
-            got.num("sum")
-        );
-        assert!(
-            (got.num("mean") - sum / count).abs() <= 1e-9 * (sum / count).abs().max(1.0),
-            "{key:?} mean"
-        );
-    }
-}
 
 #[test]
 fn published_readings_come_out_as_exact_aggregates() {

@@ -3,12 +3,15 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::reading::{Field, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
+use crate::statistics::Statistics;
 use crate::text;
 
 /// The summary of one key's samples in one window. 168 bytes.
 ///
 /// Count, sum, min and max are exact over the window; sum and sum of squares are what a merge of
-/// partial aggregates (several pipelines in one shared-subscription group) needs.
+/// partial aggregates (several pipelines in one shared-subscription group) needs. Only the
+/// [`Aggregate::statistics`] chosen by `[aggd] statistics` are meaningful and published; a new
+/// aggregate carries them all.
 ///
 /// ```
 /// use records::{Aggregate, FixedText};
@@ -43,13 +46,15 @@ pub struct Aggregate {
     device_len: u8,
     sensor_len: u8,
     unit_len: u8,
-    _pad: [u8; 5],
+    statistics: u8,
+    _pad: [u8; 4],
 }
 
 const _: () = assert!(std::mem::size_of::<Aggregate>() == 168);
 
 impl shm_ring::Record for Aggregate {
-    const TYPE_NAME: &'static str = "Aggregate/1";
+    // 2: the statistics byte (was padding).
+    const TYPE_NAME: &'static str = "Aggregate/2";
 }
 
 impl Aggregate {
@@ -59,7 +64,18 @@ impl Aggregate {
         a.device_len = text::store(&mut a.device, device)?;
         a.sensor_len = text::store(&mut a.sensor, sensor)?;
         a.unit_len = text::store(&mut a.unit, unit)?;
+        a.statistics = Statistics::ALL.bits();
         Some(a)
+    }
+
+    /// The statistics this aggregate carries.
+    pub fn statistics(&self) -> Statistics {
+        Statistics::from_bits(self.statistics)
+    }
+
+    /// Sets the statistics this aggregate carries.
+    pub fn set_statistics(&mut self, statistics: Statistics) {
+        self.statistics = statistics.bits();
     }
 
     /// The mean, or NaN for an empty aggregate.

@@ -11,9 +11,11 @@ mod aggregate;
 pub mod names;
 mod raw;
 mod reading;
+mod statistics;
 mod text;
 
 pub use aggregate::Aggregate;
 pub use raw::{ContentType, RawRecord, TooLarge, RAW_PAYLOAD_MAX, RAW_TOPIC_MAX};
 pub use reading::{Field, Reading, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
+pub use statistics::Statistics;
 pub use text::FixedText;

@@ -21,7 +21,7 @@ pub mod stage {
     pub const DECODED: &str = "decoded";
     /// The window aggregator.
     pub const AGGD: &str = "aggd";
-    /// The NATS publisher.
+    /// The publisher (NATS, Kafka).
     pub const EMITD: &str = "emitd";
     /// All four, upstream first.
     pub const ALL: [&str; 4] = [INGESTD, DECODED, AGGD, EMITD];
@@ -41,6 +41,8 @@ pub mod segment {
     pub const STATS: &str = "stats";
     /// aggd's window state, which survives aggd's restart.
     pub const WINDOWS: &str = "windows";
+    /// The key text aggd's window state names (interned device, sensor and unit strings).
+    pub const STRINGS: &str = "strings";
 }
 
 /// Counters every stage keeps.
@@ -63,6 +65,10 @@ pub mod session {
     pub const SESSION_LOST: &str = "mqtt.session_lost";
     /// Connection attempts or connections that failed.
     pub const CONNECTION_ERRORS: &str = "mqtt.connection_errors";
+    /// Of those, failed in TLS (certificate, name, or the broker refusing ours).
+    pub const TLS_ERRORS: &str = "mqtt.tls_errors";
+    /// Of those, refused for bad or missing credentials.
+    pub const AUTH_ERRORS: &str = "mqtt.auth_errors";
 }
 
 /// A stage's gauges: values it sets (not counts), kept in the stats page's counter slots under
@@ -82,8 +88,97 @@ pub mod gauge {
     pub const BACKLOG_PREFIX: &str = "gauge.backlog.";
     /// emitd: aggregates waiting for NATS.
     pub const NATS_BACKLOG: &str = "gauge.backlog.nats";
+    /// emitd: 1 while a Kafka broker is up for the producer.
+    pub const KAFKA_CONNECTED: &str = "gauge.connected.kafka";
+    /// emitd: aggregates handed to the Kafka producer and not yet acknowledged.
+    pub const KAFKA_BACKLOG: &str = "gauge.backlog.kafka";
     /// aggd: keys (device, sensor) in the window table.
     pub const KEYS_TRACKED: &str = "gauge.keys_tracked";
+    /// Prefix of why a wire's last connection attempt failed (`gauge.failure.<wire>`), one of
+    /// the [`failure`] codes; 0 once connected.
+    pub const FAILURE_PREFIX: &str = "gauge.failure.";
+    /// ingestd: why the last MQTT connection attempt failed.
+    pub const MQTT_FAILURE: &str = "gauge.failure.mqtt";
+    /// emitd: why the last NATS connection attempt failed.
+    pub const NATS_FAILURE: &str = "gauge.failure.nats";
+
+    /// The values of a `gauge.failure.<wire>` gauge.
+    pub mod failure {
+        /// Connected, or never failed.
+        pub const NONE: u64 = 0;
+        /// The network: refused, reset, timed out, unreachable.
+        pub const NETWORK: u64 = 1;
+        /// TLS: the server's certificate or name, or the server refusing our certificate.
+        pub const TLS: u64 = 2;
+        /// Credentials refused.
+        pub const AUTH: u64 = 3;
+        /// Anything else (protocol errors).
+        pub const OTHER: u64 = 4;
+
+        /// The code in words.
+        pub fn describe(code: u64) -> &'static str {
+            match code {
+                NONE => "none",
+                NETWORK => "network",
+                TLS => "tls",
+                AUTH => "auth",
+                _ => "other",
+            }
+        }
+    }
+}
+
+/// emitd's NATS connection events (outside the balance).
+pub mod nats {
+    /// Connection attempts that failed in TLS.
+    pub const TLS_ERRORS: &str = "nats.tls_errors";
+    /// Connection attempts refused for bad or missing credentials.
+    pub const AUTH_ERRORS: &str = "nats.auth_errors";
+}
+
+/// ingestd's HTTP requests (outside the record balance: they count requests, not readings; every
+/// request to `POST /v1/readings`, or to a path or method ingestd does not serve, ends at exactly
+/// one of `http.accepted` or `http.rejected.<reason>`, so `http.requests = http.accepted +
+/// http.rejected.*`). The readings of an accepted request are counted as `received` and
+/// `forwarded`; a refused request's readings never became records.
+pub mod http {
+    /// Requests answered (`GET /healthz` aside).
+    pub const REQUESTS: &str = "http.requests";
+    /// Requests whose every reading was committed to the raw ring (answered 2xx).
+    pub const ACCEPTED: &str = "http.accepted";
+    /// Prefix of the refusals by reason.
+    pub const REJECTED_PREFIX: &str = "http.rejected.";
+    /// 400: the body's framing cannot be split into readings.
+    pub const BAD_FRAMING: &str = "http.rejected.bad_framing";
+    /// 401: a token is configured and the request's is missing or wrong.
+    pub const UNAUTHORIZED: &str = "http.rejected.unauthorized";
+    /// 404: not `/v1/readings` (nor `/healthz`).
+    pub const NOT_FOUND: &str = "http.rejected.not_found";
+    /// 405: `/v1/readings` with another method than POST.
+    pub const BAD_METHOD: &str = "http.rejected.bad_method";
+    /// 413: the body is over `max_body_bytes`, an item is over `max_payload`, or it holds more
+    /// readings than one ring commit takes.
+    pub const TOO_LARGE: &str = "http.rejected.too_large";
+    /// 415: a `Content-Type` ingestd does not split.
+    pub const UNSUPPORTED_TYPE: &str = "http.rejected.unsupported_type";
+    /// 503: the raw ring has no room for the whole request.
+    pub const RING_FULL: &str = "http.rejected.ring_full";
+    /// 503: the stage is stopping.
+    pub const STOPPING: &str = "http.rejected.stopping";
+    /// No answer: the client went away or sent a broken body before it was read whole.
+    pub const ABORTED: &str = "http.rejected.aborted";
+    /// Every refusal reason.
+    pub const REJECTIONS: [&str; 9] = [
+        BAD_FRAMING,
+        UNAUTHORIZED,
+        NOT_FOUND,
+        BAD_METHOD,
+        TOO_LARGE,
+        UNSUPPORTED_TYPE,
+        RING_FULL,
+        STOPPING,
+        ABORTED,
+    ];
 }
 
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).
@@ -99,6 +194,8 @@ pub mod drop_reason {
     pub const DUPLICATE: &str = "dropped.duplicate";
     /// emitd: NATS was unavailable longer than its bounded queue could hold.
     pub const NATS_BACKLOG_FULL: &str = "dropped.nats_backlog_full";
+    /// emitd: Kafka was unavailable longer than its bounded backlog could hold.
+    pub const KAFKA_BACKLOG_FULL: &str = "dropped.kafka_backlog_full";
     /// emitd: a device or sensor id would change the NATS subject's routing.
     pub const UNSAFE_SUBJECT: &str = "dropped.unsafe_subject";
     /// aggd: the aggregates ring was full; the aggregate was not handed on.

@@ -1,11 +1,17 @@
-//! Test support for the pipeline's integration tests: a real `mosquitto` and a real
-//! `nats-server` (Debian packages, installed by `scripts/install-deps.sh`), each started on a
+//! Test support for the pipeline's integration tests: a real `mosquitto`, a real `nats-server`
+//! (Debian packages) and a real Kafka-protocol broker ([`Tansu`], in `tansu`), all installed by
+//! `scripts/install-deps.sh`, each started on a
 //! free loopback port chosen at run time, and stopped (SIGKILL, reaped) when dropped, also when a
 //! test fails. Nothing here touches a broker it did not start.
 //!
 //! Also finds the pipeline's binaries in the target directory of the running test.
 
 #![deny(missing_docs)]
+
+pub mod pki;
+mod tansu;
+pub mod tls;
+pub use tansu::{tansu_binary, Tansu};
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -163,27 +169,52 @@ pub struct Mosquitto {
     process: Process,
     port: u16,
     dir: TempDir,
+    /// Extra listeners: port and settings (see [`Mosquitto::start_with`]).
+    extra: Vec<(u16, String)>,
 }
 
 impl Mosquitto {
     /// Starts mosquitto with queues and in-flight limits raised for benchmarks and bursts.
     pub fn start() -> Mosquitto {
+        Self::start_with(&[])
+    }
+
+    /// Starts mosquitto with its anonymous plain listener (for publishers such as loadgen) and
+    /// one more listener per entry of `extra`, each on its own free port with those settings
+    /// (`per_listener_settings true`): for example [`tls::mosquitto_tls`] and
+    /// [`tls::mosquitto_password`]. [`Mosquitto::extra_url`] names them.
+    pub fn start_with(extra: &[String]) -> Mosquitto {
         let dir = TempDir::new("mosquitto");
         for _ in 0..20 {
             let port = free_port();
-            if let Some(process) = Self::launch(&dir, port) {
-                return Mosquitto { process, port, dir };
+            let extra: Vec<(u16, String)> = extra.iter().map(|s| (free_port(), s.clone())).collect();
+            if let Some(process) = Self::launch(&dir, port, &extra) {
+                return Mosquitto {
+                    process,
+                    port,
+                    dir,
+                    extra,
+                };
             }
         }
         panic!("mosquitto did not start on any of 20 free ports");
     }
 
-    fn launch(dir: &TempDir, port: u16) -> Option<Process> {
+    /// `<scheme>://127.0.0.1:<port>` of the extra listener `i` (see [`Mosquitto::start_with`]).
+    pub fn extra_url(&self, i: usize, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.extra[i].0)
+    }
+
+    fn launch(dir: &TempDir, port: u16, extra: &[(u16, String)]) -> Option<Process> {
         let conf = dir.path().join("mosquitto.conf");
+        let mut listeners = format!("per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n");
+        for (p, settings) in extra {
+            listeners.push_str(&format!("listener {p} 127.0.0.1\n{settings}"));
+        }
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "{listeners}persistence false\n\
                  max_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 1000\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n"
             ),
@@ -196,7 +227,11 @@ impl Mosquitto {
                 .arg(&conf)
                 .stdout(Stdio::null()),
         );
-        wait_listening(&mut process, port, Duration::from_secs(10)).then_some(process)
+        let all_listening = wait_listening(&mut process, port, Duration::from_secs(10))
+            && extra
+                .iter()
+                .all(|(p, _)| wait_listening(&mut process, *p, Duration::from_secs(10)));
+        all_listening.then_some(process)
     }
 
     /// The port.
@@ -224,7 +259,7 @@ impl Mosquitto {
         self.process.kill();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(p) = Self::launch(&self.dir, self.port) {
+            if let Some(p) = Self::launch(&self.dir, self.port, &self.extra) {
                 self.process = p;
                 return;
             }
@@ -296,6 +331,8 @@ pub struct Nats {
     process: Process,
     port: u16,
     jetstream: Option<TempDir>,
+    /// A configuration file's directory and extra settings (see [`Nats::start_configured`]).
+    configured: Option<(TempDir, String)>,
 }
 
 impl Nats {
@@ -309,26 +346,43 @@ impl Nats {
         Self::start_with(true)
     }
 
+    /// Starts core NATS with `settings` in its configuration file (nats-server's syntax): for
+    /// example [`tls::nats_tls`] or an `authorization { ... }` block.
+    pub fn start_configured(settings: &str) -> Nats {
+        Self::start_inner(false, Some(settings))
+    }
+
     fn start_with(jetstream: bool) -> Nats {
+        Self::start_inner(jetstream, None)
+    }
+
+    fn start_inner(jetstream: bool, settings: Option<&str>) -> Nats {
         let store = jetstream.then(|| TempDir::new("nats-js"));
+        let configured = settings.map(|s| (TempDir::new("nats-conf"), s.to_owned()));
         for _ in 0..20 {
             let port = free_port();
-            if let Some(process) = Self::launch(port, store.as_ref()) {
+            if let Some(process) = Self::launch(port, store.as_ref(), configured.as_ref()) {
                 return Nats {
                     process,
                     port,
                     jetstream: store,
+                    configured,
                 };
             }
         }
         panic!("nats-server did not start on any of 20 free ports");
     }
 
-    fn launch(port: u16, store: Option<&TempDir>) -> Option<Process> {
+    fn launch(port: u16, store: Option<&TempDir>, configured: Option<&(TempDir, String)>) -> Option<Process> {
         let mut cmd = Command::new(find_program("nats-server"));
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        if let Some((dir, settings)) = configured {
+            let conf = dir.path().join("nats.conf");
+            std::fs::write(&conf, format!("listen: \"127.0.0.1:{port}\"\n{settings}\n")).ok()?;
+            cmd.arg("-c").arg(conf);
+        } else {
+            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         if let Some(dir) = store {
             cmd.arg("-js").arg("-sd").arg(dir.path());
         }
@@ -346,6 +400,11 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// `<scheme>://127.0.0.1:<port>` (`tls` for a TLS server).
+    pub fn url_with(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
     /// Kills the server (SIGKILL).
     pub fn stop(&mut self) {
         self.process.kill();
@@ -356,7 +415,7 @@ impl Nats {
         self.process.kill();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(p) = Self::launch(self.port, self.jetstream.as_ref()) {
+            if let Some(p) = Self::launch(self.port, self.jetstream.as_ref(), self.configured.as_ref()) {
                 self.process = p;
                 return;
             }

@@ -2,7 +2,7 @@
 
 use std::net::TcpStream;
 
-use test_brokers::{Mosquitto, Nats};
+use test_brokers::{Mosquitto, Nats, Tansu};
 
 fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -27,6 +27,18 @@ fn nats_starts_with_and_without_jetstream() {
     let b = Nats::start_jetstream();
     assert_ne!(a.port(), b.port());
     assert!(listening(a.port()) && listening(b.port()));
+    let port = a.port();
+    drop(a);
+    assert!(!listening(port));
+}
+
+#[test]
+fn tansu_starts_creates_topics_and_stops() {
+    let a = Tansu::start();
+    let b = Tansu::start();
+    assert_ne!(a.port(), b.port());
+    assert!(listening(a.port()) && listening(b.port()));
+    a.create_topic("t.one", 2);
     let port = a.port();
     drop(a);
     assert!(!listening(port));

@@ -227,6 +227,15 @@ pub struct Collector {
 impl Collector {
     /// Subscribes to `subject` on `url` and returns once the subscription is in place.
     pub fn start(url: &str, subject: &str) -> Collector {
+        Self::start_with(url, subject, async_nats::ConnectOptions::new)
+    }
+
+    /// As [`Collector::start`], with connect options (TLS, credentials) from `options`.
+    pub fn start_with(
+        url: &str,
+        subject: &str,
+        options: impl FnOnce() -> async_nats::ConnectOptions + Send + 'static,
+    ) -> Collector {
         let msgs = Arc::new(Mutex::new(Vec::new()));
         let probes_back = Arc::new(AtomicU64::new(0));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -238,7 +247,7 @@ impl Collector {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let client = async_nats::ConnectOptions::new()
+                let client = options()
                     .retry_on_initial_connect()
                     .max_reconnects(None)
                     .connect(url.as_str())
@@ -408,3 +417,6 @@ pub fn key_of(m: &Msg) -> (String, String, u64) {
         v["window_end_ms"].as_u64().unwrap(),
     )
 }
+
+#[cfg(feature = "kafka")]
+pub mod kafka;

@@ -28,6 +28,14 @@
 //! | decoded->aggd | `decoded.forwarded = aggd.received + readings depth` |
 //! | aggd->emitd | `aggd.aggregates.emitted = emitd.received + aggregates depth` (aggd's `forwarded` counts readings folded into windows) |
 //!
+//! ingestd's HTTP requests (when it listens) have an equation of their own, in requests, not
+//! readings (a refused request's readings never became records; an accepted one's are in
+//! ingestd's `received` and `forwarded`):
+//!
+//! | where | check |
+//! |---|---|
+//! | ingestd http | `http.requests = http.accepted + http.rejected.*` |
+//!
 //! A poison record the supervisor neutralised stays in its ring as an empty record, which the
 //! stage then counts as bad input, so it needs no term of its own.
 //!
@@ -41,7 +49,7 @@
 //! flight between moving records and publishing its counters. A running pipeline can therefore
 //! be off by what is in flight; a stopped or idle one balances exactly.
 
-use records::names::{counter, segment, stage};
+use records::names::{counter, http, segment, stage};
 use shm_ring::{StageSnapshot, StatsSnapshot};
 
 use super::counters::{sum_prefix, value, DROPPED_PREFIX, ERROR_PREFIX};
@@ -196,6 +204,32 @@ fn inconsistent_note(s: &StageSnapshot) -> Option<String> {
     })
 }
 
+/// ingestd's HTTP requests, when it has counted any (see the module docs).
+fn http_check(s: &StageSnapshot) -> Option<Check> {
+    let left = s.counter(http::REQUESTS)?;
+    let right = vec![
+        Term {
+            name: http::ACCEPTED.into(),
+            value: value(s, http::ACCEPTED),
+        },
+        Term {
+            name: format!("{}*", http::REJECTED_PREFIX),
+            value: sum_prefix(s, http::REJECTED_PREFIX),
+        },
+    ];
+    let mut check = Check {
+        kind: CheckKind::Stage,
+        at: format!("{} http", stage::INGESTD),
+        left_name: http::REQUESTS.into(),
+        left,
+        right,
+        off_by: 0,
+        note: inconsistent_note(s),
+    };
+    check.off_by = off_by(left, check.right_total());
+    Some(check)
+}
+
 /// Checks every stage and link of `stats`, with `ring_depths` giving the number of records in
 /// each ring by name (a ring missing from it makes its link unchecked).
 pub fn compute(stats: &StatsSnapshot, ring_depths: &[(&str, u64)]) -> Balance {
@@ -229,6 +263,10 @@ pub fn compute(stats: &StatsSnapshot, ring_depths: &[(&str, u64)]) -> Balance {
             note: inconsistent_note(s),
         };
         check.off_by = off_by(left, check.right_total());
+        checks.push(check);
+    }
+
+    if let Some(check) = stats.stage(stage::INGESTD).and_then(http_check) {
         checks.push(check);
     }
 
@@ -413,5 +451,32 @@ mod tests {
         };
         let b = compute(&stats, &[]);
         assert_eq!(b.checks[0].off_by, i64::MIN);
+    }
+
+    #[test]
+    fn http_requests_balance_when_ingestd_listens() {
+        let mut stats = pipeline(85);
+        assert!(
+            compute(&stats, &DEPTHS).checks.iter().all(|c| c.at != "ingestd http"),
+            "no HTTP, no check"
+        );
+        stats.stages[0] = snap(
+            "ingestd",
+            &[
+                ("received", 100),
+                ("forwarded", 90),
+                ("dropped.ring_full", 10),
+                ("http.requests", 9),
+                ("http.accepted", 5),
+                ("http.rejected.ring_full", 3),
+            ],
+        );
+        let b = compute(&stats, &DEPTHS);
+        let http = b.checks.iter().find(|c| c.at == "ingestd http").unwrap();
+        assert_eq!(
+            http.describe(),
+            "http.requests 9 = http.accepted 5 + http.rejected.* 3 (1 not accounted for)"
+        );
+        assert_eq!(b.summary(), "BALANCE: off by 1 at ingestd http");
     }
 }

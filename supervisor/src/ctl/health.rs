@@ -10,7 +10,7 @@
 //! a stage that the supervisor restarted as hung: the note says how often and why it last was
 //! (`heartbeat`, `start_timeout` or `no_progress`), whether the stage is healthy now or not.
 
-use records::names::stage;
+use records::names::{gauge, stage};
 use shm_ring::{StageState, StatsSnapshot};
 
 use super::format;
@@ -48,8 +48,34 @@ fn problem_of(stats: &StatsSnapshot, name: &str, max_heartbeat_age_ms: u64) -> O
             format::duration_ms(age),
             format::duration_ms(max_heartbeat_age_ms)
         )),
-        Some(_) => None,
+        Some(_) => disconnected(s),
     }
+}
+
+/// A running stage whose server does not accept its connection on some wire (its
+/// `gauge.connected.<wire>` is 0), with the cause of the last failed attempt.
+fn disconnected(s: &shm_ring::StageSnapshot) -> Option<String> {
+    let wires: Vec<String> = s
+        .counters
+        .iter()
+        .filter_map(|(name, v)| {
+            let wire = name.strip_prefix(gauge::CONNECTED_PREFIX)?;
+            (*v == 0).then(|| {
+                let failure = s
+                    .counter(&format!("{}{wire}", gauge::FAILURE_PREFIX))
+                    .unwrap_or(gauge::failure::NONE);
+                if failure == gauge::failure::NONE {
+                    format!("not connected to {wire} (connecting)")
+                } else {
+                    format!(
+                        "not connected to {wire}: the last attempt failed ({}; its log says why)",
+                        gauge::failure::describe(failure)
+                    )
+                }
+            })
+        })
+        .collect();
+    (!wires.is_empty()).then(|| format!("running but {}", wires.join(", ")))
 }
 
 /// The unhealthy stages among ingestd, decoded, aggd and emitd, upstream first.
@@ -136,6 +162,28 @@ mod tests {
                 "aggd: heartbeat 12.3s old (limit 10.0s): hung, or the supervisor is not restarting it",
                 "emitd: running but has never sent a heartbeat",
             ]
+        );
+    }
+
+    #[test]
+    fn a_running_stage_that_is_not_connected_says_which_wire_and_why() {
+        let mut stats = all_running();
+        stats.stages[0].counters.push(("gauge.connected.mqtt".into(), 1));
+        assert!(evaluate(&stats, 10_000).is_empty());
+        stats.stages[0].counters[..].last_mut().unwrap().1 = 0;
+        stats.stages[0]
+            .counters
+            .push(("gauge.failure.mqtt".into(), gauge::failure::TLS));
+        let problems = evaluate(&stats, 10_000);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].reason,
+            "running but not connected to mqtt: the last attempt failed (tls; its log says why)"
+        );
+        stats.stages[0].counters.pop();
+        assert_eq!(
+            evaluate(&stats, 10_000)[0].reason,
+            "running but not connected to mqtt (connecting)"
         );
     }
 

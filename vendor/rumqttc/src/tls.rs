@@ -1,5 +1,5 @@
 #[cfg(feature = "use-rustls-no-provider")]
-use rustls_pemfile::Item;
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 #[cfg(feature = "use-rustls-no-provider")]
 use tokio_rustls::rustls::{
     self,
@@ -11,8 +11,6 @@ use tokio_rustls::TlsConnector as RustlsConnector;
 
 #[cfg(feature = "use-rustls-no-provider")]
 use std::convert::TryFrom;
-#[cfg(feature = "use-rustls-no-provider")]
-use std::io::{BufReader, Cursor};
 #[cfg(feature = "use-rustls-no-provider")]
 use std::sync::Arc;
 
@@ -75,8 +73,10 @@ pub async fn rustls_connector(tls_config: &TlsConfiguration) -> Result<RustlsCon
         } => {
             // Add ca to root store if the connection is TLS
             let mut root_cert_store = RootCertStore::empty();
-            let certs = rustls_pemfile::certs(&mut BufReader::new(Cursor::new(ca)))
-                .collect::<Result<Vec<_>, _>>()?;
+            // PATCH: PEM through rustls-pki-types (rustls-pemfile is unmaintained).
+            let certs = CertificateDer::pem_slice_iter(ca)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| Error::NoValidCertInChain)?;
 
             root_cert_store.add_parsable_certificates(certs);
 
@@ -88,33 +88,17 @@ pub async fn rustls_connector(tls_config: &TlsConfiguration) -> Result<RustlsCon
 
             // Add der encoded client cert and key
             let mut config = if let Some(client) = client_auth.as_ref() {
-                let certs =
-                    rustls_pemfile::certs(&mut BufReader::new(Cursor::new(client.0.clone())))
-                        .collect::<Result<Vec<_>, _>>()?;
+                // PATCH: PEM through rustls-pki-types (rustls-pemfile is unmaintained).
+                let certs = CertificateDer::pem_slice_iter(&client.0)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| Error::NoValidClientCertInChain)?;
                 if certs.is_empty() {
                     return Err(Error::NoValidClientCertInChain);
                 }
 
-                // Create buffer for key file
-                let mut key_buffer = BufReader::new(Cursor::new(client.1.clone()));
-
-                // Read PEM items until we find a valid key.
-                let key = loop {
-                    let item = rustls_pemfile::read_one(&mut key_buffer)?;
-                    match item {
-                        Some(Item::Sec1Key(key)) => {
-                            break key.into();
-                        }
-                        Some(Item::Pkcs1Key(key)) => {
-                            break key.into();
-                        }
-                        Some(Item::Pkcs8Key(key)) => {
-                            break key.into();
-                        }
-                        None => return Err(Error::NoValidKeyInChain),
-                        _ => {}
-                    }
-                };
+                // The first PKCS#1, PKCS#8 or SEC1 key in the PEM text.
+                let key = PrivateKeyDer::from_pem_slice(&client.1)
+                    .map_err(|_| Error::NoValidKeyInChain)?;
 
                 config.with_client_auth_cert(certs, key)?
             } else {

@@ -1,0 +1,96 @@
+//! The undo journal and the readings-ring position words: what makes every reading fold exactly
+//! once, whatever instruction aggd is killed at.
+//!
+//! The rows and the bookkeeping words are in shared memory; the key index is rebuilt on start.
+//! The writes of one reading's fold ([`crate::fold`]) are ordered (compiler fences, `Release`
+//! stores of the words):
+//!
+//! 1. find or insert the key (a row is written completely before its tag; a victim's tag is
+//!    cleared before the row is reused);
+//! 2. advance the key's newest pane: clear the panes that fall out of its ring, then store
+//!    `head` (idempotent: redoing it changes nothing);
+//! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields and the
+//!    key's `last`, then `J_POS = position + 1`;
+//! 4. fold the value into the pane and `last`;
+//! 5. store `FOLDED = position + 1` (`Windows::set_folded`).
+//!
+//! On start (`undo`, called by [`Windows::open`]), if `J_POS == FOLDED + 1`, the fold of reading `FOLDED` was between 3 and
+//! 5: the journal is copied back, undoing any part of step 4, and the reading is folded again
+//! from the ring. Otherwise step 4 had not begun (or was complete and `FOLDED` says so).
+//!
+//! `COUNTED` is the stage's: the position up to which readings are counted in the stats page
+//! (see [`crate::stage`] for how the three positions are reconciled after a restart).
+
+use std::sync::atomic::{compiler_fence, Ordering};
+
+use crate::pane::PaneWords;
+use crate::row::RowMut;
+use crate::store::{self, Store};
+use crate::window::{WindowConfig, Windows};
+
+impl<S: Store> Windows<S> {
+    /// Step 3: records how to undo the fold of the reading at ring position `pos` into pane
+    /// slot `slot` of `row`, whose fields and `last` are `saved` and `last` now.
+    pub(crate) fn journal(&self, pos: u64, row: usize, slot: usize, saved: PaneWords, last: f64) {
+        compiler_fence(Ordering::SeqCst);
+        self.store.set_word(store::J_SLOT, ((row as u64) << 8) | slot as u64);
+        for (i, w) in saved.into_iter().enumerate() {
+            self.store.set_word(store::J_PANE + i, w);
+        }
+        self.store.set_word(store::J_LAST, last.to_bits());
+        kill_point!();
+        self.store.set_word(store::J_POS, pos.wrapping_add(1));
+        compiler_fence(Ordering::SeqCst);
+        kill_point!();
+    }
+
+    /// Step 5: every reading before ring position `pos + 1` is folded.
+    pub(crate) fn set_folded(&self, pos: u64) {
+        kill_point!();
+        self.store.set_word(store::FOLDED, pos.wrapping_add(1));
+    }
+
+    /// Readings-ring position up to which readings are folded.
+    pub fn folded(&self) -> u64 {
+        self.store.word(store::FOLDED)
+    }
+
+    /// Readings-ring position up to which readings are counted in the stats page.
+    pub fn counted(&self) -> u64 {
+        self.store.word(store::COUNTED)
+    }
+
+    /// Records that readings before `pos` are counted.
+    pub fn set_counted(&self, pos: u64) {
+        self.store.set_word(store::COUNTED, pos);
+    }
+
+    /// Starts over at ring position `pos` (the table does not belong to this readings ring).
+    pub fn reset_positions(&self, pos: u64) {
+        self.store.set_word(store::J_POS, 0);
+        self.store.set_word(store::FOLDED, pos);
+        self.store.set_word(store::COUNTED, pos);
+    }
+}
+
+/// Undoes the fold of reading `FOLDED` if the journal says it was in progress. Idempotent.
+/// Returns whether it undid one.
+pub(crate) fn undo<S: Store>(store: &mut S, cfg: &WindowConfig) -> bool {
+    let j = store.word(store::J_POS);
+    if j == 0 || j != store.word(store::FOLDED).wrapping_add(1) {
+        return false;
+    }
+    let at = store.word(store::J_SLOT);
+    let (row, slot) = (at >> 8, (at & 0xff) as usize);
+    let shape = cfg.row_shape();
+    if row < u64::from(cfg.max_keys) && slot < shape.panes {
+        let pane: PaneWords = std::array::from_fn(|i| store.word(store::J_PANE + i));
+        let last = f64::from_bits(store.word(store::J_LAST));
+        let mut rm = RowMut::new(store.words_mut(), row as usize, shape);
+        rm.panes.restore(slot, pane);
+        rm.header.last = last;
+    }
+    compiler_fence(Ordering::SeqCst);
+    store.set_word(store::J_POS, 0);
+    true
+}

@@ -1,0 +1,46 @@
+//! Deletion from an open-addressing table with linear probing (the key index in
+//! [`crate::keys`] and the text index in [`crate::strings`]): no tombstones, so lookups never
+//! slow down as keys come and go.
+
+/// Empties slot `hole` of `index` (a power-of-two table, `mask = len − 1`, empty slots equal to
+/// `T::default()`), moving later entries of the same probe run back into the hole when their
+/// home slot (`home(entry)`) does not lie cyclically in (hole, entry].
+pub fn remove_at<T: Copy + Default + PartialEq>(index: &mut [T], mut hole: usize, home: impl Fn(T) -> usize) {
+    let mask = index.len() - 1;
+    let mut j = hole;
+    loop {
+        j = (j + 1) & mask;
+        let e = index[j];
+        if e == T::default() {
+            break;
+        }
+        let h = home(e) & mask;
+        let stays = if hole <= j {
+            hole < h && h <= j
+        } else {
+            hole < h || h <= j
+        };
+        if !stays {
+            index[hole] = e;
+            hole = j;
+        }
+    }
+    index[hole] = T::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_entry_leaves_its_run_findable() {
+        // An entry's home slot is its value mod 100; 0 is empty. One probe run wraps around an
+        // 8-slot table: slot 6 = 6, 7 = 206 (home 6), 0 = 106 (home 6), 1 = 107 (home 7).
+        let home = |e: u32| (e % 100) as usize;
+        let mut index = [106, 107, 0, 0, 0, 0, 6, 206];
+        remove_at(&mut index, 6, home);
+        assert_eq!(index, [107, 0, 0, 0, 0, 0, 206, 106]);
+        remove_at(&mut index, 6, home);
+        assert_eq!(index, [0, 0, 0, 0, 0, 0, 106, 107]);
+    }
+}

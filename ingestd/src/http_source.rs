@@ -1,0 +1,165 @@
+//! The HTTP source (`[ingestd.http]`): a listener on its own thread and runtime, HTTP/1.1 with
+//! keep-alive (hyper 1, docs/decisions.md D15), optionally over TLS (rustls with the ring
+//! provider, as MQTT). Each connection is a task; each request is answered by
+//! [`crate::http_request`], whose readings go to the raw ring through [`crate::http_commit`].
+//!
+//! Stopping: new requests are answered 503 (`http.rejected.stopping`), no new connection is
+//! accepted, and the source waits (up to [`DRAIN`]) for the requests already handed over to be
+//! committed and answered. A client whose request got no answer may retry it: its readings may
+//! then be in the ring twice (at-least-once, as for MQTT QoS 1).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use shm_ring::StageState;
+use telemetry_config::Ingestd;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::http_commit::{Committer, HttpCounters};
+use crate::http_request::Handler;
+use crate::liveness::Liveness;
+use crate::ring::SharedRing;
+use crate::source::{Source, SourceError, Stop};
+
+/// Open connections at most; further clients wait in the listen backlog. With each reading a body
+/// of up to `max_body_bytes`, this bounds the memory bodies take (1 GiB at the default 1 MiB).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Longest wait, when stopping, for requests already taken to be answered.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// How often the source reports itself alive (see [`Liveness`]).
+const TURN: Duration = Duration::from_millis(100);
+
+/// The HTTP listener.
+pub struct HttpSource {
+    config: Ingestd,
+}
+
+impl HttpSource {
+    /// The listener `config.http` describes (with `config.max_payload`).
+    pub fn new(config: Ingestd) -> HttpSource {
+        HttpSource { config }
+    }
+}
+
+impl Source for HttpSource {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn run(self: Box<Self>, ring: SharedRing, liveness: Liveness, stop: Stop) -> Result<(), SourceError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(serve(self.config, ring, liveness, stop))
+    }
+}
+
+/// Reads the bearer token from its secret file. Surrounding white space (a trailing newline)
+/// is not part of it.
+fn read_token(file: &str) -> Result<Option<Vec<u8>>, SourceError> {
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let text = telemetry_config::read_secret("ingestd.http.token_file", file).map_err(|e| e.to_string())?;
+    Ok(Some(format!("Bearer {}", text.trim()).into_bytes()))
+}
+
+/// The TLS acceptor for `cert_file` and `key_file`, if set.
+fn tls_acceptor(cert_file: &str, key_file: &str) -> Result<Option<TlsAcceptor>, SourceError> {
+    if cert_file.is_empty() {
+        return Ok(None);
+    }
+    let config = wire_tls::server_config("ingestd.http", cert_file, key_file)?;
+    Ok(Some(TlsAcceptor::from(config)))
+}
+
+/// Why the committer task ended while the source runs (it only ends on a ring error).
+fn committer_failed(ended: Result<Result<(), shm_ring::Error>, tokio::task::JoinError>) -> SourceError {
+    match ended {
+        Ok(Err(e)) => format!("writing the raw ring: {e}").into(),
+        Ok(Ok(())) => "the HTTP committer ended".into(),
+        Err(e) => format!("the HTTP committer failed: {e}").into(),
+    }
+}
+
+async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: Stop) -> Result<(), SourceError> {
+    let http = &config.http;
+    let tls = tls_acceptor(&http.cert_file, &http.key_file)?;
+    let listener = TcpListener::bind(&http.listen)
+        .await
+        .map_err(|e| format!("ingestd.http.listen {:?}: {e}", http.listen))?;
+    let counters = HttpCounters::register(&ring)?;
+    let (committer, mut committer_task) = Committer::start(ring.clone(), counters);
+    let handler = Arc::new(Handler {
+        expected_authorization: read_token(&http.token_file)?,
+        max_body_bytes: http.max_body_bytes,
+        max_payload: config.max_payload,
+        ring: ring.clone(),
+        counters,
+        committer,
+        stop: stop.clone(),
+        in_flight: AtomicUsize::new(0),
+    });
+    let turns = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TURN);
+        loop {
+            interval.tick().await;
+            liveness.turned();
+        }
+    });
+    info!(listen = %listener.local_addr()?, tls = tls.is_some(), token = handler.expected_authorization.is_some(), "HTTP listening");
+    ring.lock().stats.set_state(StageState::Running);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit?,
+            _ = stop.wait() => break,
+            ended = &mut committer_task => return Err(committer_failed(ended)),
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted.
+                    warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait() => break,
+            ended = &mut committer_task => return Err(committer_failed(ended)),
+        };
+        let _ = stream.set_nodelay(true);
+        let (handler, tls) = (handler.clone(), tls.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handler.clone().handle(request));
+            let builder = hyper::server::conn::http1::Builder::new();
+            let served = match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Err(e) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => builder.serve_connection(TokioIo::new(stream), service).await,
+            };
+            if let Err(e) = served {
+                debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let deadline = Instant::now() + DRAIN;
+    while handler.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    turns.abort();
+    info!("HTTP stopped");
+    Ok(())
+}
