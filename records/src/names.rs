@@ -43,6 +43,8 @@ pub mod segment {
     pub const WINDOWS: &str = "windows";
     /// The key text aggd's window state names (interned device, sensor and unit strings).
     pub const STRINGS: &str = "strings";
+    /// Every segment a pipeline keeps under its prefix (the package's purge removes these).
+    pub const ALL: [&str; 6] = [RAW, READINGS, AGGREGATES, STATS, WINDOWS, STRINGS];
 }
 
 /// Counters every stage keeps.
@@ -230,4 +232,24 @@ pub mod error_reason {
     pub const EMPTY_ID: &str = "error.empty_id";
     /// aggd: the key table was full and the reading's key could not be tracked.
     pub const KEY_TABLE_FULL: &str = "error.key_table_full";
+}
+
+#[cfg(test)]
+mod tests {
+    /// The package's purge removes exactly the segments a pipeline keeps.
+    #[test]
+    fn the_package_purge_names_every_segment() {
+        let postrm = include_str!("../../deploy/debian/postrm");
+        let line = postrm
+            .lines()
+            .find(|l| l.trim_start().starts_with("for segment in "))
+            .expect("postrm's segment loop");
+        let listed: Vec<&str> = line
+            .trim()
+            .trim_start_matches("for segment in ")
+            .trim_end_matches("; do")
+            .split(' ')
+            .collect();
+        assert_eq!(listed, super::segment::ALL);
+    }
 }
