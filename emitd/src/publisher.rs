@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use records::names::gauge::failure;
+use records::names::nats;
 use tracing::warn;
 
 use crate::{nats_auth, tls_probe};
@@ -187,6 +188,21 @@ impl Nats {
     /// True while connected.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == State::Connected
+    }
+
+    /// The connection's event counters as running totals (see `Sink::events`), for the core and
+    /// the JetStream sink alike.
+    pub fn event_totals(&self, out: &mut Vec<(&'static str, u64)>) {
+        let e = &self.events;
+        out.push(("nats.connects", e.connects.load(Ordering::Relaxed)));
+        out.push(("nats.disconnects", e.disconnects.load(Ordering::Relaxed)));
+        out.push((nats::TLS_ERRORS, e.tls_errors.load(Ordering::Relaxed)));
+        out.push((nats::AUTH_ERRORS, e.auth_errors.load(Ordering::Relaxed)));
+    }
+
+    /// Why the last connection attempt failed (`records::names::gauge::failure`; 0 once connected).
+    pub fn last_failure(&self) -> u64 {
+        self.events.last_failure.load(Ordering::Relaxed)
     }
 
     /// The connection events so far.

@@ -8,17 +8,6 @@ use common::*;
 use records::{Aggregate, FixedText};
 use test_brokers::{wait_for, Nats};
 
-const SIGTERM: i32 = 15;
-
-fn stop(p: &mut Pipeline) {
-    p.emitd().signal(SIGTERM);
-    assert_eq!(
-        p.emitd().wait_exit(PATIENCE),
-        Some(0),
-        "emitd must exit 0 after SIGTERM"
-    );
-}
-
 #[test]
 fn publishes_every_aggregate_on_its_subject_with_every_field() {
     let nats = Nats::start();

@@ -10,17 +10,6 @@ use common::*;
 use records::FixedText;
 use test_brokers::{wait_for, Nats};
 
-const SIGTERM: i32 = 15;
-
-fn stop(p: &mut Pipeline) {
-    p.emitd().signal(SIGTERM);
-    assert_eq!(
-        p.emitd().wait_exit(PATIENCE),
-        Some(0),
-        "emitd must exit 0 after SIGTERM"
-    );
-}
-
 /// Every aggregate is in the stream exactly once, with the Msg-Id emitd derives for it.
 fn assert_exactly_once(url: &str, stream: &str, instance: &str, aggs: &[records::Aggregate]) {
     let msgs = consume_all(url, stream);

@@ -13,19 +13,9 @@ use common::kafka::{read_topic, Record};
 use common::*;
 use test_brokers::{free_port, wait_for, Nats, Tansu};
 
-const SIGTERM: i32 = 15;
 const PARTITIONS: i32 = 3;
 /// How long a read goes on after the expected count, to see any record beyond it.
 const SETTLE: Duration = Duration::from_secs(2);
-
-fn stop(p: &mut Pipeline) {
-    p.emitd().signal(SIGTERM);
-    assert_eq!(
-        p.emitd().wait_exit(PATIENCE),
-        Some(0),
-        "emitd must exit 0 after SIGTERM"
-    );
-}
 
 /// `[emitd]` lines for `sinks` and `[emitd.kafka]` with `brokers` and `extra`.
 fn kafka_config(sinks: &str, brokers: &str, topic: &str, extra: &str) -> String {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use loadgen::proto::{Reading, ReadingBatch};
 use prost::Message;
 use records::names::{counter, http, segment, stage};
 use records::{ContentType, RawRecord};
@@ -17,22 +18,6 @@ use test_brokers::{free_port, wait_for, Process, TempDir};
 
 const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "s3cret-token";
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Reading {
-    #[prost(string, tag = "1")]
-    device: String,
-    #[prost(string, tag = "2")]
-    sensor: String,
-    #[prost(double, tag = "3")]
-    value: f64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ReadingBatch {
-    #[prost(message, repeated, tag = "1")]
-    readings: Vec<Reading>,
-}
 
 struct Ingestd {
     _guard: PrefixGuard,
@@ -203,6 +188,7 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
             device: j.d.into(),
             sensor: j.s.into(),
             value: j.v,
+            ..Reading::default()
         })
         .collect();
     let batch = ReadingBatch {

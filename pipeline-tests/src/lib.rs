@@ -417,6 +417,17 @@ fn merge_toml(base: &str, extra: &str) -> String {
     out
 }
 
+/// One scrape of the supervisor's Prometheus endpoint on 127.0.0.1:`port`: the whole answer
+/// (status line, headers, body), or `None` if it is not up or did not answer 200.
+pub fn scrape_metrics(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.contains("200 OK").then_some(out)
+}
+
 /// Runs the workspace's `loadgen` against `mqtt` with `args` (flags separated by whitespace, so
 /// that a test names them on one line) and returns its summary line.
 pub fn loadgen(mqtt: &Mosquitto, args: &str) -> String {

@@ -333,26 +333,9 @@ fn sigkill_during_http_load_loses_no_reading_answered_2xx() {
     eprintln!("requests taken twice (no answer, retried): {duplicated}");
 }
 
-/// `telemetry.v1.Reading` (proto/telemetry/v1/reading.proto), for prost.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoReading {
-    #[prost(string, tag = "1")]
-    device: String,
-    #[prost(string, tag = "2")]
-    sensor: String,
-    #[prost(double, tag = "3")]
-    value: f64,
-}
-
-/// `telemetry.v1.ReadingBatch`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoBatch {
-    #[prost(message, repeated, tag = "1")]
-    readings: Vec<ProtoReading>,
-}
-
 #[test]
 fn protobuf_batches_over_http_come_out_as_exact_aggregates() {
+    use loadgen::proto::{Reading as ProtoReading, ReadingBatch as ProtoBatch};
     use prost::Message;
     let mqtt = Mosquitto::start();
     let nats = Nats::start();
@@ -371,6 +354,7 @@ fn protobuf_batches_over_http_come_out_as_exact_aggregates() {
                     device: r.d.clone(),
                     sensor: r.s.clone(),
                     value: r.v,
+                    ..ProtoReading::default()
                 })
                 .collect();
             let (ct, body) = if b == 0 {

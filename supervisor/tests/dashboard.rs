@@ -3,16 +3,10 @@
 //! stages), so that the dashboard and the endpoint cannot drift apart.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 
-use pipeline_tests::{loadgen, Pipeline, PATIENCE};
+use pipeline_tests::{loadgen, scrape_metrics, Pipeline, PATIENCE};
 use records::names::{counter, stage};
 use test_brokers::{free_port, wait_for, Mosquitto, Nats};
-
-/// Families the dashboard queries that no stage publishes yet (none today). The test fails once
-/// one of them appears in the scrape, so that it is then taken off this list (and checked like
-/// the others).
-const NOT_YET_PUBLISHED: &[&str] = &[];
 
 /// The metric names (`telemetry_...`) in the dashboard's queries.
 fn dashboard_metrics() -> BTreeSet<String> {
@@ -81,11 +75,7 @@ fn every_metric_the_dashboard_queries_is_in_a_real_scrape() {
         (p.counter(stage::INGESTD, counter::RECEIVED) == 12).then_some(())
     });
     let families = wait_for("a scrape with the drop, the error and aggd's keys", PATIENCE, || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let families = scraped_families(&out);
+        let families = scraped_families(&scrape_metrics(port)?);
         [
             "telemetry_stage_dropped_total",
             "telemetry_stage_errors_total",
@@ -97,16 +87,9 @@ fn every_metric_the_dashboard_queries_is_in_a_real_scrape() {
     });
 
     for name in &wanted {
-        if NOT_YET_PUBLISHED.contains(&name.as_str()) {
-            assert!(
-                !families.contains(name),
-                "{name} is published now: take it off NOT_YET_PUBLISHED"
-            );
-        } else {
-            assert!(
-                families.contains(name),
-                "the dashboard queries {name}, not in the scrape: {families:?}"
-            );
-        }
+        assert!(
+            families.contains(name),
+            "the dashboard queries {name}, not in the scrape: {families:?}"
+        );
     }
 }

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
-use records::names::nats;
 use records::Aggregate;
 use tokio::task::{JoinError, JoinSet};
 use tracing::{info, warn};
@@ -317,16 +316,12 @@ impl Sink for JetStream {
         SinkStatus {
             connected: self.nats.connected(),
             backlog: self.slots.len() as u64,
-            failure: self.nats.events().last_failure.load(Relaxed),
+            failure: self.nats.last_failure(),
         }
     }
 
     fn events(&self, out: &mut Vec<(&'static str, u64)>) {
-        let e = self.nats.events();
-        out.push(("nats.connects", e.connects.load(Relaxed)));
-        out.push(("nats.disconnects", e.disconnects.load(Relaxed)));
-        out.push((nats::TLS_ERRORS, e.tls_errors.load(Relaxed)));
-        out.push((nats::AUTH_ERRORS, e.auth_errors.load(Relaxed)));
+        self.nats.event_totals(out);
         out.push(("nats.errors", self.errors));
         out.push(("js.republished", self.republished));
         out.push(("js.duplicates", self.duplicates));

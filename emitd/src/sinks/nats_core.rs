@@ -7,10 +7,8 @@
 //! the ring keeps draining. While the client is connected but its queue is full, the server is
 //! merely slower than the ring: the sink is not ready, and the ring absorbs the difference.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use records::names::nats;
 use records::Aggregate;
 use tracing::warn;
 
@@ -106,16 +104,12 @@ impl Sink for NatsCore {
         SinkStatus {
             connected: self.nats.connected(),
             backlog: self.nats.backlog(),
-            failure: self.nats.events().last_failure.load(Relaxed),
+            failure: self.nats.last_failure(),
         }
     }
 
     fn events(&self, out: &mut Vec<(&'static str, u64)>) {
-        let e = self.nats.events();
-        out.push(("nats.connects", e.connects.load(Relaxed)));
-        out.push(("nats.disconnects", e.disconnects.load(Relaxed)));
-        out.push((nats::TLS_ERRORS, e.tls_errors.load(Relaxed)));
-        out.push((nats::AUTH_ERRORS, e.auth_errors.load(Relaxed)));
+        self.nats.event_totals(out);
         out.push(("nats.errors", 0));
     }
 

@@ -420,3 +420,13 @@ pub fn key_of(m: &Msg) -> (String, String, u64) {
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+
+/// SIGTERM to emitd, which must drain and exit 0.
+pub fn stop(p: &mut Pipeline) {
+    p.emitd().signal(15);
+    assert_eq!(
+        p.emitd().wait_exit(PATIENCE),
+        Some(0),
+        "emitd must exit 0 after SIGTERM"
+    );
+}
