@@ -67,6 +67,10 @@ pub struct Aggd {
 }
 
 impl Aggd {
+    /// The most keys `max_keys` may name: aggd's rows name their key text by 24-bit ids, three
+    /// per row (about 2.3 GB of windows with every statistic).
+    pub const MAX_KEYS: u32 = 5_000_000;
+
     /// Panes per window: one partial aggregate per emission interval.
     pub fn panes(&self) -> u64 {
         self.window_ms / self.emit_every_ms.max(1)
@@ -108,6 +112,9 @@ impl Aggd {
         }
         if a.max_keys == 0 {
             return Err(bad("aggd.max_keys", 0, "must be at least 1"));
+        }
+        if a.max_keys > Aggd::MAX_KEYS {
+            return Err(bad("aggd.max_keys", a.max_keys, "must be at most 5000000"));
         }
         if a.idle_ttl_ms < a.window_ms {
             return Err(bad(

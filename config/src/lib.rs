@@ -134,6 +134,11 @@ mod tests {
             "config: aggd.statistics = min: is listed twice"
         );
         assert!(err("[aggd]\nstatistics = [\"median\"]\n").contains("median"));
+        assert_eq!(
+            err("[aggd]\nmax_keys = 5000001\n"),
+            "config: aggd.max_keys = 5000001: must be at most 5000000"
+        );
+        assert!(Config::from_toml("[aggd]\nmax_keys = 5000000\n").is_ok());
         assert!(err("[emitd]\nsubject_prefix = \"a.>\"\n").starts_with("config: emitd.subject_prefix"));
         assert!(err("[pipeline]\nprefix = \"../x\"\n").starts_with("config: pipeline.prefix"));
         assert!(err("[ingestd]\ntopics = [\"$share/g/t\"]\n").contains("share_group"));
