@@ -13,7 +13,8 @@
 #      and reads CPU and VmHWM of the supervisor and every stage from /proc.
 #   2. ceiling runs: the reference's null MQTT subscriber (mqttcount, CEILING_MODES) flat out.
 #   3. broker-less: `inject` fills the raw ring; decoded and aggd run by hand (INJECT_REPS).
-#   4. cardinality: CARD_KEYS distinct keys through decoded + aggd with aggd.max_keys = CARD_KEYS.
+#   4. cardinality: CARD_KEYS distinct keys through decoded + aggd with aggd.max_keys =
+#      CARD_MAX_KEYS (= CARD_KEYS: no eviction; fewer: every new key evicts one, the churn case).
 #   5. summary: scripts/bench/summarize.py prints per-group medians and the targets, writes
 #      summary.md and the chart, and the last line of output is one `BENCH_SUMMARY {json}` line.
 #
@@ -27,7 +28,7 @@
 #   REFERENCE [1]  run the Go reference at the same rates (needs shared/reference built, see below)
 #   CEILING_MODES ["null-raw"]  ("" to skip) reference null-subscriber ceiling runs, per QoS
 #   SKIP_PIPELINE [0]  INJECT [1]  INJECT_REPS [3]  INJECT_COUNT [20000000]
-#   CARD [1]  CARD_KEYS [1000000]  CARD_ROUNDS [2]
+#   CARD [1]  CARD_KEYS [1000000]  CARD_MAX_KEYS [CARD_KEYS]  CARD_ROUNDS [2]
 #   QUIET_MAX [300]  QUIET_CORES [0.15]  before each measured run wait (at most QUIET_MAX s)
 #                    until the host is idle (< QUIET_CORES of the 2 cores busy); others_cpu_s is
 #                    the host CPU used during a run by processes this script did not start
@@ -67,6 +68,7 @@ INJECT_REPS=${INJECT_REPS:-3}
 INJECT_COUNT=${INJECT_COUNT:-20000000}
 CARD=${CARD:-1}
 CARD_KEYS=${CARD_KEYS:-1000000}
+CARD_MAX_KEYS=${CARD_MAX_KEYS:-$CARD_KEYS}
 CARD_ROUNDS=${CARD_ROUNDS:-2}
 QUIET_MAX=${QUIET_MAX:-300}
 QUIET_CORES=${QUIET_CORES:-0.15}
@@ -439,12 +441,12 @@ run_inject() { # run_inject REP: decoded + aggd by hand, fed by `inject` (no bro
 }
 
 CTSV=$OUT/cardinality.tsv
-run_cardinality() { # 1M distinct keys through decoded + aggd, aggd.max_keys = CARD_KEYS
+run_cardinality() { # 1M distinct keys through decoded + aggd, aggd.max_keys = CARD_MAX_KEYS
   RUN_N=$((RUN_N + 1))
   local d="$OUT/runs/cardinality"; mkdir -p "$d"
   local prefix="bench$$c$RUN_N" cfg="$d/telemetry.toml"
   MP=; NP=
-  write_config "$cfg" "$prefix" "[aggd]" "max_keys = $CARD_KEYS"
+  write_config "$cfg" "$prefix" "[aggd]" "max_keys = $CARD_MAX_KEYS"
   PREFIXES+=("$prefix:$cfg")
   "$BIN/inject" --config "$cfg" --create >"$d/create.log" 2>&1 || { log "  cannot create segments"; return; }
   start_bg "$d/decoded.log" "$BIN/decoded" --config "$cfg"; local DEC=$LAST_PID
@@ -454,7 +456,7 @@ run_cardinality() { # 1M distinct keys through decoded + aggd, aggd.max_keys = C
   sleep 0.5
   wait_quiet
   local devices=$(( (CARD_KEYS + 9) / 10 ))
-  log "cardinality keys=$((devices * 10)) rounds=$CARD_ROUNDS max_keys=$CARD_KEYS"
+  log "cardinality keys=$((devices * 10)) rounds=$CARD_ROUNDS max_keys=$CARD_MAX_KEYS"
   local rss0 hwm0; rss0=$(kb_of "$AGG" VmRSS); hwm0=$(kb_of "$AGG" VmHWM)
   timeout 600 "$BIN/inject" --config "$cfg" --count $((devices * 10 * CARD_ROUNDS)) --devices "$devices" --sensors 10 \
     --wait-stage aggd --wait-timeout-s 300 --cpu-pids "$DEC,$AGG" >"$d/inject.log" 2>&1
@@ -473,7 +475,7 @@ run_cardinality() { # 1M distinct keys through decoded + aggd, aggd.max_keys = C
   remove_prefix "$prefix" "$cfg"; PREFIXES=()
   local A="$d/aggd.log"
   printf 'keys\tmax_keys\tkey_table_full\tevicted_capacity\ttable_bytes\ttable_bytes_per_key\theap_bytes_per_key\twindows_segment_bytes\taggd_rss_before_mb\taggd_hwm_before_mb\taggd_rss_mb\taggd_hwm_mb\thwm_bytes_per_key\trate\tnote\n' >"$CTSV"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$keys" "$CARD_KEYS" "$full" "$evicted" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$keys" "$CARD_MAX_KEYS" "$full" "$evicted" \
     "$(kv "$A" table_bytes)" "$(kv "$A" table_bytes_per_key)" "$(kv "$A" heap_bytes_per_key)" "$shm_windows" \
     "$((rss0 / 1024))" "$((hwm0 / 1024))" "$((rss1 / 1024))" "$((hwm1 / 1024))" "$(div $((hwm1 * 1024)) "$keys" 1 %.0f)" \
     "$(kv "$d/inject.log" rate)" "$note" >>"$CTSV"
