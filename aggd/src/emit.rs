@@ -58,7 +58,7 @@ impl<S: Store> Windows<S> {
                 "the wall clock went back by more than a window; forgetting every window"
             );
             for r in 0..self.keys.high_water() as usize {
-                if row::tag(self.store.words(), r, self.shape) != 0 {
+                if row::in_use(self.store.words(), r, self.shape) {
                     self.evict(r);
                     self.tally.evicted_clock += 1;
                 }
@@ -93,6 +93,16 @@ impl<S: Store> Windows<S> {
             self.emit_boundary(b, sink);
         }
         if target > last {
+            if target - s >= row::SKIP_FORGETS {
+                // Every row is idle by far (idle_ttl_ms is at most MAX_IDLE_PANES panes); after
+                // the skip their 40-bit heads could no longer be read back (see `crate::row`).
+                for r in 0..self.keys.high_water() as usize {
+                    if row::in_use(self.store.words(), r, self.shape) {
+                        self.evict(r);
+                        self.tally.evicted_idle += 1;
+                    }
+                }
+            }
             self.set_sealed(target);
         }
     }
@@ -145,15 +155,16 @@ impl<S: Store> Windows<S> {
         let mut top = 0;
         for r in start..hw {
             let row = r as usize;
-            if row::tag(self.store.words(), row, self.shape) == 0 {
+            if !row::in_use(self.store.words(), row, self.shape) {
                 continue;
             }
-            let head = row::header(self.store.words(), row, self.shape).head;
-            if b >= head.saturating_add(1 + self.idle_panes) {
+            // The open pane is b − 1 here; a head that cannot be read (never) is idle.
+            let head = row::header(self.store.words(), row, self.shape).head(self.sealed);
+            let Some(head) = head.filter(|h| b < h.saturating_add(1 + self.idle_panes)) else {
                 self.evict(row);
                 self.tally.evicted_idle += 1;
                 continue;
-            }
+            };
             top = r + 1;
             // Panes in the window (b−P ..= b−1) that the row still holds (head−P+1 ..= head);
             // head ≤ b−1 always, since the head is never past the open pane.
@@ -171,7 +182,7 @@ impl<S: Store> Windows<S> {
             }
             let h = &*rm.header;
             let text = |id| strings::text(self.strings.words(), id);
-            let Some(mut agg) = Aggregate::new(text(h.device), text(h.sensor), text(h.unit)) else {
+            let Some(mut agg) = Aggregate::new(text(h.device()), text(h.sensor()), text(h.unit())) else {
                 continue;
             };
             agg.set_statistics(self.cfg.statistics);

@@ -33,8 +33,8 @@
 //! # Key text
 //!
 //! A new key's device, sensor and unit text is interned ([`crate::strings`]) after its row is
-//! taken (so a victim's text is released first and may be reused) and before the row is tagged;
-//! an evicted row releases its text after its tag is cleared.
+//! taken (so a victim's text is released first and may be reused) and before its key word is
+//! written; an evicted row releases its text after its key word is cleared.
 //!
 //! The order of a fold's writes, and why a kill at any of them loses and repeats nothing, is in
 //! [`crate::journal`].
@@ -43,7 +43,7 @@ use std::sync::atomic::{compiler_fence, Ordering};
 
 use records::{FixedText, Reading};
 
-use crate::row::{self, RowMut};
+use crate::row::{self, RowHeader, RowMut};
 use crate::store::{self, Store};
 use crate::strings;
 use crate::window::{key_of, Reject, Windows};
@@ -105,7 +105,7 @@ impl<S: Store> Windows<S> {
             if row < self.keys.high_water() as usize {
                 strings::prefetch(
                     self.strings.words(),
-                    row::header(self.store.words(), row, self.shape).device,
+                    row::header(self.store.words(), row, self.shape).device(),
                 );
             }
         }
@@ -125,14 +125,16 @@ impl<S: Store> Windows<S> {
         let slot = self.cfg.panes.slot_of(p);
         let (saved, last) = {
             let mut rm = RowMut::new(self.store.words_mut(), row, self.shape);
-            let head = rm.header.head;
+            // A head that cannot be read (never: no head is after the open pane) reads as
+            // older than every pane, so the whole ring is cleared.
+            let head = rm.header.head(p).unwrap_or(0);
             if p > head {
                 for q in 1..=(p - head).min(self.p as u64) {
                     rm.panes.clear(self.cfg.panes.slot_of(head + q));
                 }
                 compiler_fence(Ordering::SeqCst);
                 kill_point!();
-                rm.header.head = p;
+                rm.header.set_head(p);
             }
             (rm.panes.save(slot), rm.header.last)
         };
@@ -143,7 +145,7 @@ impl<S: Store> Windows<S> {
         }
         kill_point!();
         rm.header.last = r.value;
-        let old_unit = rm.header.unit;
+        let old_unit = rm.header.unit();
         if strings::text(self.strings.words(), old_unit) != unit {
             self.set_unit(row, old_unit, unit);
         }
@@ -156,7 +158,7 @@ impl<S: Store> Windows<S> {
     fn set_unit(&mut self, row: usize, old: u32, unit: &[u8]) {
         let id = self.interner.intern(self.strings.words_mut(), unit);
         compiler_fence(Ordering::SeqCst);
-        RowMut::new(self.store.words_mut(), row, self.shape).header.unit = id;
+        RowMut::new(self.store.words_mut(), row, self.shape).header.set_unit(id);
         compiler_fence(Ordering::SeqCst);
         kill_point!();
         self.interner.release(self.strings.words(), old);
@@ -182,7 +184,7 @@ impl<S: Store> Windows<S> {
             None => {
                 let victim = self
                     .keys
-                    .lru_victim(self.store.words())
+                    .lru_victim(self.store.words(), self.sealed)
                     .expect("a full table has a victim");
                 self.evict(victim as usize);
                 self.tally.evicted_capacity += 1;
@@ -197,28 +199,31 @@ impl<S: Store> Windows<S> {
         kill_point!();
         {
             let mut rm = RowMut::new(self.store.words_mut(), row as usize, self.shape);
-            [rm.header.device, rm.header.sensor, rm.header.unit] = ids;
-            rm.header.head = p;
+            rm.header.set_unit(ids[2]);
+            rm.header.set_head(p);
             rm.header.last = 0.0;
             rm.panes.clear_all();
         }
         compiler_fence(Ordering::SeqCst);
         kill_point!();
-        // The tag is 32 bits (see `row::key_hash`).
-        RowMut::new(self.store.words_mut(), row as usize, self.shape).header.tag = tag as u32;
+        RowMut::new(self.store.words_mut(), row as usize, self.shape)
+            .header
+            .set_key(RowHeader::key_word(ids[0], ids[1], tag));
         compiler_fence(Ordering::SeqCst);
         self.keys.added(tag, row);
         self.tally.inserted += 1;
         row
     }
 
-    /// Frees a row: its tag first (one store), then the index and the row's key text.
+    /// Frees a row: its key word first (one store), then the index and the row's key text.
     pub(crate) fn evict(&mut self, row: usize) {
         let h = *row::header(self.store.words(), row, self.shape);
-        row::clear_tag(self.store.words_mut(), row, self.shape);
+        row::clear_key(self.store.words_mut(), row, self.shape);
         compiler_fence(Ordering::SeqCst);
         kill_point!();
-        self.keys.removed(self.store.words(), u64::from(h.tag), row as u32);
+        let tag = h.tag(self.strings.words());
+        self.keys
+            .removed(self.store.words(), self.strings.words(), tag, row as u32);
         for id in h.ids() {
             self.interner.release(self.strings.words(), id);
         }

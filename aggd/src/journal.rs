@@ -5,8 +5,8 @@
 //! The writes of one reading's fold ([`crate::fold`]) are ordered (compiler fences, `Release`
 //! stores of the words):
 //!
-//! 1. find or insert the key (a row is written completely before its tag; a victim's tag is
-//!    cleared before the row is reused);
+//! 1. find or insert the key (a row is written completely before its key word; a victim's key
+//!    word is cleared before the row is reused);
 //! 2. advance the key's newest pane: clear the panes that fall out of its ring, then store
 //!    `head` (idempotent: redoing it changes nothing);
 //! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields and the

@@ -1,15 +1,14 @@
 //! The key table: which row of the windows table holds which (device, sensor), which rows are
 //! free, and which key to evict when all `max_keys` rows are taken.
 //!
-//! The rows themselves are the only persistent truth (each carries its key's text ids and
-//! validity tag, see [`crate::row`] and [`crate::strings`]). Everything here is derived from them and lives on the heap: it is
-//! rebuilt from the rows on every start ([`Keys::rebuild`], one pass over the rows), which also
+//! The rows themselves are the only persistent truth (each carries its key's text ids and a
+//! check of its key's hash, see [`crate::row`] and [`crate::strings`]). Everything here is
+//! derived from them and lives on the heap: it is rebuilt from the rows on every start ([`Keys::rebuild`], one pass over the rows), which also
 //! re-validates every row. So a kill can never leave this index inconsistent with the rows, and
 //! the index needs no crash protocol of its own.
 //!
-//! - **Index**: open addressing with linear probing, `u32` slots (`row + 1`, 0 = empty), at
-//!   least twice as many slots as `max_keys` (load factor ≤ ½), a per-process random seed mixed
-//!   into the probe start. Deletion shifts entries back (no tombstones).
+//! - **Index**: from a key's hash to its row ([`crate::key_index`]: 4 bytes per slot, load
+//!   factor ≤ 0.8).
 //! - **Free rows**: a bit set; the lowest free row is allocated first, so the rows in use stay
 //!   packed at the start of the table and sweeps stop at the high-water mark.
 //! - **Eviction order**: least recently seen first, at pane granularity (a row's `head`). The
@@ -19,13 +18,12 @@
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
-use crate::row::{self, mix64, RowShape};
+use crate::key_index::KeyIndex;
+use crate::row::{self, RowShape};
 
 /// The in-memory index over the rows of the windows table.
 pub struct Keys {
-    index: Vec<u32>,
-    mask: usize,
-    seed: u64,
+    index: KeyIndex,
     /// Bit set: 1 = free row.
     free: Vec<u64>,
     /// No free bit before this word.
@@ -44,15 +42,15 @@ pub struct Keys {
 pub struct Rebuilt {
     /// Valid rows, now indexed.
     pub live: u32,
-    /// Rows with a tag that failed validation; freed.
+    /// Rows whose key word failed validation; freed.
     pub invalid: u32,
     /// Rows holding a key an earlier row already holds; freed.
     pub duplicate: u32,
 }
 
 impl Keys {
-    /// Indexes the rows of `words` (`max_keys` rows of `shape`), freeing (clearing the tag
-    /// of) every row that is not valid, holds a key twice, or claims a pane newer than `sealed`.
+    /// Indexes the rows of `words` (`max_keys` rows of `shape`), freeing (clearing the key
+    /// word of) every row that is not valid, holds a key twice, or claims a pane newer than `sealed`.
     /// Rows from `rows_used` on were never used and are not read (so a new table's pages stay
     /// untouched).
     pub fn rebuild(
@@ -63,11 +61,9 @@ impl Keys {
         sealed: u64,
         rows_used: u64,
     ) -> (Keys, Rebuilt) {
-        let slots = (max_keys as usize * 2).next_power_of_two().max(2);
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x61676764u64);
         let mut keys = Keys {
-            index: vec![0; slots],
-            mask: slots - 1,
-            seed: std::collections::hash_map::RandomState::new().hash_one(0x61676764u64),
+            index: KeyIndex::new(max_keys, seed),
             free: vec![0; (max_keys as usize).div_ceil(64)],
             free_hint: 0,
             live: 0,
@@ -83,21 +79,16 @@ impl Keys {
             keys.free[r / 64] |= 1 << (r % 64);
         }
         for r in 0..scanned {
-            let (tag, ok) = {
-                let h = row::header(words, r, shape);
-                (u64::from(h.tag), h.is_valid(strings) && h.head <= sealed)
-            };
-            if tag == 0 {
+            let h = row::header(words, r, shape);
+            if !h.in_use() {
                 keys.free[r / 64] |= 1 << (r % 64);
                 continue;
             }
-            if !ok {
-                report.invalid += 1;
-            } else {
-                let h = row::header(words, r, shape);
+            let valid = h.valid_tag(strings).filter(|_| h.head(sealed).is_some());
+            if let Some(tag) = valid {
                 let (d, s) = (
-                    crate::strings::text(strings, h.device),
-                    crate::strings::text(strings, h.sensor),
+                    crate::strings::text(strings, h.device()),
+                    crate::strings::text(strings, h.sensor()),
                 );
                 if keys.find(words, strings, tag, d, s).is_some() {
                     report.duplicate += 1;
@@ -107,59 +98,38 @@ impl Keys {
                     keys.high_water = r as u32 + 1;
                     continue;
                 }
+            } else {
+                report.invalid += 1;
             }
-            row::clear_tag(words, r, shape);
+            row::clear_key(words, r, shape);
             keys.free[r / 64] |= 1 << (r % 64);
         }
         report.live = keys.live;
         (keys, report)
     }
 
-    /// Where the search for `tag` begins (what `probe::remove_at`'s `home` computes too).
-    #[inline]
-    fn home(&self, tag: u64) -> usize {
-        mix64(tag ^ self.seed) as usize & self.mask
-    }
-
     /// The row holding (device, sensor), whose hash is `tag` (`strings`: the string table).
     #[inline]
     pub fn find(&self, words: &[u64], strings: &[u64], tag: u64, device: &[u8], sensor: &[u8]) -> Option<u32> {
-        let mut i = self.home(tag);
-        loop {
-            let e = self.index[i];
-            if e == 0 {
-                return None;
-            }
-            let r = (e - 1) as usize;
-            if row::tag(words, r, self.shape) == tag
-                && row::header(words, r, self.shape).holds(strings, tag, device, sensor)
-            {
-                return Some(e - 1);
-            }
-            i = (i + 1) & self.mask;
-        }
+        self.index.find(words, strings, self.shape, tag, device, sensor)
     }
 
     /// Starts loading the index slot where the search for `tag` begins (a hint).
     #[inline]
     pub fn prefetch_slot(&self, tag: u64) {
-        crate::prefetch::line(&self.index[self.home(tag)]);
+        self.index.prefetch_slot(tag);
     }
 
     /// The row in the index slot where the search for `tag` begins, if any: most likely the
     /// key's row, for prefetching it (not verified; use [`Keys::find`] for the answer).
     #[inline]
     pub fn likely_row(&self, tag: u64) -> Option<usize> {
-        self.index[self.home(tag)].checked_sub(1).map(|r| r as usize)
+        self.index.likely_row(tag)
     }
 
     /// Enters `row` (holding a key whose hash is `tag`) into the index.
     fn insert(&mut self, tag: u64, row: u32) {
-        let mut i = self.home(tag);
-        while self.index[i] != 0 {
-            i = (i + 1) & self.mask;
-        }
-        self.index[i] = row + 1;
+        self.index.insert(tag, row);
     }
 
     /// Takes the lowest free row, or `None` if all `max_keys` are in use.
@@ -181,61 +151,52 @@ impl Keys {
         None
     }
 
-    /// Records that `row`, taken with [`Keys::alloc`], now holds a key with hash `tag` (its tag
-    /// is written).
+    /// Records that `row`, taken with [`Keys::alloc`], now holds a key with hash `tag` (its key
+    /// word is written).
     pub fn added(&mut self, tag: u64, row: u32) {
         self.insert(tag, row);
         self.live += 1;
     }
 
     /// Removes `row`, which held a key with hash `tag`, from the index and frees it. The row's
-    /// own tag must already be cleared (or about to be reused); `words` supplies the other rows'
-    /// tags for the backward shift.
-    pub fn removed(&mut self, words: &[u64], tag: u64, row: u32) {
-        let mut i = self.home(tag);
-        while self.index[i] != row + 1 {
-            debug_assert_ne!(self.index[i], 0, "row {row} is not indexed");
-            if self.index[i] == 0 {
-                return;
-            }
-            i = (i + 1) & self.mask;
-        }
-        let (seed, shape) = (self.seed, self.shape);
-        crate::probe::remove_at(&mut self.index, i, |e| {
-            mix64(row::tag(words, (e - 1) as usize, shape) ^ seed) as usize
-        });
+    /// own key word must already be cleared (or about to be reused); `words` and `strings`
+    /// supply the other rows' text, whose hashes place them in the backward shift.
+    pub fn removed(&mut self, words: &[u64], strings: &[u64], tag: u64, row: u32) {
+        self.index.remove(words, strings, self.shape, tag, row);
         let r = row as usize;
         self.free[r / 64] |= 1 << (r % 64);
         self.free_hint = self.free_hint.min(r / 64);
         self.live -= 1;
     }
 
-    /// The least recently seen row (smallest `head`), to evict when the table is full.
-    pub fn lru_victim(&mut self, words: &[u64]) -> Option<u32> {
+    /// The least recently seen row (smallest `head`; `open`: the open pane), to evict when the
+    /// table is full.
+    pub fn lru_victim(&mut self, words: &[u64], open: u64) -> Option<u32> {
         for refilled in [false, true] {
             while let Some((head, r)) = self.candidates.pop() {
                 let h = row::header(words, r as usize, self.shape);
-                if h.tag != 0 && h.head == head {
+                if h.in_use() && h.head(open) == Some(head) {
                     return Some(r);
                 }
             }
             if refilled {
                 break;
             }
-            self.refill(words);
+            self.refill(words, open);
         }
         None
     }
 
     /// Finds the `batch` oldest rows.
-    fn refill(&mut self, words: &[u64]) {
+    fn refill(&mut self, words: &[u64], open: u64) {
         let mut heap = BinaryHeap::from(std::mem::take(&mut self.candidates));
         heap.clear();
         for r in 0..self.high_water as usize {
-            if row::tag(words, r, self.shape) == 0 {
+            let h = row::header(words, r, self.shape);
+            let Some(head) = h.head(open).filter(|_| h.in_use()) else {
                 continue;
-            }
-            let entry = (row::header(words, r, self.shape).head, r as u32);
+            };
+            let entry = (head, r as u32);
             if heap.len() < self.batch {
                 heap.push(entry);
             } else if heap.peek().is_some_and(|top| entry < *top) {
@@ -265,14 +226,14 @@ impl Keys {
 
     /// Heap bytes held by the index, the free set and the eviction candidates.
     pub fn heap_bytes(&self) -> usize {
-        self.index.capacity() * 4 + self.free.capacity() * 8 + self.batch * 16
+        self.index.heap_bytes() + self.free.capacity() * 8 + self.batch * 16
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::{key_hash, row_words, RowMut, RowShape};
+    use crate::row::{key_hash, row_words, RowHeader, RowMut, RowShape};
     use crate::strings;
 
     const P: RowShape = RowShape::full(2);
@@ -296,11 +257,12 @@ mod tests {
     }
 
     fn put(words: &mut [u64], texts: &mut Texts, r: usize, dev: &str, head: u64) -> u64 {
+        let tag = key_hash(dev.as_bytes(), b"s");
+        let (d, s) = (texts.id(dev), texts.id("s"));
         let row = RowMut::new(words, r, P);
-        (row.header.device, row.header.sensor) = (texts.id(dev), texts.id("s"));
-        row.header.head = head;
-        row.header.tag = key_hash(dev.as_bytes(), b"s") as u32;
-        u64::from(row.header.tag)
+        row.header.set_head(head);
+        row.header.set_key(RowHeader::key_word(d, s, tag));
+        tag
     }
 
     #[test]
@@ -312,7 +274,12 @@ mod tests {
         put(&mut words, &mut texts, 3, "a", 1); // duplicate of row 0
         put(&mut words, &mut texts, 4, "c", 99); // newer than sealed: impossible, so corrupt
         put(&mut words, &mut texts, 5, "d", 1);
-        RowMut::new(&mut words, 5, P).header.sensor = texts.id("x"); // torn: tag no longer matches
+        // A row naming another text than its check's: refused.
+        let d = row::header(&words, 5, P).device();
+        let x = texts.id("x");
+        RowMut::new(&mut words, 5, P)
+            .header
+            .set_key(RowHeader::key_word(d, x, key_hash(b"d", b"s")));
         let (mut keys, report) = Keys::rebuild(&mut words, &texts.words, 6, P, 10, 6);
         assert_eq!(
             report,
@@ -332,7 +299,7 @@ mod tests {
         );
         assert_eq!(keys.find(&words, &texts.words, key_hash(b"c", b"s"), b"c", b"s"), None);
         for r in [3, 4, 5] {
-            assert_eq!(row::tag(&words, r, P), 0, "row {r} freed");
+            assert!(!row::in_use(&words, r, P), "row {r} freed");
         }
         assert_eq!(keys.high_water(), 3);
         assert_eq!(
@@ -359,8 +326,8 @@ mod tests {
             if i % 3 == 0 {
                 let tag = key_hash(name.as_bytes(), b"s");
                 let r = keys.find(&words, &texts.words, tag, name.as_bytes(), b"s").unwrap();
-                row::clear_tag(&mut words, r as usize, P);
-                keys.removed(&words, tag, r);
+                row::clear_key(&mut words, r as usize, P);
+                keys.removed(&words, &texts.words, tag, r);
             }
         }
         for (i, name) in names.iter().enumerate() {
@@ -388,15 +355,15 @@ mod tests {
             keys.added(tag, r);
         }
         let evict = |keys: &mut Keys, words: &mut Vec<u64>| {
-            let r = keys.lru_victim(words)?;
-            let tag = row::tag(words, r as usize, P);
-            row::clear_tag(words, r as usize, P);
-            keys.removed(words, tag, r);
+            let r = keys.lru_victim(words, 100)?;
+            let tag = row::header(words, r as usize, P).tag(&texts.words);
+            row::clear_key(words, r as usize, P);
+            keys.removed(words, &texts.words, tag, r);
             Some(r)
         };
         assert_eq!(evict(&mut keys, &mut words), Some(1));
         // A candidate seen again since the scan is skipped.
-        RowMut::new(&mut words, 3, P).header.head = 10;
+        RowMut::new(&mut words, 3, P).header.set_head(10);
         assert_eq!(evict(&mut keys, &mut words), Some(0));
         assert_eq!(evict(&mut keys, &mut words), Some(2));
         assert_eq!(

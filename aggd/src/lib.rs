@@ -27,14 +27,15 @@
 //!
 //! # Memory per key
 //!
-//! A row is a 32-byte header (its tag, newest pane, latest value, and the ids of its device,
-//! sensor and unit text) plus, per pane, a 4-byte count and 8 bytes for each column the chosen
-//! statistics need (`[aggd] statistics`, see [`pane::Columns`]): `32 + (4 + 8·k)·P` bytes with
-//! `k` from 0 to 4. With the default 12 panes that is **464 bytes per key** for the full set
-//! (`k = 4`) and **176** for `["count", "mean"]` (`k = 1`) in the `windows` segment (reserved for
-//! all `max_keys`; pages are touched only as rows are used). The key text is stored once per
-//! distinct string in the `strings` segment ([`strings`]: 56 bytes a string, so about 6 bytes per
-//! key when each device has 10 sensors), and the heap holds about 10 bytes per key of indexes.
+//! A row is a 24-byte header (its key word: the ids of its device and sensor text and a check of
+//! the key's hash; its newest pane and unit id; its latest value, see [`row`]) plus, per pane, a
+//! 4-byte count and 8 bytes for each column the chosen statistics need (`[aggd] statistics`, see
+//! [`pane::Columns`]): `24 + (4 + 8·k)·P` bytes with `k` from 0 to 4. With the default 12 panes
+//! that is **456 bytes per key** for the full set (`k = 4`) and **168** for `["count", "mean"]`
+//! (`k = 1`) in the `windows` segment (reserved for all `max_keys`; pages are touched only as
+//! rows are used). The key text is stored once per distinct string in the `strings` segment
+//! ([`strings`]: 56 bytes a string, so about 6 bytes per key when each device has 10 sensors),
+//! and the heap holds about 6 bytes per key of indexes ([`key_index`], [`strings`]).
 //! The `bytes_per_key_of_the_default_shape` test checks the row sizes on the real segment;
 //! `scripts/bench-aggd-memory.sh` measures everything, all in, at any number of keys.
 //! docs/decisions.md D10 and D17 have the reasoning and the figures.
@@ -49,6 +50,7 @@ pub mod counters;
 pub mod emit;
 pub mod fold;
 pub mod journal;
+pub mod key_index;
 pub mod keys;
 pub mod pane;
 mod prefetch;

@@ -1,20 +1,20 @@
-//! Deletion from an open-addressing table with linear probing (the key index in
-//! [`crate::keys`] and the text index in [`crate::strings`]): no tombstones, so lookups never
-//! slow down as keys come and go.
+//! Deletion from an open-addressing table with linear probing (the text index in
+//! [`crate::strings`]; the key index, which also keeps distances, has its own in
+//! [`crate::key_index`]): no tombstones, so lookups never slow down as keys come and go.
 
-/// Empties slot `hole` of `index` (a power-of-two table, `mask = len − 1`, empty slots equal to
-/// `T::default()`), moving later entries of the same probe run back into the hole when their
-/// home slot (`home(entry)`) does not lie cyclically in (hole, entry].
-pub fn remove_at<T: Copy + Default + PartialEq>(index: &mut [T], mut hole: usize, home: impl Fn(T) -> usize) {
-    let mask = index.len() - 1;
+/// Empties slot `hole` of `index` (a table of any size probed forward with wrap-around, empty
+/// slots equal to `T::default()`), moving later entries of the same probe run back into the
+/// hole when their home slot (`home(entry)`, below `index.len()`) does not lie cyclically in
+/// (hole, entry].
+pub fn remove_at<T: Copy + Default + PartialEq>(index: &mut [T], mut hole: usize, mut home: impl FnMut(T) -> usize) {
     let mut j = hole;
     loop {
-        j = (j + 1) & mask;
+        j = if j + 1 == index.len() { 0 } else { j + 1 };
         let e = index[j];
         if e == T::default() {
             break;
         }
-        let h = home(e) & mask;
+        let h = home(e);
         let stays = if hole <= j {
             hole < h && h <= j
         } else {
@@ -42,5 +42,9 @@ mod tests {
         assert_eq!(index, [107, 0, 0, 0, 0, 0, 206, 106]);
         remove_at(&mut index, 6, home);
         assert_eq!(index, [0, 0, 0, 0, 0, 0, 106, 107]);
+        // Not a power of two: 7 slots, the run 5 = 5, 6 = 105 (home 5), 0 = 106 (home 6).
+        let mut index = [106, 0, 0, 0, 0, 5, 105];
+        remove_at(&mut index, 5, home);
+        assert_eq!(index, [0, 0, 0, 0, 0, 105, 106]);
     }
 }

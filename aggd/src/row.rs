@@ -1,20 +1,25 @@
-//! A key's row in the windows table: a 32-byte header (its validity tag, its newest pane, its
-//! latest value, and the ids of its key's text in the string table) followed by its pane columns
-//! (see [`crate::pane`]).
+//! A key's row in the windows table: a 24-byte header (the ids of its key's text in the string
+//! table, its newest pane and its latest value) followed by its pane columns (see
+//! [`crate::pane`]).
 //!
-//! | words | contents |
-//! |---|---|
-//! | 0 | `tag` (32 bits): 0 = free row; otherwise [`key_hash`] of the key (never 0); and the id of the unit text (0: empty) |
-//! | 1 | `head`: the newest pane index this key has touched |
-//! | 2 | `last`: the key's most recent value |
-//! | 3 | ids of the device and the sensor text ([`crate::strings`]) |
-//! | 4… | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
+//! | word | bits | contents |
+//! |---|---|---|
+//! | 0, `key` | 0–23, 24–47, 48–63 | device text id, sensor text id ([`crate::strings`]), 16-bit check of the key's hash; the whole word 0 = free row |
+//! | 1 | 0–39, 40–63 | `head`: the newest pane this key has touched, modulo 2⁴⁰; the unit text's id (0: empty) |
+//! | 2 | | `last`: the key's most recent value |
+//! | 3… | | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
 //!
-//! The tag is the row's validity marker. A row is filled with everything else first and its tag
-//! written last (after a compiler fence), and a row is freed by clearing its tag first, so a
-//! process killed at any instruction leaves each row either free or complete. A row whose tag
-//! does not match the hash of its key's text (torn by something else, foreign bytes, or text
-//! ids that name nothing) is refused on attach.
+//! The key word is the row's validity marker. A row is filled with everything else first and
+//! its key word written last, with one store (after a compiler fence), and a row is freed by
+//! clearing that word first, so a process killed at any instruction leaves each row either
+//! free or complete. A row whose ids name no text, or whose check does not match the hash of
+//! the text they name (foreign bytes, or ids that name the wrong slot), is refused on attach.
+//!
+//! Ids are 24 bits, so a table has at most [`MAX_KEYS`] rows (three texts per row). The head is
+//! kept modulo 2⁴⁰ and read back relative to the open pane, which no head is ever after: exact as
+//! long as no row is more than 2⁴⁰ panes old, which emission guarantees (it evicts a row idle
+//! for `idle_ttl_ms`, at most [`MAX_IDLE_PANES`] panes, and forgets every row before skipping
+//! the open pane forward by 2³⁹ panes or more; see [`crate::emit`]).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -22,7 +27,24 @@ use crate::pane::{pane_words, Columns, Panes};
 use crate::strings;
 
 /// Words of the row header.
-pub const HEADER_WORDS: usize = 4;
+pub const HEADER_WORDS: usize = 3;
+
+/// Bits of a text id.
+pub const ID_BITS: u32 = 24;
+/// The largest text id.
+pub const ID_MAX: u32 = (1 << ID_BITS) - 1;
+/// The most rows a table may have: every id of three texts per row, and the spare, fit in
+/// [`ID_BITS`] (see [`strings::slots_for`]).
+pub const MAX_KEYS: u32 = telemetry_config::Aggd::MAX_KEYS;
+const _: () = assert!(strings::slots_for(MAX_KEYS) <= ID_MAX as u64 + 1);
+
+/// Bits of the stored head.
+pub const HEAD_BITS: u32 = 40;
+const HEAD_MASK: u64 = (1 << HEAD_BITS) - 1;
+/// The longest idle time, in panes, a row may be kept: its age must stay below 2⁴⁰ panes.
+pub const MAX_IDLE_PANES: u64 = 1 << 38;
+/// Skipping the open pane forward by this many panes or more forgets every row first.
+pub const SKIP_FORGETS: u64 = 1 << 39;
 
 /// The layout of every row of a table: panes per row and the pane columns stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,43 +80,123 @@ pub const fn row_words(shape: RowShape) -> usize {
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
 pub struct RowHeader {
-    /// 0 for a free row, else the key's hash.
-    pub tag: u32,
-    /// The unit text's id (of the key's latest reading; 0 for none). In the tag's word, so that
-    /// freeing the row (one store of 0) leaves nothing to name.
-    pub unit: u32,
-    /// The newest pane index touched by this key.
-    pub head: u64,
+    /// 0 for a free row, else the device and sensor ids and the check (see the module docs).
+    key: u64,
+    /// The head (low 40 bits) and the unit's id (high 24).
+    head_unit: u64,
     /// The key's most recent value.
     pub last: f64,
-    /// The device text's id.
-    pub device: u32,
-    /// The sensor text's id.
-    pub sensor: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<RowHeader>() == HEADER_WORDS * 8);
 
+/// The 16-bit check a row keeps of its key's hash (`tag`, from [`key_hash`]).
+#[inline]
+pub fn check_of(tag: u64) -> u64 {
+    (tag >> 16) & 0xffff
+}
+
 impl RowHeader {
-    /// True if this row holds this key (`strings`: the string table's words).
+    /// The key word of a row holding device id `device` and sensor id `sensor`, whose key's
+    /// hash is `tag`: never 0 for a non-zero device id.
     #[inline]
-    pub fn holds(&self, strings: &[u64], tag: u64, device: &[u8], sensor: &[u8]) -> bool {
-        u64::from(self.tag) == tag
-            && strings::text(strings, self.device) == device
-            && strings::text(strings, self.sensor) == sensor
+    pub fn key_word(device: u32, sensor: u32, tag: u64) -> u64 {
+        debug_assert!(device != 0 && device <= ID_MAX && sensor <= ID_MAX);
+        check_of(tag) << 48 | u64::from(sensor) << 24 | u64::from(device)
     }
 
-    /// True if the row is in use and complete: its ids name non-empty texts whose hash is the
-    /// tag.
-    pub fn is_valid(&self, strings: &[u64]) -> bool {
-        let (d, s) = (strings::text(strings, self.device), strings::text(strings, self.sensor));
-        self.tag != 0 && !d.is_empty() && !s.is_empty() && key_hash(d, s) == u64::from(self.tag)
+    /// True if the row is in use (its key word is written).
+    #[inline]
+    pub fn in_use(&self) -> bool {
+        self.key != 0
+    }
+
+    /// Marks the row as holding a key (the one store that makes it valid; write it last).
+    #[inline]
+    pub fn set_key(&mut self, key_word: u64) {
+        self.key = key_word;
+    }
+
+    /// The device text's id.
+    #[inline]
+    pub fn device(&self) -> u32 {
+        (self.key & u64::from(ID_MAX)) as u32
+    }
+
+    /// The sensor text's id.
+    #[inline]
+    pub fn sensor(&self) -> u32 {
+        ((self.key >> 24) & u64::from(ID_MAX)) as u32
+    }
+
+    /// The unit text's id (of the key's latest reading; 0 for none).
+    #[inline]
+    pub fn unit(&self) -> u32 {
+        (self.head_unit >> HEAD_BITS) as u32
+    }
+
+    /// Names another unit text (one store; the head is kept).
+    #[inline]
+    pub fn set_unit(&mut self, id: u32) {
+        debug_assert!(id <= ID_MAX);
+        self.head_unit = u64::from(id) << HEAD_BITS | (self.head_unit & HEAD_MASK);
+    }
+
+    /// The newest pane this key has touched, read relative to the open pane `open` (no head is
+    /// after it); `None` if the stored head cannot be a pane at or before `open`.
+    #[inline]
+    pub fn head(&self, open: u64) -> Option<u64> {
+        open.checked_sub(open.wrapping_sub(self.head_unit) & HEAD_MASK)
+    }
+
+    /// The stored head (modulo 2⁴⁰), for telling whether it changed.
+    #[inline]
+    pub fn head_bits(&self) -> u64 {
+        self.head_unit & HEAD_MASK
+    }
+
+    /// Sets the newest pane (one store; the unit is kept).
+    #[inline]
+    pub fn set_head(&mut self, pane: u64) {
+        self.head_unit = (self.head_unit & !HEAD_MASK) | (pane & HEAD_MASK);
+    }
+
+    /// True if this row holds this key (`strings`: the string table's words; `tag`: the key's
+    /// [`key_hash`]).
+    #[inline]
+    pub fn holds(&self, strings: &[u64], tag: u64, device: &[u8], sensor: &[u8]) -> bool {
+        self.key >> 48 == check_of(tag)
+            && strings::text(strings, self.device()) == device
+            && strings::text(strings, self.sensor()) == sensor
+    }
+
+    /// The key's hash if the row is in use and complete: its ids name non-empty texts whose
+    /// hash matches the check.
+    pub fn valid_tag(&self, strings: &[u64]) -> Option<u64> {
+        let (d, s) = (
+            strings::text(strings, self.device()),
+            strings::text(strings, self.sensor()),
+        );
+        if !self.in_use() || d.is_empty() || s.is_empty() {
+            return None;
+        }
+        let tag = key_hash(d, s);
+        (check_of(tag) == self.key >> 48).then_some(tag)
+    }
+
+    /// The key's hash, from the text the ids name (for a row in use).
+    #[inline]
+    pub fn tag(&self, strings: &[u64]) -> u64 {
+        key_hash(
+            strings::text(strings, self.device()),
+            strings::text(strings, self.sensor()),
+        )
     }
 
     /// The ids this row names (device, sensor, unit), for reference counting.
     #[inline]
     pub fn ids(&self) -> [u32; 3] {
-        [self.device, self.sensor, self.unit]
+        [self.device(), self.sensor(), self.unit()]
     }
 }
 
@@ -154,21 +256,22 @@ pub fn prefetch(words: &[u64], row: usize, shape: RowShape, slot: usize) {
     }
 }
 
-/// Row `row`'s tag (one load, for sweeps).
+/// True if row `row` is in use (one load, for sweeps).
 #[inline]
-pub fn tag(words: &[u64], row: usize, shape: RowShape) -> u64 {
-    u64::from(header(words, row, shape).tag)
+pub fn in_use(words: &[u64], row: usize, shape: RowShape) -> bool {
+    words[row * shape.words()] != 0
 }
 
-/// Frees row `row` with one store: clears its tag (and the unit id beside it).
+/// Frees row `row` with one store: clears its key word.
 #[inline]
-pub fn clear_tag(words: &mut [u64], row: usize, shape: RowShape) {
+pub fn clear_key(words: &mut [u64], row: usize, shape: RowShape) {
     words[row * shape.words()] = 0;
 }
 
-/// The hash of a key, 32 bits and never 0: the row's validity tag. Fixed (not seeded), because it must be
-/// recomputed to validate the row after a restart; the in-memory index mixes it with a per-process
-/// seed. The lengths are hashed too, so ("ab", "c") and ("a", "bc") differ.
+/// The hash of a key, 32 bits and never 0 (the key index's hash, and the row's check).
+/// Fixed (not seeded), because it must be recomputed to check the row after a restart; the
+/// in-memory index mixes it with a per-process seed. The lengths are hashed too, so ("ab",
+/// "c") and ("a", "bc") differ.
 pub fn key_hash(device: &[u8], sensor: &[u8]) -> u64 {
     let mut h = 0x243F_6A88_85A3_08D3u64 ^ ((device.len() as u64) << 8 | sensor.len() as u64);
     for part in [device, sensor] {
@@ -207,12 +310,12 @@ mod tests {
     fn a_row_round_trips_and_validates() {
         let panes = RowShape::full(12);
         let mut words = vec![0u64; 3 * row_words(panes)];
-        assert_eq!(row_words(panes), 4 + 54, "the full set: 464 bytes");
+        assert_eq!(row_words(panes), 3 + 54, "the full set: 456 bytes");
         let mean = RowShape {
             panes: 12,
             columns: Columns::SUM,
         };
-        assert_eq!(row_words(mean), 4 + 6 + 12, "count and mean: 176 bytes");
+        assert_eq!(row_words(mean), 3 + 6 + 12, "count and mean: 168 bytes");
         let mut texts = vec![0u64; strings::words_for(3) as usize];
         let mut interner = strings::Interner::rebuild(&texts, strings::slots_for(3), std::iter::empty());
         let (d, s, u) = (
@@ -220,30 +323,63 @@ mod tests {
             interner.intern(&mut texts, b"sen002"),
             interner.intern(&mut texts, b"C"),
         );
+        let tag = key_hash(b"dev00001", b"sen002");
         {
             let row = RowMut::new(&mut words, 1, panes);
-            (row.header.device, row.header.sensor, row.header.unit) = (d, s, u);
+            row.header.set_unit(u);
+            row.header.set_head(9);
         }
-        assert_eq!(tag(&words, 1, panes), 0, "the unit id beside the tag is not a tag");
-        {
-            let row = RowMut::new(&mut words, 1, panes);
-            assert!(!row.header.is_valid(&texts), "no tag yet");
-            row.header.tag = key_hash(b"dev00001", b"sen002") as u32;
-            row.header.head = 9;
-        }
+        assert!(!in_use(&words, 1, panes), "the unit and head are not a key");
+        assert_eq!(header(&words, 1, panes).valid_tag(&texts), None, "no key yet");
+        RowMut::new(&mut words, 1, panes)
+            .header
+            .set_key(RowHeader::key_word(d, s, tag));
         let h = header(&words, 1, panes);
-        assert!(h.is_valid(&texts));
-        assert!(h.holds(&texts, key_hash(b"dev00001", b"sen002"), b"dev00001", b"sen002"));
-        assert!(!h.holds(&texts, key_hash(b"dev00001", b"sen002"), b"dev00001", b"sen003"));
-        assert_eq!((h.ids(), h.head), ([d, s, u], 9));
-        assert_eq!(tag(&words, 0, panes), 0);
-        // A row naming text that is not its key's (a torn or reused slot) is refused.
-        RowMut::new(&mut words, 1, panes).header.device = u;
-        assert!(!header(&words, 1, panes).is_valid(&texts));
-        RowMut::new(&mut words, 1, panes).header.device = 99;
-        assert!(!header(&words, 1, panes).is_valid(&texts), "an id out of range");
-        clear_tag(&mut words, 1, panes);
-        assert_eq!(tag(&words, 1, panes), 0);
+        assert_eq!(h.valid_tag(&texts), Some(tag));
+        assert!(h.holds(&texts, tag, b"dev00001", b"sen002"));
+        assert!(!h.holds(&texts, tag, b"dev00001", b"sen003"));
+        assert_eq!((h.ids(), h.head(9), h.head(20)), ([d, s, u], Some(9), Some(9)));
+        assert!(!in_use(&words, 0, panes));
+        // A row naming text that is not its key's (a wrong slot) is refused.
+        RowMut::new(&mut words, 1, panes)
+            .header
+            .set_key(RowHeader::key_word(u, s, tag));
+        assert_eq!(header(&words, 1, panes).valid_tag(&texts), None);
+        RowMut::new(&mut words, 1, panes)
+            .header
+            .set_key(RowHeader::key_word(99, s, tag));
+        assert_eq!(header(&words, 1, panes).valid_tag(&texts), None, "an id out of range");
+        clear_key(&mut words, 1, panes);
+        assert!(!in_use(&words, 1, panes));
+        assert_eq!(
+            header(&words, 1, panes).unit(),
+            u,
+            "freeing is one store, of the key word"
+        );
+    }
+
+    #[test]
+    fn the_head_is_exact_relative_to_the_open_pane_and_keeps_the_unit() {
+        let mut h = RowHeader::zeroed();
+        h.set_unit(ID_MAX);
+        let open = 5 << HEAD_BITS | 17; // a pane far beyond 2⁴⁰
+        for head in [
+            open,
+            open - 1,
+            open - 17,
+            open - 18,
+            open - MAX_IDLE_PANES,
+            open - SKIP_FORGETS,
+        ] {
+            h.set_head(head);
+            assert_eq!((h.head(open), h.unit()), (Some(head), ID_MAX), "{head}");
+        }
+        h.set_head(7);
+        assert_eq!(h.head(7), Some(7));
+        assert_eq!(h.head(100), Some(7));
+        assert_eq!(h.head(3), None, "after the open pane: not a head");
+        h.set_unit(0);
+        assert_eq!((h.head(7), h.unit()), (Some(7), 0));
     }
 
     #[test]

@@ -33,7 +33,8 @@ impl shm_ring::Record for Word {
     // Bump the version whenever the row layout or the user words change meaning: a table of the
     // old layout is then replaced instead of misread.
     // 2: the row header holds text ids (the text is in the `strings` segment).
-    const TYPE_NAME: &'static str = "aggd.WindowsWord/2";
+    // 3: a 24-byte row header (24-bit ids and a check in the key word, a 40-bit head).
+    const TYPE_NAME: &'static str = "aggd.WindowsWord/3";
 }
 
 /// `"aggdwin"` and the layout version.

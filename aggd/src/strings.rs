@@ -25,7 +25,7 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{compiler_fence, Ordering};
 
-use crate::row::{key_hash, mix64};
+use crate::row::{key_hash, mix64, ID_BITS, ID_MAX};
 
 /// Words of one slot.
 pub const SLOT_WORDS: usize = 7;
@@ -70,8 +70,10 @@ pub fn prefetch(words: &[u64], id: u32) {
 
 /// The heap side of the string table: reference counts, free slots, and the text → id index.
 pub struct Interner {
-    /// Open addressing, linear probing: `hash32 << 32 | id`, 0 = empty. At most half full.
-    index: Vec<u64>,
+    /// Open addressing, linear probing, at most half full: `fingerprint << 24 | id` (ids are 24
+    /// bits; the fingerprint is the hash's top 8 bits), 0 = empty. An entry's home slot is
+    /// recomputed from its text when entries move.
+    index: Vec<u32>,
     seed: u64,
     indexed: usize,
     /// Reference counts by id (up to the highest id used).
@@ -109,7 +111,7 @@ impl Interner {
             } else {
                 let h = s.hash(text(words, id));
                 if s.find_hashed(words, h, text(words, id)).is_none() {
-                    s.insert(h, id);
+                    s.insert(words, h, id);
                 }
             }
         }
@@ -118,12 +120,18 @@ impl Interner {
 
     #[inline]
     fn hash(&self, text: &[u8]) -> u32 {
-        (mix64(key_hash(text, b"") ^ self.seed) >> 32) as u32
+        text_hash(self.seed, text)
     }
 
     #[inline]
     fn mask(&self) -> usize {
         self.index.len() - 1
+    }
+
+    /// The index entry of `id`, whose text's hash is `h`.
+    #[inline]
+    fn entry(h: u32, id: u32) -> u32 {
+        (h & !ID_MAX) | id
     }
 
     fn find_hashed(&self, words: &[u64], h: u32, t: &[u8]) -> Option<u32> {
@@ -133,31 +141,33 @@ impl Interner {
             if e == 0 {
                 return None;
             }
-            if (e >> 32) as u32 == h && text(words, e as u32) == t {
-                return Some(e as u32);
+            if e >> ID_BITS == h >> ID_BITS && text(words, e & ID_MAX) == t {
+                return Some(e & ID_MAX);
             }
             i = (i + 1) & self.mask();
         }
     }
 
-    fn insert(&mut self, h: u32, id: u32) {
+    fn insert(&mut self, words: &[u64], h: u32, id: u32) {
         if (self.indexed + 1) * 2 > self.index.len() {
             let grown = vec![0; self.index.len() * 2];
             let old = std::mem::replace(&mut self.index, grown);
             for e in old.into_iter().filter(|&e| e != 0) {
-                self.place(e);
+                let id = e & ID_MAX;
+                self.place(self.hash(text(words, id)), id);
             }
         }
-        self.place(u64::from(h) << 32 | u64::from(id));
+        self.place(h, id);
         self.indexed += 1;
     }
 
-    fn place(&mut self, e: u64) {
-        let mut i = (e >> 32) as usize & self.mask();
+    /// Enters `id`, whose text's hash is `h`, in the first free slot from its home.
+    fn place(&mut self, h: u32, id: u32) {
+        let mut i = h as usize & self.mask();
         while self.index[i] != 0 {
             i = (i + 1) & self.mask();
         }
-        self.index[i] = e;
+        self.index[i] = Interner::entry(h, id);
     }
 
     /// The id of `t`, if interned.
@@ -188,7 +198,7 @@ impl Interner {
                 kill_point!();
                 slot[0] = t.len() as u64;
                 compiler_fence(Ordering::SeqCst);
-                self.insert(h, id);
+                self.insert(words, h, id);
                 id
             }
         };
@@ -222,13 +232,16 @@ impl Interner {
         self.free.push(id);
         let mask = self.mask();
         let mut i = self.hash(text(words, id)) as usize & mask;
-        while self.index[i] as u32 != id {
+        while self.index[i] & ID_MAX != id {
             if self.index[i] == 0 {
                 return;
             }
             i = (i + 1) & mask;
         }
-        crate::probe::remove_at(&mut self.index, i, |e| (e >> 32) as usize);
+        let seed = self.seed;
+        crate::probe::remove_at(&mut self.index, i, |e| {
+            text_hash(seed, text(words, e & ID_MAX)) as usize & mask
+        });
         self.indexed -= 1;
     }
 
@@ -244,8 +257,14 @@ impl Interner {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.index.capacity() * 8 + self.refs.capacity() * 4 + self.free.capacity() * 4
+        self.index.capacity() * 4 + self.refs.capacity() * 4 + self.free.capacity() * 4
     }
+}
+
+/// A text's hash in the index: its home slot in the low bits, its fingerprint in the top 8.
+#[inline]
+fn text_hash(seed: u64, text: &[u8]) -> u32 {
+    (mix64(key_hash(text, b"") ^ seed) >> 32) as u32
 }
 
 #[cfg(test)]

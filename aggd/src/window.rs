@@ -41,7 +41,7 @@ impl WindowConfig {
     pub fn from_config(aggd: &telemetry_config::Aggd) -> Option<WindowConfig> {
         Some(WindowConfig {
             panes: Panes::new(aggd.window_ms, aggd.emit_every_ms)?,
-            max_keys: aggd.max_keys.max(1),
+            max_keys: aggd.max_keys.clamp(1, row::MAX_KEYS),
             idle_ttl_ms: aggd.idle_ttl_ms.max(aggd.window_ms),
             statistics: aggd
                 .statistics
@@ -261,7 +261,7 @@ impl<S: Store> Windows<S> {
         let words = store.words();
         let named = (0..keys.high_water() as usize)
             .map(|r| row::header(words, r, shape))
-            .filter(|h| h.tag != 0)
+            .filter(|h| h.in_use())
             .flat_map(|h| h.ids());
         let interner = Interner::rebuild(strings.words(), strings::slots_for(cfg.max_keys), named);
         Ok((
@@ -272,7 +272,7 @@ impl<S: Store> Windows<S> {
                 shape,
                 strings,
                 interner,
-                idle_panes: cfg.panes.idle_panes(cfg.idle_ttl_ms),
+                idle_panes: cfg.panes.idle_panes(cfg.idle_ttl_ms).min(row::MAX_IDLE_PANES),
                 keys,
                 sealed,
                 tally: Tally::default(),

@@ -168,6 +168,55 @@ fn a_long_gap_emits_at_most_one_window_of_boundaries() {
 }
 
 #[test]
+fn heads_stay_exact_across_a_multiple_of_two_to_the_40_panes() {
+    // Rows keep their newest pane modulo 2⁴⁰: fold, evict, emit and reopen across the wrap.
+    let wrap = (1u64 << row::HEAD_BITS) * 100;
+    let t = wrap - 100; // pane 2⁴⁰ − 1
+    let c = cfg(300, 100, 2);
+    let mut w = open(c, t);
+    let mut out = Vec::new();
+    fold(&mut w, 0, &reading("old", 1.0, t), t, &mut out).unwrap();
+    fold(&mut w, 1, &reading("mid", 2.0, t), t, &mut out).unwrap();
+    fold(&mut w, 2, &reading("mid", 3.0, t + 100), t + 100, &mut out).unwrap();
+    fold(&mut w, 3, &reading("new", 4.0, t + 200), t + 200, &mut out).unwrap();
+    assert_eq!(
+        w.take_tally().evicted_capacity,
+        1,
+        "the least recently seen across the wrap"
+    );
+    let (mut w, opened) = Windows::open(w.into_store(), c, t + 250).ok().unwrap();
+    assert_eq!((opened.rows.live, opened.rows.invalid), (2, 0));
+    fold(&mut w, 4, &reading("mid", 5.0, t + 250), t + 250, &mut out).unwrap();
+    out.clear();
+    w.emit_due(t + 300, &mut out);
+    let mut got: Vec<(String, u64, f64)> = out
+        .iter()
+        .map(|a| (a.device().text().into_owned(), a.count, a.sum))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, [("mid".into(), 3, 10.0), ("new".into(), 1, 4.0)]);
+}
+
+#[test]
+fn skipping_2_to_the_39_panes_forgets_every_key_first() {
+    let c = WindowConfig {
+        idle_ttl_ms: u64::MAX / 2, // clamped to row::MAX_IDLE_PANES panes
+        ..cfg(300, 100, 4)
+    };
+    let mut w = open(c, T0);
+    let mut out = Vec::new();
+    fold(&mut w, 0, &reading("a", 1.0, T0), T0, &mut out).unwrap();
+    w.emit_due(T0 + 3_600_000, &mut out);
+    assert_eq!((w.keys(), out.len()), (1, 3), "an hour idle: kept, as configured");
+    let far = T0 + (row::SKIP_FORGETS + 3 + 36_000) * 100;
+    w.emit_due(far, &mut out);
+    assert_eq!((w.keys(), w.take_tally().evicted_idle, w.sealed()), (0, 1, far / 100));
+    fold(&mut w, 1, &reading("a", 2.0, far), far, &mut out).unwrap();
+    w.emit_due(far + 100, &mut out);
+    assert_eq!((out.len(), out[3].count, out[3].sum), (4, 1, 2.0));
+}
+
+#[test]
 fn a_clock_stepped_back_by_more_than_a_window_restarts_the_windows() {
     let mut w = open(cfg(300, 100, 8), T0);
     let mut out = Vec::new();
@@ -214,7 +263,7 @@ fn the_rows_hold_only_what_the_chosen_statistics_need() {
         statistics: Statistics::COUNT | Statistics::MEAN,
         ..full
     };
-    assert_eq!(mean.words(), 4 * (4 + 2 + 3));
+    assert_eq!(mean.words(), 4 * (3 + 2 + 3));
     let mut w = open(mean, T0);
     let mut out = Vec::new();
     for (i, v) in [21.123456789, 4.0, -1.0].into_iter().enumerate() {
@@ -229,7 +278,7 @@ fn the_rows_hold_only_what_the_chosen_statistics_need() {
         statistics: Statistics::MIN | Statistics::MAX,
         ..full
     };
-    assert_eq!(extremes.words(), 4 * (4 + 2 + 6));
+    assert_eq!(extremes.words(), 4 * (3 + 2 + 6));
     let mut w = open(extremes, T0);
     let mut out = Vec::new();
     for (i, v) in [21.123456789, 4.0, -1.0].into_iter().enumerate() {
