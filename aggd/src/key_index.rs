@@ -107,20 +107,25 @@ impl KeyIndex {
         sensor: &[u8],
     ) -> Option<u32> {
         let (mut i, fingerprint) = self.home(tag);
-        let mut dist = 0u32;
+        // The entry this key would have here, without its row: fingerprint and distance, so one
+        // masked compare tests both. The distance field is stepped in place, up to DIST_FAR.
+        let (row_mask, one, far) = (self.row_mask(), 1 << self.row_bits, DIST_FAR << self.row_bits);
+        let mut want = fingerprint;
         loop {
             let e = self.slots[i];
             if e == 0 {
                 return None;
             }
-            if e & self.fingerprint_mask() == fingerprint && self.dist_of(e) == dist {
-                let r = (e & self.row_mask()) - 1;
+            if e & !row_mask == want {
+                let r = (e & row_mask) - 1;
                 if row::header(words, r as usize, shape).holds(strings, tag, device, sensor) {
                     return Some(r);
                 }
             }
             i = self.next(i);
-            dist = (dist + 1).min(DIST_FAR);
+            if want & far != far {
+                want += one;
+            }
         }
     }
 
