@@ -57,12 +57,7 @@ impl<S: Store> Windows<S> {
                 keys = self.keys.live(),
                 "the wall clock went back by more than a window; forgetting every window"
             );
-            for r in 0..self.keys.high_water() as usize {
-                if row::in_use(self.store.words(), r, self.shape) {
-                    self.evict(r);
-                    self.tally.evicted_clock += 1;
-                }
-            }
+            self.tally.evicted_clock += self.forget_every_key();
             self.set_sealed(pane);
             return;
         }
@@ -96,15 +91,23 @@ impl<S: Store> Windows<S> {
             if target - s >= row::SKIP_FORGETS {
                 // Every row is idle by far (idle_ttl_ms is at most MAX_IDLE_PANES panes); after
                 // the skip their 40-bit heads could no longer be read back (see `crate::row`).
-                for r in 0..self.keys.high_water() as usize {
-                    if row::in_use(self.store.words(), r, self.shape) {
-                        self.evict(r);
-                        self.tally.evicted_idle += 1;
-                    }
-                }
+                self.tally.evicted_idle += self.forget_every_key();
             }
             self.set_sealed(target);
         }
+    }
+
+    /// Evicts every key (each row's key word cleared first, so a kill part-way leaves the rest
+    /// for the next start to forget), returning how many.
+    fn forget_every_key(&mut self) -> u64 {
+        let mut forgotten = 0;
+        for r in 0..self.keys.high_water() as usize {
+            if row::in_use(self.store.words(), r, self.shape) {
+                self.evict(r);
+                forgotten += 1;
+            }
+        }
+        forgotten
     }
 
     /// Finishes an emission that a kill interrupted (call once after [`Windows::open`], before

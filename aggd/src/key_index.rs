@@ -13,10 +13,12 @@
 //!
 //! A lookup reads a row only for an entry whose fingerprint matches and whose home is the key's
 //! (at 1M keys, about one row in 128 probed in vain among the few entries with the same home).
-//! Deletion shifts the later entries of the run back (no tombstones), using the distances; only
+//! Deletion shifts the later entries of the run back (no tombstones; `probe::remove_at`), using
+//! the distances; only
 //! an entry 31 or more slots from home has its home recomputed from its row's text. A
 //! per-process random seed is mixed into the hash.
 
+use crate::probe;
 use crate::row::{self, mix64, RowShape};
 
 /// Bits of an entry's distance from home.
@@ -27,70 +29,64 @@ const DIST_FAR: u32 = (1 << DIST_BITS) - 1;
 /// The index from key hashes to rows.
 pub struct KeyIndex {
     slots: Vec<u32>,
+    layout: Layout,
+}
+
+/// How entries are placed and encoded (copied into the deletion's closures).
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Slots in the table.
+    len: usize,
     /// Bits of `row + 1`.
     row_bits: u32,
     seed: u64,
+}
+
+impl Layout {
+    #[inline]
+    fn row_mask(self) -> u32 {
+        (1 << self.row_bits) - 1
+    }
+
+    /// The row of (non-empty) entry `e`.
+    #[inline]
+    fn row_of(self, e: u32) -> u32 {
+        (e & self.row_mask()) - 1
+    }
+
+    /// The stored distance of entry `e` (`DIST_FAR`: that or more).
+    #[inline]
+    fn dist_of(self, e: u32) -> u32 {
+        (e >> self.row_bits) & DIST_FAR
+    }
+
+    /// Entry `e` with its distance set to `dist` (saturated).
+    #[inline]
+    fn with_dist(self, e: u32, dist: usize) -> u32 {
+        (e & !(DIST_FAR << self.row_bits)) | (dist.min(DIST_FAR as usize) as u32) << self.row_bits
+    }
+
+    /// The home slot of hash `tag`, and the fingerprint its entry carries.
+    #[inline]
+    fn home(self, tag: u64) -> (usize, u32) {
+        let m = mix64(tag ^ self.seed);
+        let home = ((m >> 32) * self.len as u64) >> 32;
+        (home as usize, m as u32 & (u32::MAX << (self.row_bits + DIST_BITS)))
+    }
 }
 
 impl KeyIndex {
     /// An empty index for up to `max_keys` rows (at most [`row::MAX_KEYS`]).
     pub fn new(max_keys: u32, seed: u64) -> KeyIndex {
         debug_assert!(max_keys <= row::MAX_KEYS);
-        let slots = max_keys as usize + (max_keys as usize).div_ceil(4) + 1;
+        let len = max_keys as usize + (max_keys as usize).div_ceil(4) + 1;
         KeyIndex {
-            slots: vec![0; slots],
-            row_bits: u32::BITS - max_keys.leading_zeros(),
-            seed,
-        }
-    }
-
-    #[inline]
-    fn row_mask(&self) -> u32 {
-        (1 << self.row_bits) - 1
-    }
-
-    #[inline]
-    fn fingerprint_mask(&self) -> u32 {
-        u32::MAX << (self.row_bits + DIST_BITS)
-    }
-
-    /// The stored distance of entry `e` (`DIST_FAR`: that or more).
-    #[inline]
-    fn dist_of(&self, e: u32) -> u32 {
-        (e >> self.row_bits) & DIST_FAR
-    }
-
-    /// Entry `e` with its distance set to `dist` (saturated).
-    #[inline]
-    fn with_dist(&self, e: u32, dist: usize) -> u32 {
-        (e & !(DIST_FAR << self.row_bits)) | (dist.min(DIST_FAR as usize) as u32) << self.row_bits
-    }
-
-    /// The home slot of hash `tag`, and the fingerprint its entry carries.
-    #[inline]
-    fn home(&self, tag: u64) -> (usize, u32) {
-        let m = mix64(tag ^ self.seed);
-        let home = ((m >> 32) * self.slots.len() as u64) >> 32;
-        (home as usize, m as u32 & self.fingerprint_mask())
-    }
-
-    /// The slot after `i`.
-    #[inline]
-    fn next(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() {
-            0
-        } else {
-            i + 1
-        }
-    }
-
-    /// Slots from `from` forward to `to`, cyclically.
-    #[inline]
-    fn distance(&self, from: usize, to: usize) -> usize {
-        if to >= from {
-            to - from
-        } else {
-            to + self.slots.len() - from
+            slots: vec![0; len],
+            layout: Layout {
+                len,
+                row_bits: u32::BITS - max_keys.leading_zeros(),
+                seed,
+            },
         }
     }
 
@@ -106,10 +102,11 @@ impl KeyIndex {
         device: &[u8],
         sensor: &[u8],
     ) -> Option<u32> {
-        let (mut i, fingerprint) = self.home(tag);
+        let l = self.layout;
+        let (mut i, fingerprint) = l.home(tag);
         // The entry this key would have here, without its row: fingerprint and distance, so one
         // masked compare tests both. The distance field is stepped in place, up to DIST_FAR.
-        let (row_mask, one, far) = (self.row_mask(), 1 << self.row_bits, DIST_FAR << self.row_bits);
+        let (row_mask, one, far) = (l.row_mask(), 1 << l.row_bits, DIST_FAR << l.row_bits);
         let mut want = fingerprint;
         loop {
             let e = self.slots[i];
@@ -117,12 +114,12 @@ impl KeyIndex {
                 return None;
             }
             if e & !row_mask == want {
-                let r = (e & row_mask) - 1;
+                let r = l.row_of(e);
                 if row::header(words, r as usize, shape).holds(strings, tag, device, sensor) {
                     return Some(r);
                 }
             }
-            i = self.next(i);
+            i = probe::next(i, l.len);
             if want & far != far {
                 want += one;
             }
@@ -131,59 +128,48 @@ impl KeyIndex {
 
     /// Enters `row`, holding a key whose hash is `tag`.
     pub fn insert(&mut self, tag: u64, row: u32) {
-        let (home, fingerprint) = self.home(tag);
+        let l = self.layout;
+        let (home, fingerprint) = l.home(tag);
         let mut i = home;
         while self.slots[i] != 0 {
-            i = self.next(i);
+            i = probe::next(i, l.len);
         }
-        self.slots[i] = self.with_dist(fingerprint | (row + 1), self.distance(home, i));
+        self.slots[i] = l.with_dist(fingerprint | (row + 1), probe::distance(home, i, l.len));
     }
 
     /// Removes `row`, which held a key whose hash is `tag`. `words` and `strings` give the
     /// other rows' text, for the rare entry whose home must be recomputed.
     pub fn remove(&mut self, words: &[u64], strings: &[u64], shape: RowShape, tag: u64, row: u32) {
-        let (mut i, _) = self.home(tag);
-        while self.slots[i] & self.row_mask() != row + 1 {
+        let l = self.layout;
+        let (mut i, _) = l.home(tag);
+        while self.slots[i] & l.row_mask() != row + 1 {
             debug_assert_ne!(self.slots[i], 0, "row {row} is not indexed");
             if self.slots[i] == 0 {
                 return;
             }
-            i = self.next(i);
+            i = probe::next(i, l.len);
         }
-        // Backward shift: an entry moves into the hole when its home is not in (hole, j].
-        let (mut hole, mut j) = (i, i);
-        loop {
-            j = self.next(j);
-            let e = self.slots[j];
-            if e == 0 {
-                break;
+        let dist = |e: u32, j: usize| match l.dist_of(e) {
+            DIST_FAR => {
+                let tag = row::header(words, l.row_of(e) as usize, shape).tag(strings);
+                probe::distance(l.home(tag).0, j, l.len)
             }
-            let mut dist = self.dist_of(e) as usize;
-            if dist == DIST_FAR as usize {
-                let r = (e & self.row_mask()) - 1;
-                let tag = row::header(words, r as usize, shape).tag(strings);
-                dist = self.distance(self.home(tag).0, j);
-            }
-            let gap = self.distance(hole, j);
-            if dist >= gap {
-                self.slots[hole] = self.with_dist(e, dist - gap);
-                hole = j;
-            }
-        }
-        self.slots[hole] = 0;
+            d => d as usize,
+        };
+        probe::remove_at(&mut self.slots, i, dist, |e, d| l.with_dist(e, d));
     }
 
     /// Starts loading the slot where the search for `tag` begins (a hint).
     #[inline]
     pub fn prefetch_slot(&self, tag: u64) {
-        crate::prefetch::line(&self.slots[self.home(tag).0]);
+        crate::prefetch::line(&self.slots[self.layout.home(tag).0]);
     }
 
     /// The row in the slot where the search for `tag` begins, if any: most likely the key's
     /// row, for prefetching it (not verified).
     #[inline]
     pub fn likely_row(&self, tag: u64) -> Option<usize> {
-        (self.slots[self.home(tag).0] & self.row_mask())
+        (self.slots[self.layout.home(tag).0] & self.layout.row_mask())
             .checked_sub(1)
             .map(|r| r as usize)
     }
@@ -227,12 +213,12 @@ mod tests {
         // 200 keys: 45 that share one home slot (a run far longer than the 31 slots a distance
         // can say, so removal must recompute homes from the text) and 155 others.
         let (max_keys, seed) = (200u32, 7);
-        let probe = KeyIndex::new(max_keys, seed);
-        let crowded = probe.home(tag("d0")).0;
+        let sizing = KeyIndex::new(max_keys, seed);
+        let crowded = sizing.layout.home(tag("d0")).0;
         let (mut same, mut other) = (Vec::new(), Vec::new());
         for i in 0.. {
             let name = format!("d{i}");
-            if probe.home(tag(&name)).0 == crowded {
+            if sizing.layout.home(tag(&name)).0 == crowded {
                 same.push(name);
             } else if other.len() < 155 {
                 other.push(name);
@@ -257,7 +243,10 @@ mod tests {
             let name = names[r].as_bytes();
             index.find(&words, &texts, P, tag(&names[r]), name, b"s")
         };
-        assert!(index.slots.iter().any(|&e| e != 0 && index.dist_of(e) == DIST_FAR));
+        assert!(index
+            .slots
+            .iter()
+            .any(|&e| e != 0 && index.layout.dist_of(e) == DIST_FAR));
         for (r, name) in names.iter().enumerate() {
             assert_eq!(find(&index, r), Some(r as u32), "{name}");
         }
@@ -271,9 +260,9 @@ mod tests {
             }
             // Every stored distance is still exact (or "31 or more").
             for (slot, &e) in index.slots.iter().enumerate().filter(|(_, &e)| e != 0) {
-                let k = ((e & index.row_mask()) - 1) as usize;
-                let dist = index.distance(index.home(tag(&names[k])).0, slot);
-                assert_eq!(index.dist_of(e) as usize, dist.min(DIST_FAR as usize), "{}", names[k]);
+                let (l, k) = (index.layout, index.layout.row_of(e) as usize);
+                let dist = probe::distance(l.home(tag(&names[k])).0, slot, l.len);
+                assert_eq!(l.dist_of(e) as usize, dist.min(DIST_FAR as usize), "{}", names[k]);
             }
         }
         assert_eq!(index.slots.iter().filter(|&&e| e != 0).count(), 50);

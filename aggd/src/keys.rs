@@ -3,9 +3,10 @@
 //!
 //! The rows themselves are the only persistent truth (each carries its key's text ids and a
 //! check of its key's hash, see [`crate::row`] and [`crate::strings`]). Everything here is
-//! derived from them and lives on the heap: it is rebuilt from the rows on every start ([`Keys::rebuild`], one pass over the rows), which also
-//! re-validates every row. So a kill can never leave this index inconsistent with the rows, and
-//! the index needs no crash protocol of its own.
+//! derived from them and lives on the heap: it is rebuilt from the rows on every start
+//! ([`Keys::rebuild`], one pass over the rows), which also re-validates every row. So a kill
+//! can never leave this index inconsistent with the rows, and the index needs no crash
+//! protocol of its own.
 //!
 //! - **Index**: from a key's hash to its row ([`crate::key_index`]: 4 bytes per slot, load
 //!   factor ≤ 0.8).
@@ -86,10 +87,7 @@ impl Keys {
             }
             let valid = h.valid_tag(strings).filter(|_| h.head(sealed).is_some());
             if let Some(tag) = valid {
-                let (d, s) = (
-                    crate::strings::text(strings, h.device()),
-                    crate::strings::text(strings, h.sensor()),
-                );
+                let (d, s) = h.key_text(strings);
                 if keys.find(words, strings, tag, d, s).is_some() {
                     report.duplicate += 1;
                 } else {

@@ -170,13 +170,19 @@ impl RowHeader {
             && strings::text(strings, self.sensor()) == sensor
     }
 
+    /// The device and sensor text the ids name (`strings`: the string table's words).
+    #[inline]
+    pub fn key_text<'a>(&self, strings: &'a [u64]) -> (&'a [u8], &'a [u8]) {
+        (
+            strings::text(strings, self.device()),
+            strings::text(strings, self.sensor()),
+        )
+    }
+
     /// The key's hash if the row is in use and complete: its ids name non-empty texts whose
     /// hash matches the check.
     pub fn valid_tag(&self, strings: &[u64]) -> Option<u64> {
-        let (d, s) = (
-            strings::text(strings, self.device()),
-            strings::text(strings, self.sensor()),
-        );
+        let (d, s) = self.key_text(strings);
         if !self.in_use() || d.is_empty() || s.is_empty() {
             return None;
         }
@@ -187,10 +193,8 @@ impl RowHeader {
     /// The key's hash, from the text the ids name (for a row in use).
     #[inline]
     pub fn tag(&self, strings: &[u64]) -> u64 {
-        key_hash(
-            strings::text(strings, self.device()),
-            strings::text(strings, self.sensor()),
-        )
+        let (d, s) = self.key_text(strings);
+        key_hash(d, s)
     }
 
     /// The ids this row names (device, sensor, unit), for reference counting.

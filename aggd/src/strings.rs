@@ -239,9 +239,12 @@ impl Interner {
             i = (i + 1) & mask;
         }
         let seed = self.seed;
-        crate::probe::remove_at(&mut self.index, i, |e| {
-            text_hash(seed, text(words, e & ID_MAX)) as usize & mask
-        });
+        crate::probe::remove_at(
+            &mut self.index,
+            i,
+            |e, j| j.wrapping_sub(text_hash(seed, text(words, e & ID_MAX)) as usize) & mask,
+            |e, _| e,
+        );
         self.indexed -= 1;
     }
 
