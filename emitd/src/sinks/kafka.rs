@@ -172,18 +172,24 @@ fn client_config(config: &Config) -> Result<ClientConfig, Error> {
     for (key, file) in [
         ("ssl.ca.location", &k.ca_file),
         ("ssl.certificate.location", &k.cert_file),
-        ("ssl.key.location", &k.key_file),
     ] {
         if !file.is_empty() {
             c.set(key, file);
         }
     }
+    // Secrets are read here, through the checked descriptor (telemetry_config::read_secret),
+    // and handed over as values: librdkafka never opens the secret files by path.
+    if !k.key_file.is_empty() {
+        let pem = telemetry_config::read_secret("emitd.kafka.key_file", &k.key_file)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        c.set("ssl.key.pem", pem);
+    }
     if sasl {
-        let password = std::fs::read_to_string(&k.sasl_password_file)
-            .map_err(|e| Error::Config(format!("emitd.kafka.sasl_password_file: cannot be read: {e}")))?;
+        let password = telemetry_config::read_secret("emitd.kafka.sasl_password_file", &k.sasl_password_file)
+            .map_err(|e| Error::Config(e.to_string()))?;
         c.set("sasl.mechanisms", &k.sasl_mechanism)
             .set("sasl.username", &k.sasl_username)
-            .set("sasl.password", password.trim_end_matches(['\r', '\n']));
+            .set("sasl.password", password);
     }
     Ok(c)
 }
