@@ -252,7 +252,10 @@ async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut 
     ingest.ring().stats.set_state(StageState::Stopping);
     while let Some(event) = eventloop.state.events.pop_front() {
         if let Event::Incoming(Packet::Publish(p)) = event {
-            ingest.take(p, stage_runtime::unix_ms());
+            // Unannounced aliases are refused here too (unacked: nothing is owed for them).
+            if topic_alias::unannounced(&p).is_none() {
+                ingest.take(p, stage_runtime::unix_ms());
+            }
         }
     }
     ingest.flush(client)?;
