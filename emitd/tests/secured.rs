@@ -204,6 +204,18 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     refused(&mut p, "nats.auth_errors", gauge::failure::AUTH);
 }
 
+/// Runs emitd with `config`, which it must refuse at start (exit 2); returns its stderr.
+fn refused_at_start(config: &Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emitd"))
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 #[test]
 fn a_server_that_offers_no_tls_is_refused_when_tls_is_configured_and_never_gets_the_token() {
     // A plaintext nats-server that accepts this token: emitd would deliver if it sent it.
@@ -236,13 +248,7 @@ fn credentials_over_a_plaintext_wire_are_refused_at_start_naming_the_key() {
         ("nats = \"nats://u:hunter2@127.0.0.1:4222\"\n".to_owned(), "emitd.nats"),
     ] {
         std::fs::write(&config, format!("[emitd]\n{emitd}")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_emitd"))
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = refused_at_start(&config);
         assert!(
             err.contains(key) && err.contains("allow_plaintext_credentials"),
             "{err}"
@@ -259,13 +265,7 @@ fn secret_files_readable_by_others_are_refused_naming_key_and_file() {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o604)).unwrap();
     let config = dir.path().join("telemetry.toml");
     std::fs::write(&config, format!("[emitd]\ntoken_file = \"{}\"\n", token.display())).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emitd"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused_at_start(&config);
     assert!(
         err.contains("emitd.token_file") && err.contains(token.to_str().unwrap()),
         "{err}"
