@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, check_url, ConfigError};
 use crate::secret::check_secret_file;
+use crate::wire::{plaintext_credentials, redact_url, url_has_credentials};
 
 /// How emitd encodes an aggregate.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -55,6 +56,10 @@ pub struct Emitd {
     pub nkey_seed_file: String,
     /// A `.creds` file (user JWT and NKey seed, as `nsc` writes it; a secret file); empty for none.
     pub credentials_file: String,
+    /// Accept sending credentials (any of the four above, or `user:pass@` in `nats`) over a
+    /// plaintext wire. Off by default: credentials need TLS (a `tls://` URL, or `ca_file`,
+    /// `cert_file` or `tls_server_name`, with which emitd refuses a server that offers no TLS).
+    pub allow_plaintext_credentials: bool,
     /// `[emitd.kafka]`: the Kafka sink.
     pub kafka: Kafka,
 }
@@ -113,6 +118,9 @@ pub struct Kafka {
     pub sasl_username: String,
     /// File holding the SASL password (one line); readable by the service only.
     pub sasl_password_file: String,
+    /// Accept SASL over a plaintext wire (`tls = false`, librdkafka's `sasl_plaintext`). Off by
+    /// default: SASL needs `tls = true`.
+    pub allow_plaintext_credentials: bool,
 }
 
 impl Default for Kafka {
@@ -131,6 +139,7 @@ impl Default for Kafka {
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
             sasl_password_file: String::new(),
+            allow_plaintext_credentials: false,
         }
     }
 }
@@ -154,6 +163,7 @@ impl Default for Emitd {
             password_file: String::new(),
             nkey_seed_file: String::new(),
             credentials_file: String::new(),
+            allow_plaintext_credentials: false,
         }
     }
 }
@@ -213,6 +223,7 @@ impl Emitd {
                     .into(),
             });
         }
+        e.check_credentials_wire()?;
         let sinks = format!("{:?}", e.sinks);
         if e.sinks.is_empty() {
             return Err(bad("emitd.sinks", sinks, "must name at least one sink"));
@@ -227,6 +238,48 @@ impl Emitd {
         }
         if e.sinks.iter().any(|s| s == "kafka") {
             e.kafka.check()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the NATS wire is TLS: a `tls://` URL, or any TLS key set (with which emitd
+    /// requires TLS of the server).
+    pub fn nats_tls(&self) -> bool {
+        self.nats.starts_with("tls://")
+            || !self.ca_file.is_empty()
+            || !self.cert_file.is_empty()
+            || !self.tls_server_name.is_empty()
+    }
+
+    /// Credentials only over TLS, unless `allow_plaintext_credentials`.
+    fn check_credentials_wire(&self) -> Result<(), ConfigError> {
+        if self.nats_tls() || self.allow_plaintext_credentials {
+            return Ok(());
+        }
+        if url_has_credentials(&self.nats) {
+            return Err(plaintext_credentials(
+                "emitd.nats",
+                &redact_url(&self.nats),
+                "a plaintext nats:// wire",
+                "emitd",
+                "use a tls:// URL or set ca_file",
+            ));
+        }
+        for (key, file) in [
+            ("emitd.token_file", &self.token_file),
+            ("emitd.password_file", &self.password_file),
+            ("emitd.nkey_seed_file", &self.nkey_seed_file),
+            ("emitd.credentials_file", &self.credentials_file),
+        ] {
+            if !file.is_empty() {
+                return Err(plaintext_credentials(
+                    key,
+                    file,
+                    "a plaintext nats:// wire",
+                    "emitd",
+                    "use a tls:// URL or set ca_file",
+                ));
+            }
         }
         Ok(())
     }
@@ -311,6 +364,15 @@ impl Kafka {
                     return Err(bad("emitd.kafka.sasl_username", "\"\"", "SASL needs a user name"));
                 }
                 secret("emitd.kafka.sasl_password_file", &k.sasl_password_file)?;
+                if !k.tls && !k.allow_plaintext_credentials {
+                    return Err(plaintext_credentials(
+                        "emitd.kafka.sasl_password_file",
+                        &k.sasl_password_file,
+                        "a plaintext Kafka wire (tls = false, sasl_plaintext)",
+                        "emitd.kafka",
+                        "set tls = true",
+                    ));
+                }
             }
             other => {
                 return Err(bad(
@@ -399,7 +461,7 @@ mod tests {
     #[test]
     fn secret_files_must_be_readable_and_private() {
         let sasl = |file: &str| {
-            format!("{KAFKA}sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"emitd\"\nsasl_password_file = \"{file}\"\n")
+            format!("{KAFKA}tls = true\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"emitd\"\nsasl_password_file = \"{file}\"\n")
         };
         let e = err(&sasl("/nonexistent/password"));
         assert!(

@@ -58,24 +58,28 @@ pub(crate) fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), 
     let Some((scheme, rest)) = value.split_once("://") else {
         return Err(bad(
             key,
-            format!("{value:?}"),
+            format!("{:?}", crate::wire::redact_url(value)),
             &format!("must be a URL with scheme {}", schemes.join(" or ")),
         ));
     };
     if !schemes.contains(&scheme) {
         return Err(bad(
             key,
-            format!("{value:?}"),
+            format!("{:?}", crate::wire::redact_url(value)),
             &format!("scheme must be {}", schemes.join(" or ")),
         ));
     }
     let Some((host, port)) = rest.trim_end_matches('/').rsplit_once(':') else {
-        return Err(bad(key, format!("{value:?}"), "must name a host and a port"));
+        return Err(bad(
+            key,
+            format!("{:?}", crate::wire::redact_url(value)),
+            "must name a host and a port",
+        ));
     };
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad(
             key,
-            format!("{value:?}"),
+            format!("{:?}", crate::wire::redact_url(value)),
             "must name a host and a port from 1 to 65535",
         ));
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, check_url, ConfigError};
 use crate::secret::check_secret_file;
+use crate::wire::plaintext_credentials;
 
 /// `[ingestd]`
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -27,6 +28,9 @@ pub struct Ingestd {
     pub username: String,
     /// File holding the password (a secret file: no access for others); empty for none.
     pub password_file: String,
+    /// Accept sending the password over a plaintext `mqtt://` wire. Off by default: a
+    /// `password_file` with an `mqtt://` broker is refused, so that a password crosses only TLS.
+    pub allow_plaintext_credentials: bool,
     /// PEM file with the CA certificates for `mqtts://`; empty for the system roots.
     pub ca_file: String,
     /// PEM client certificate chain for mutual TLS (`mqtts://`); needs `key_file`.
@@ -145,6 +149,7 @@ impl Default for Ingestd {
             client_id: String::new(),
             username: String::new(),
             password_file: String::new(),
+            allow_plaintext_credentials: false,
             ca_file: String::new(),
             cert_file: String::new(),
             key_file: String::new(),
@@ -228,6 +233,15 @@ impl Ingestd {
             ));
         }
         check_secret_file("ingestd.password_file", &i.password_file)?;
+        if !i.password_file.is_empty() && i.broker.starts_with("mqtt://") && !i.allow_plaintext_credentials {
+            return Err(plaintext_credentials(
+                "ingestd.password_file",
+                &i.password_file,
+                "a plaintext mqtt:// broker",
+                "ingestd",
+                "use an mqtts:// broker",
+            ));
+        }
         check_secret_file("ingestd.key_file", &i.key_file)?;
         if i.cert_file.is_empty() != i.key_file.is_empty() {
             return Err(bad(

@@ -23,6 +23,7 @@ mod ingestd;
 mod pipeline;
 mod secret;
 mod supervisor;
+mod wire;
 
 use std::path::Path;
 
@@ -35,8 +36,9 @@ pub use emitd::{AggregateFormat, Emitd, Kafka, KafkaCompression, SINKS};
 pub use error::ConfigError;
 pub use ingestd::{Http, Ingestd, WhenRingFull};
 pub use pipeline::{Pipeline, Wait};
-pub use secret::{check_secret_file, read_secret};
+pub use secret::{check_secret_file, read_secret, read_secret_bytes, MAX_SECRET_BYTES};
 pub use supervisor::Supervisor;
+pub use wire::{redact_url, url_has_credentials};
 
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

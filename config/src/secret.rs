@@ -2,10 +2,18 @@
 //! the command line; the TOML names a file that only the service can read, and the service
 //! reads it at start.
 //!
-//! A secret file must exist, be a regular file, and give others no access at all (mode & 0o007
-//! = 0). It may be group-readable, so that `/etc/telemetry/secrets/` can be 0750
-//! root:telemetry with files 0640 root:telemetry. Errors name the key and the file, never
-//! the contents.
+//! A secret file is opened once, without following a symbolic link (`O_NOFOLLOW`: a link
+//! planted in the secrets directory is refused, not followed to whatever it points at), and
+//! everything is checked on the opened descriptor, so the file read is the file checked:
+//!
+//! - a regular file (not a directory, FIFO or device; opened non-blocking so a FIFO cannot
+//!   hang the open),
+//! - owned by the user the process runs as, or by root,
+//! - not writable by its group, and no access at all for others (mode & 0o027 = 0): 0600, 0400
+//!   and 0640 pass; 0660, 0604 and 0644 do not,
+//! - at most [`MAX_SECRET_BYTES`].
+//!
+//! Errors name the key and the file, never the contents.
 //!
 //! ```
 //! use std::os::unix::fs::PermissionsExt;
@@ -13,7 +21,7 @@
 //! std::fs::create_dir_all(&dir).unwrap();
 //! let file = dir.join("password");
 //! std::fs::write(&file, "s3cret\n").unwrap();
-//! std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+//! std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
 //! let path = file.to_str().unwrap();
 //! assert_eq!(telemetry_config::read_secret("ingestd.password_file", path).unwrap(), "s3cret");
 //! std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -22,9 +30,17 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use nix::fcntl::OFlag;
 
 use crate::error::ConfigError;
+
+/// The largest secret file read, in bytes. A private key with its PEM armour is a few KiB, a
+/// `.creds` file about one; anything larger is not a secret this pipeline uses.
+pub const MAX_SECRET_BYTES: u64 = 64 << 10;
 
 fn refused(key: &str, path: &str, problem: String) -> ConfigError {
     ConfigError {
@@ -33,40 +49,118 @@ fn refused(key: &str, path: &str, problem: String) -> ConfigError {
     }
 }
 
-/// Checks that `path`, the value of `key`, is a secret file only its owner and group can read.
-/// An empty path (no secret configured) is fine.
-pub fn check_secret_file(key: &str, path: &str) -> Result<(), ConfigError> {
-    if path.is_empty() {
-        return Ok(());
-    }
-    let meta = std::fs::metadata(path).map_err(|e| refused(key, path, format!("cannot read the secret file: {e}")))?;
+/// Opens `path` without following a final symbolic link and checks the opened file: see the
+/// module docs.
+fn open_checked(key: &str, path: &str) -> Result<File, ConfigError> {
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                refused(
+                    key,
+                    path,
+                    "the secret file is a symbolic link, which is not followed: name the file itself".into(),
+                )
+            } else {
+                refused(key, path, format!("cannot read the secret file: {e}"))
+            }
+        })?;
+    // fstat on the descriptor: the file checked is the file read below.
+    let meta = file
+        .metadata()
+        .map_err(|e| refused(key, path, format!("cannot read the secret file: {e}")))?;
     if !meta.is_file() {
         return Err(refused(key, path, "is not a regular file".into()));
     }
-    let mode = meta.permissions().mode();
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(refused(
+            key,
+            path,
+            format!(
+                "the secret file is owned by uid {}, neither this process's user (uid {euid}) nor root: \
+                 chown it to the service user",
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
     if mode & 0o007 != 0 {
         return Err(refused(
             key,
             path,
             format!(
-                "the secret file is readable by others (mode {:o}); allow only its owner and group, \
-                 for example chmod 0640",
-                mode & 0o777
+                "the secret file is readable by others (mode {mode:o}); allow only its owner, \
+                 for example chmod 0600"
             ),
         ));
     }
-    Ok(())
+    if mode & 0o020 != 0 {
+        return Err(refused(
+            key,
+            path,
+            format!(
+                "the secret file is writable by its group (mode {mode:o}), which could replace the secret; \
+                 for example chmod 0600"
+            ),
+        ));
+    }
+    if meta.len() > MAX_SECRET_BYTES {
+        return Err(refused(
+            key,
+            path,
+            format!(
+                "the secret file has {} bytes, more than the {MAX_SECRET_BYTES} a secret may have",
+                meta.len()
+            ),
+        ));
+    }
+    Ok(file)
 }
 
-/// Reads the secret in `path` (the value of `key`) after [`check_secret_file`]: the file's text
-/// without its trailing line break. An empty file is an error.
-pub fn read_secret(key: &str, path: &str) -> Result<String, ConfigError> {
+/// Checks that `path`, the value of `key`, is a secret file as the module docs describe. An
+/// empty path (no secret configured) is fine.
+pub fn check_secret_file(key: &str, path: &str) -> Result<(), ConfigError> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    open_checked(key, path).map(drop)
+}
+
+/// The whole content of the secret file `path` (the value of `key`), read from the descriptor
+/// that was checked, for secrets that are documents (PEM keys, `.creds` files). An empty file
+/// is an error.
+pub fn read_secret_bytes(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
     if path.is_empty() {
         return Err(refused(key, path, "no file named".into()));
     }
-    check_secret_file(key, path)?;
-    let text =
-        std::fs::read_to_string(path).map_err(|e| refused(key, path, format!("cannot read the secret file: {e}")))?;
+    let file = open_checked(key, path)?;
+    let mut bytes = Vec::new();
+    // Bounded again while reading: the file may have grown since the fstat.
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refused(key, path, format!("cannot read the secret file: {e}")))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(refused(
+            key,
+            path,
+            format!("the secret file has more than the {MAX_SECRET_BYTES} bytes a secret may have"),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(refused(key, path, "the secret file is empty".into()));
+    }
+    Ok(bytes)
+}
+
+/// The secret in `path` (the value of `key`), checked and read as [`read_secret_bytes`]: the
+/// file's text without its trailing line break. An empty secret is an error.
+pub fn read_secret(key: &str, path: &str) -> Result<String, ConfigError> {
+    let bytes = read_secret_bytes(key, path)?;
+    let text = String::from_utf8(bytes).map_err(|_| refused(key, path, "the secret file is not UTF-8 text".into()))?;
     let secret = text.strip_suffix('\n').unwrap_or(&text);
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
     if secret.is_empty() {
@@ -76,67 +170,5 @@ pub fn read_secret(key: &str, path: &str) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(name: &str, text: &str, mode: u32) -> (std::path::PathBuf, String) {
-        let dir = std::env::temp_dir().join(format!("secret-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("secret");
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        let s = path.to_str().unwrap().to_owned();
-        (dir, s)
-    }
-
-    #[test]
-    fn owner_and_group_only() {
-        for (mode, ok) in [
-            (0o600, true),
-            (0o640, true),
-            (0o400, true),
-            (0o604, false),
-            (0o602, false),
-            (0o601, false),
-            (0o666, false),
-        ] {
-            let (dir, path) = file(&format!("m{mode:o}"), "x\n", mode);
-            let r = check_secret_file("k.password_file", &path);
-            assert_eq!(r.is_ok(), ok, "mode {mode:o}: {r:?}");
-            if let Err(e) = r {
-                let e = e.to_string();
-                assert!(e.starts_with(&format!("config: k.password_file = {path:?}")), "{e}");
-            }
-            std::fs::remove_dir_all(dir).unwrap();
-        }
-    }
-
-    #[test]
-    fn missing_empty_and_directories_are_refused() {
-        let e = read_secret("k.token_file", "/nonexistent/token")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("k.token_file") && e.contains("/nonexistent/token") && e.contains("cannot read"),
-            "{e}"
-        );
-        let (dir, path) = file("empty", "\n", 0o600);
-        assert!(read_secret("k", &path).unwrap_err().to_string().contains("empty"));
-        let d = dir.to_str().unwrap();
-        assert!(check_secret_file("k", d)
-            .unwrap_err()
-            .to_string()
-            .contains("not a regular file"));
-        std::fs::remove_dir_all(dir).unwrap();
-        assert!(check_secret_file("k", "").is_ok());
-    }
-
-    #[test]
-    fn the_secret_is_the_text_without_its_line_break_and_never_in_errors() {
-        let (dir, path) = file("crlf", "pa ss\r\n", 0o600);
-        assert_eq!(read_secret("k", &path).unwrap(), "pa ss");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(!read_secret("k", &path).unwrap_err().to_string().contains("pa ss"));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
+#[path = "secret_tests.rs"]
+mod tests;

@@ -15,13 +15,13 @@ fn secret(key: &str, path: &str) -> Result<String, String> {
 
 /// Whether the URL carries credentials (`nats://user:pass@host:port`, `nats://token@host:port`).
 pub fn url_has_credentials(url: &str) -> bool {
-    url.split_once("://").is_some_and(|(_, rest)| rest.contains('@'))
+    telemetry_config::url_has_credentials(url)
 }
 
-/// The rustls config of the NATS wire, when it uses TLS (a `tls://` URL, or any TLS key set).
+/// The rustls config of the NATS wire, when it uses TLS (a `tls://` URL, or any TLS key set:
+/// [`Emitd::nats_tls`]).
 pub fn tls_config(config: &Emitd) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
-    let tls_keys = [&config.ca_file, &config.cert_file, &config.tls_server_name];
-    if !config.nats.starts_with("tls://") && tls_keys.iter().all(|k| k.is_empty()) {
+    if !config.nats_tls() {
         return Ok(None);
     }
     let files = wire_tls::ClientFiles {
@@ -34,18 +34,17 @@ pub fn tls_config(config: &Emitd) -> Result<Option<Arc<rustls::ClientConfig>>, S
     wire_tls::client_config(&files).map(Some)
 }
 
-/// Adds the config's TLS (`tls`, from [`tls_config`]) and credentials to `options`. Errors
-/// name the key and the file.
+/// Adds the config's TLS (`tls`, from [`tls_config`]) and credentials to `options`. With TLS,
+/// TLS is required whatever the URL's scheme: a server that does not offer it is refused before
+/// any credential is sent (async-nats would otherwise follow the server's INFO and speak in
+/// clear). Errors name the key and the file.
 pub async fn secure(
     mut options: ConnectOptions,
     config: &Emitd,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<ConnectOptions, String> {
     if let Some(tls) = tls {
-        options = options.tls_client_config((**tls).clone());
-        if config.nats.starts_with("tls://") {
-            options = options.require_tls(true);
-        }
+        options = options.tls_client_config((**tls).clone()).require_tls(true);
     }
     if !config.token_file.is_empty() {
         options = options.token(secret("emitd.token_file", &config.token_file)?);
@@ -58,11 +57,13 @@ pub async fn secure(
         options = options.nkey(secret("emitd.nkey_seed_file", &config.nkey_seed_file)?);
     }
     if !config.credentials_file.is_empty() {
-        telemetry_config::check_secret_file("emitd.credentials_file", &config.credentials_file)
+        // Read from the checked descriptor, not re-opened by path (async-nats' credentials_file).
+        let creds = telemetry_config::read_secret_bytes("emitd.credentials_file", &config.credentials_file)
             .map_err(|e| e.to_string())?;
+        let creds = String::from_utf8(creds)
+            .map_err(|_| format!("emitd.credentials_file = {:?}: not UTF-8 text", config.credentials_file))?;
         options = options
-            .credentials_file(&config.credentials_file)
-            .await
+            .credentials(&creds)
             .map_err(|e| format!("emitd.credentials_file = {:?}: {e}", config.credentials_file))?;
     }
     Ok(options)
@@ -102,6 +103,10 @@ mod tests {
         assert!(url_has_credentials("nats://u:p@127.0.0.1:4222"));
         assert!(url_has_credentials("tls://token@h:4222"));
         assert!(!url_has_credentials("nats://127.0.0.1:4222"));
+        assert!(
+            !url_has_credentials("nats://127.0.0.1:4222/x@y"),
+            "an @ after the host is no credential"
+        );
     }
 
     #[test]

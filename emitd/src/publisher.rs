@@ -155,13 +155,13 @@ impl Nats {
                 }
             });
         if nats_auth::url_has_credentials(&config.nats) {
-            warn!("emitd.nats carries credentials, which anyone who can read the config can see: use token_file, user + password_file, nkey_seed_file or credentials_file");
+            warn!(nats = %telemetry_config::redact_url(&config.nats), "emitd.nats carries credentials, which anyone who can read the config can see: use token_file, user + password_file, nkey_seed_file or credentials_file");
         }
         let options = nats_auth::secure(options, config, tls.as_ref()).await?;
         let client = options
             .connect(config.nats.as_str())
             .await
-            .map_err(|e| format!("NATS client for {}: {e}", config.nats))?;
+            .map_err(|e| format!("NATS client for {}: {e}", telemetry_config::redact_url(&config.nats)))?;
         let jetstream = config.jetstream.then(|| {
             jetstream::ContextBuilder::new()
                 .timeout(JS_TIMEOUT)

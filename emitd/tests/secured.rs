@@ -14,6 +14,10 @@ use test_brokers::pki::{CertFiles, Pki};
 use test_brokers::tls::nats_tls;
 use test_brokers::{wait_for, Nats, TempDir};
 
+/// The tests below that send credentials to a nats-server on loopback without TLS say so: by
+/// default emitd refuses credentials over a plaintext wire.
+const PLAINTEXT_OK: &str = "allow_plaintext_credentials = true\n";
+
 fn secret(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -137,7 +141,7 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     let mut p = Pipeline::new(
         "token",
         &token_server.url(),
-        &format!("token_file = \"{}\"\n", token.display()),
+        &format!("token_file = \"{}\"\n{PLAINTEXT_OK}", token.display()),
         64,
     );
     let sub = collector(&token_server.url(), &p, true);
@@ -147,7 +151,10 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     let mut p = Pipeline::new(
         "userpass",
         &nats.url(),
-        &format!("user = \"telemetry\"\npassword_file = \"{}\"\n", password.display()),
+        &format!(
+            "user = \"telemetry\"\npassword_file = \"{}\"\n{PLAINTEXT_OK}",
+            password.display()
+        ),
         64,
     );
     let sub = collector(&nats.url(), &p, false);
@@ -157,7 +164,7 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     let mut p = Pipeline::new(
         "nkey",
         &nats.url(),
-        &format!("nkey_seed_file = \"{}\"\n", seed.display()),
+        &format!("nkey_seed_file = \"{}\"\n{PLAINTEXT_OK}", seed.display()),
         64,
     );
     let sub = collector(&nats.url(), &p, false);
@@ -168,7 +175,10 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     let mut p = Pipeline::new(
         "wrong-password",
         &nats.url(),
-        &format!("user = \"telemetry\"\npassword_file = \"{}\"\n", wrong.display()),
+        &format!(
+            "user = \"telemetry\"\npassword_file = \"{}\"\n{PLAINTEXT_OK}",
+            wrong.display()
+        ),
         64,
     );
     refused(&mut p, "nats.auth_errors", gauge::failure::AUTH);
@@ -176,7 +186,7 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     let mut p = Pipeline::new(
         "wrong-token",
         &token_server.url(),
-        &format!("token_file = \"{}\"\n", wrong_token.display()),
+        &format!("token_file = \"{}\"\n{PLAINTEXT_OK}", wrong_token.display()),
         64,
     );
     refused(&mut p, "nats.auth_errors", gauge::failure::AUTH);
@@ -188,10 +198,63 @@ fn token_user_password_and_nkey_from_secret_files_deliver_and_wrong_ones_are_cou
     let mut p = Pipeline::new(
         "wrong-nkey",
         &nats.url(),
-        &format!("nkey_seed_file = \"{}\"\n", stranger.display()),
+        &format!("nkey_seed_file = \"{}\"\n{PLAINTEXT_OK}", stranger.display()),
         64,
     );
     refused(&mut p, "nats.auth_errors", gauge::failure::AUTH);
+}
+
+/// Runs emitd with `config`, which it must refuse at start (exit 2); returns its stderr.
+fn refused_at_start(config: &Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emitd"))
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+#[test]
+fn a_server_that_offers_no_tls_is_refused_when_tls_is_configured_and_never_gets_the_token() {
+    // A plaintext nats-server that accepts this token: emitd would deliver if it sent it.
+    let nats = Nats::start_configured("authorization {\n  token: \"t0ken-s3cret\"\n}\n");
+    let pki = Pki::new("nats-no-tls");
+    let creds = TempDir::new("nats-no-tls-creds");
+    let token = secret(creds.path(), "token", "t0ken-s3cret\n");
+    // nats:// with a CA file: TLS is required of the server, whatever the URL's scheme says.
+    let mut p = Pipeline::new(
+        "no-tls",
+        &nats.url(),
+        &format!(
+            "ca_file = \"{}\"\ntoken_file = \"{}\"\n",
+            pki.ca.display(),
+            token.display()
+        ),
+        64,
+    );
+    refused(&mut p, "nats.tls_errors", gauge::failure::TLS);
+    assert_eq!(p.counter("nats.auth_errors"), 0, "no credentials were ever sent");
+}
+
+#[test]
+fn credentials_over_a_plaintext_wire_are_refused_at_start_naming_the_key() {
+    let dir = TempDir::new("nats-plaintext-creds");
+    let token = secret(dir.path(), "token", "t0ken-s3cret\n");
+    let config = dir.path().join("telemetry.toml");
+    for (emitd, key) in [
+        (format!("token_file = \"{}\"\n", token.display()), "emitd.token_file"),
+        ("nats = \"nats://u:hunter2@127.0.0.1:4222\"\n".to_owned(), "emitd.nats"),
+    ] {
+        std::fs::write(&config, format!("[emitd]\n{emitd}")).unwrap();
+        let err = refused_at_start(&config);
+        assert!(
+            err.contains(key) && err.contains("allow_plaintext_credentials"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2") && !err.contains("t0ken-s3cret"), "{err}");
+    }
 }
 
 #[test]
@@ -202,13 +265,7 @@ fn secret_files_readable_by_others_are_refused_naming_key_and_file() {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o604)).unwrap();
     let config = dir.path().join("telemetry.toml");
     std::fs::write(&config, format!("[emitd]\ntoken_file = \"{}\"\n", token.display())).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emitd"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused_at_start(&config);
     assert!(
         err.contains("emitd.token_file") && err.contains(token.to_str().unwrap()),
         "{err}"
@@ -265,7 +322,7 @@ fn a_credentials_file_authenticates_in_operator_mode_and_one_from_another_accoun
     let mut p = Pipeline::new(
         "creds",
         &nats.url(),
-        &format!("credentials_file = \"{}\"\n", good.display()),
+        &format!("credentials_file = \"{}\"\n{PLAINTEXT_OK}", good.display()),
         64,
     );
     let sub = Collector::start_with(&nats.url(), &format!("{}.>", p.subject_prefix), move || {
@@ -278,7 +335,7 @@ fn a_credentials_file_authenticates_in_operator_mode_and_one_from_another_accoun
     let mut p = Pipeline::new(
         "creds-stranger",
         &nats.url(),
-        &format!("credentials_file = \"{}\"\n", stranger.display()),
+        &format!("credentials_file = \"{}\"\n{PLAINTEXT_OK}", stranger.display()),
         64,
     );
     refused(&mut p, "nats.auth_errors", gauge::failure::AUTH);

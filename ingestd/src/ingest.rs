@@ -59,6 +59,7 @@ struct Counters {
     connection_errors: CounterId,
     tls_errors: CounterId,
     auth_errors: CounterId,
+    protocol_errors: CounterId,
     /// `gauge.connected.mqtt`: 1 from a ConnAck until the connection fails.
     mqtt_connected: CounterId,
     /// `gauge.failure.mqtt`: why the last attempt failed (0 once connected).
@@ -114,6 +115,7 @@ impl Ingest {
             connection_errors: r.stats.id(session::CONNECTION_ERRORS)?,
             tls_errors: r.stats.id(session::TLS_ERRORS)?,
             auth_errors: r.stats.id(session::AUTH_ERRORS)?,
+            protocol_errors: r.stats.id(session::PROTOCOL_ERRORS)?,
             mqtt_connected: r.stats.id(gauge::MQTT_CONNECTED)?,
             mqtt_failure: r.stats.id(gauge::MQTT_FAILURE)?,
         };
@@ -264,6 +266,14 @@ impl Ingest {
             }
         }
         self.connects += 1;
+        r.stats.flush();
+    }
+
+    /// Counts a connection dropped for the broker's protocol error (before
+    /// [`Ingest::connection_failed`] counts it as a failed connection).
+    pub fn protocol_error(&mut self) {
+        let mut r = self.ring.lock();
+        r.stats.add(self.ids.protocol_errors, 1);
         r.stats.flush();
     }
 

@@ -9,6 +9,7 @@
 //! - `mqtt_source`: the MQTT loop;
 //! - `mqtt`: connection options (TLS, credentials) and subscription filters from the config;
 //! - `failure`: why a connection attempt failed (TLS, credentials, network);
+//! - `topic_alias`: the broker's topic aliases ingestd never announced, refused;
 //! - `intake`: one message to a raw record or a drop reason;
 //! - `ingest`: the MQTT batch on its way to the raw ring, held or dropped when the ring is full,
 //!   and the acks of what is settled;
@@ -38,3 +39,4 @@ pub mod redelivery;
 pub mod ring;
 pub mod source;
 pub mod stage;
+pub mod topic_alias;

@@ -50,6 +50,8 @@ pub fn options(config: &Ingestd, instance: &str) -> Result<MqttOptions, String> 
         .set_manual_acks(true)
         .set_max_packet_size(Some(MAX_PACKET))
         .set_receive_maximum(Some(RECEIVE_MAXIMUM))
+        // Announced explicitly, and enforced by the MQTT loop (`crate::topic_alias`).
+        .set_topic_alias_max(Some(crate::topic_alias::TOPIC_ALIAS_MAX))
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if config.session_expiry_s > 0 {
         opts.set_session_expiry_interval(Some(config.session_expiry_s));
@@ -143,5 +145,11 @@ mod tests {
         };
         let e = options(&c, "t").err().unwrap();
         assert!(e.contains("ingestd.ca_file"), "{e}");
+    }
+
+    #[test]
+    fn no_topic_alias_is_announced() {
+        let o = options(&Ingestd::default(), "t").unwrap();
+        assert_eq!(o.topic_alias_max(), Some(0));
     }
 }

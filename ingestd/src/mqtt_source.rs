@@ -30,12 +30,14 @@ use stage_runtime::Backoff;
 use telemetry_config::Config;
 use tracing::{error, info, warn};
 
+use crate::failure::Failure;
 use crate::ingest::{Ingest, MAX_BATCH};
 use crate::liveness::Liveness;
 use crate::mqtt;
 use crate::pacing::Pacing;
 use crate::ring::SharedRing;
 use crate::source::{Source, SourceError, Stop};
+use crate::topic_alias;
 
 /// How often messages held for a full ring are offered to it again while the socket is quiet.
 const HOLD_RETRY: Duration = Duration::from_millis(2);
@@ -79,6 +81,8 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
     // Whether the stage has reported ready: at its first subscription, resumed session, or
     // failed connection attempt.
     let mut reported_ready = false;
+    // Whether the broker has been sound since the last protocol error (see `topic_alias`).
+    let mut healthy = true;
 
     let mut received_ms = stage_runtime::unix_ms();
     'run: loop {
@@ -122,8 +126,31 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
                 }
             }
         };
+        // A PUBLISH with a topic alias ingestd never announced is the broker's protocol error:
+        // refused whole and the connection dropped (crate::topic_alias).
+        let event = match event {
+            Ok(Event::Incoming(Packet::Publish(p))) if topic_alias::unannounced(&p).is_some() => {
+                let alias = topic_alias::unannounced(&p).unwrap_or_default();
+                drop(p);
+                topic_alias::drop_connection(&mut eventloop);
+                ingest.protocol_error();
+                // The connection it ends did not prove the broker sound: keep backing off.
+                healthy = false;
+                Err(Failure {
+                    code: records::names::gauge::failure::OTHER,
+                    cause: format!(
+                        "protocol error: the broker sent topic alias {alias}, but ingestd announced a Topic Alias \
+                         Maximum of {}; disconnected",
+                        topic_alias::TOPIC_ALIAS_MAX
+                    ),
+                })
+            }
+            Ok(event) => Ok(event),
+            Err(e) => Err(crate::failure::classify(&e)),
+        };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                healthy = true;
                 pacing.took(p.qos != QoS::AtMostOnce);
                 ingest.take(p, received_ms);
                 if ingest.fresh() >= MAX_BATCH {
@@ -145,7 +172,11 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(session_present = ack.session_present, "connected; subscribing");
                 ingest.connected(ack.session_present);
-                backoff.reset();
+                // After a protocol error, the next delay grows until the broker sends a sound
+                // message: a broker that breaks every connection at once is not hammered.
+                if healthy {
+                    backoff.reset();
+                }
                 // A resumed session already has our subscriptions, and the broker sends what it
                 // kept before it answers the SUBSCRIBE below (possibly many thousands of
                 // messages): ready now. A new session is ready once subscribed.
@@ -164,6 +195,8 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
                     .filter(|c| !matches!(c, rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)))
                     .collect();
                 if refused.is_empty() {
+                    healthy = true;
+                    backoff.reset();
                     if !reported_ready {
                         ingest.ring().stats.set_state(StageState::Running);
                         reported_ready = true;
@@ -177,9 +210,8 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
                 warn!(reason = ?d.reason_code, "broker disconnected us");
             }
             Ok(_) => {}
-            Err(e) => {
+            Err(failure) => {
                 let delay = backoff.next_delay();
-                let failure = crate::failure::classify(&e);
                 warn!(
                     cause = %failure.cause,
                     kind = records::names::gauge::failure::describe(failure.code),
@@ -220,7 +252,10 @@ async fn shutdown(client: &AsyncClient, eventloop: &mut EventLoop, ingest: &mut 
     ingest.ring().stats.set_state(StageState::Stopping);
     while let Some(event) = eventloop.state.events.pop_front() {
         if let Event::Incoming(Packet::Publish(p)) = event {
-            ingest.take(p, stage_runtime::unix_ms());
+            // Unannounced aliases are refused here too (unacked: nothing is owed for them).
+            if topic_alias::unannounced(&p).is_none() {
+                ingest.take(p, stage_runtime::unix_ms());
+            }
         }
     }
     ingest.flush(client)?;

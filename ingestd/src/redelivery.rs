@@ -25,8 +25,9 @@
 //! of it not yet mapped in the new process) took a median of 42 ms under load, which would have
 //! delayed every restart; a restart that meets no redelivery never pays it.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use records::RawRecord;
 
@@ -34,10 +35,19 @@ use records::RawRecord;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Digest(u64);
 
+/// The digest's keys: random, drawn once per process (std's `RandomState`, seeded from the
+/// operating system, as aggd seeds its key index). A publisher cannot precompute topics and
+/// payloads whose digests collide, so it cannot make the index's lookups walk long chains.
+///
+/// Per process is enough: digests are never stored or compared across processes. A restarted
+/// ingestd digests its predecessor's ring records afresh, with its own keys
+/// ([`Redelivered::inherit`]), before it compares redeliveries against them.
+static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+
 impl Digest {
-    /// The digest of a message (SipHash-1-3 with fixed keys: the same in every process).
+    /// The digest of a message: SipHash-1-3 keyed with this process's random [`KEYS`].
     pub fn of(topic: &[u8], payload: &[u8]) -> Digest {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = KEYS.get_or_init(RandomState::new).build_hasher();
         h.write(topic);
         h.write_u8(0xff);
         h.write(payload);
@@ -45,7 +55,7 @@ impl Digest {
     }
 }
 
-/// Digests are already well mixed: hash them as they are.
+/// Digests are already well mixed, and keyed with secret keys: hash them as they are.
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -137,6 +147,42 @@ mod tests {
 
     fn d(topic: &str, payload: &[u8]) -> Digest {
         Digest::of(topic.as_bytes(), payload)
+    }
+
+    #[test]
+    fn digests_are_stable_within_a_process_and_keyed_per_process() {
+        assert_eq!(d("t/a", b"1"), d("t/a", b"1"), "the same message, the same digest");
+        // Not the fixed-key SipHash of std's DefaultHasher, which anyone can compute ahead.
+        let mut fixed = std::collections::hash_map::DefaultHasher::new();
+        fixed.write(b"t/a");
+        fixed.write_u8(0xff);
+        fixed.write(b"1");
+        assert_ne!(d("t/a", b"1").0, fixed.finish());
+        // Another process draws other keys.
+        if let Ok(exe) = std::env::current_exe() {
+            let other = std::process::Command::new(exe)
+                .args([
+                    "--exact",
+                    "redelivery::tests::print_a_digest",
+                    "--nocapture",
+                    "--ignored",
+                ])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&other.stdout);
+            let theirs = text
+                .lines()
+                .find_map(|l| l.strip_prefix("digest="))
+                .expect("the child printed its digest");
+            assert_ne!(theirs, format!("{:x}", d("t/a", b"1").0), "{text}");
+        }
+    }
+
+    /// Run by `digests_are_stable_within_a_process_and_keyed_per_process` in a child process.
+    #[test]
+    #[ignore = "run as a child process by another test"]
+    fn print_a_digest() {
+        println!("digest={:x}", d("t/a", b"1").0);
     }
 
     #[test]

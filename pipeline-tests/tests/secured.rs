@@ -187,7 +187,8 @@ fn a_password_from_a_secret_file_and_a_wrong_one_counted_until_it_is_rotated() {
     let password = creds.path().join("mqtt-password");
     secret(&password, "wrong horse\n");
     let extra = format!(
-        "[ingestd]\nbroker = \"{}\"\nusername = \"telemetry\"\npassword_file = \"{}\"\n",
+        // A password over plaintext loopback: said so explicitly (refused by default).
+        "[ingestd]\nbroker = \"{}\"\nusername = \"telemetry\"\npassword_file = \"{}\"\nallow_plaintext_credentials = true\n",
         mqtt.extra_url(0, "mqtt"),
         password.display(),
     );

@@ -71,6 +71,9 @@ pub mod session {
     pub const TLS_ERRORS: &str = "mqtt.tls_errors";
     /// Of those, refused for bad or missing credentials.
     pub const AUTH_ERRORS: &str = "mqtt.auth_errors";
+    /// Of those, connections ingestd dropped for the broker's protocol errors (a topic alias
+    /// ingestd never announced).
+    pub const PROTOCOL_ERRORS: &str = "mqtt.protocol_errors";
 }
 
 /// A stage's gauges: values it sets (not counts), kept in the stats page's counter slots under

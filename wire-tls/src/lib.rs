@@ -6,8 +6,9 @@
 //!   only changes *which* name is expected, for a broker reached by IP address whose
 //!   certificate names a host.
 //! - TLS 1.2 and 1.3 only (rustls has nothing older).
-//! - The private key is a secret file: it must not be readable by others
-//!   ([`telemetry_config::check_secret_file`]).
+//! - The private key is a secret file, checked and read through one descriptor
+//!   ([`telemetry_config::read_secret_bytes`]: no symbolic link, the service's own, no access
+//!   for others).
 //!
 //! ```
 //! let files = wire_tls::ClientFiles { key: "ingestd", ..Default::default() };
@@ -100,8 +101,9 @@ fn client_identity(
         return Err(at(files.key, "cert_file", files.cert_file, "holds no PEM certificate"));
     }
     let key_name = format!("{}.key_file", files.key);
-    telemetry_config::check_secret_file(&key_name, files.key_file).map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_file(files.key_file).map_err(|e| {
+    // Read through the checked descriptor (never re-opened by path), then parsed.
+    let pem = telemetry_config::read_secret_bytes(&key_name, files.key_file).map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         at(
             files.key,
             "key_file",
@@ -149,8 +151,9 @@ pub fn server_config(section: &str, cert_file: &str, key_file: &str) -> Result<A
     if chain.is_empty() {
         return Err(at(section, "cert_file", cert_file, "holds no PEM certificate"));
     }
-    telemetry_config::check_secret_file(&format!("{section}.key_file"), key_file).map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_file(key_file)
+    let pem =
+        telemetry_config::read_secret_bytes(&format!("{section}.key_file"), key_file).map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| at(section, "key_file", key_file, format!("no PEM private key ({e})")))?;
     let config = ServerConfig::builder()
         .with_no_client_auth()

@@ -172,18 +172,24 @@ fn client_config(config: &Config) -> Result<ClientConfig, Error> {
     for (key, file) in [
         ("ssl.ca.location", &k.ca_file),
         ("ssl.certificate.location", &k.cert_file),
-        ("ssl.key.location", &k.key_file),
     ] {
         if !file.is_empty() {
             c.set(key, file);
         }
     }
+    // Secrets are read here, through the checked descriptor (telemetry_config::read_secret),
+    // and handed over as values: librdkafka never opens the secret files by path.
+    if !k.key_file.is_empty() {
+        let pem = telemetry_config::read_secret("emitd.kafka.key_file", &k.key_file)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        c.set("ssl.key.pem", pem);
+    }
     if sasl {
-        let password = std::fs::read_to_string(&k.sasl_password_file)
-            .map_err(|e| Error::Config(format!("emitd.kafka.sasl_password_file: cannot be read: {e}")))?;
+        let password = telemetry_config::read_secret("emitd.kafka.sasl_password_file", &k.sasl_password_file)
+            .map_err(|e| Error::Config(e.to_string()))?;
         c.set("sasl.mechanisms", &k.sasl_mechanism)
             .set("sasl.username", &k.sasl_username)
-            .set("sasl.password", password.trim_end_matches(['\r', '\n']));
+            .set("sasl.password", password);
     }
     Ok(c)
 }
@@ -393,5 +399,51 @@ impl Sink for Kafka {
         // Blocks the runtime thread; called once, when the loop is done.
         let flushed = self.producer.flush(timeout).is_ok();
         Box::pin(async move { flushed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::producer::BaseProducer;
+    use test_brokers::pki::Pki;
+
+    use super::*;
+
+    /// A TLS + SASL config: the key file is read by emitd and given to librdkafka as a value.
+    fn tls_config(pki: &Pki, cert: &std::path::Path, key: &std::path::Path, password: &std::path::Path) -> Config {
+        Config::from_toml(&format!(
+            "[emitd]\nsinks = [\"kafka\"]\n[emitd.kafka]\nbrokers = [\"127.0.0.1:9\"]\ntls = true\n\
+             ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nsasl_mechanism = \"PLAIN\"\n\
+             sasl_username = \"u\"\nsasl_password_file = \"{}\"\n",
+            pki.ca.display(),
+            cert.display(),
+            key.display(),
+            password.display()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_client_key_and_sasl_password_are_handed_over_as_values_and_checked_by_librdkafka() {
+        let pki = Pki::new("kafka-key-pem");
+        let dir = test_brokers::TempDir::new("kafka-key-pem");
+        let password = dir.path().join("password");
+        std::fs::write(&password, "hunter2\n").unwrap();
+        std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let config = tls_config(&pki, &pki.client.cert, &pki.client.key, &password);
+        let c = client_config(&config).unwrap();
+        assert_eq!(
+            c.get("ssl.key.location"),
+            None,
+            "librdkafka never opens the key by path"
+        );
+        assert!(c.get("ssl.key.pem").is_some_and(|k| k.contains("PRIVATE KEY")));
+        assert_eq!(c.get("sasl.password"), Some("hunter2"));
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        // librdkafka builds its TLS context at creation: the key must parse and match the cert.
+        c.create::<BaseProducer>()
+            .expect("a producer with the key given as PEM");
+        let mismatched = tls_config(&pki, &pki.client.cert, &pki.client_other_ca.key, &password);
+        assert!(client_config(&mismatched).unwrap().create::<BaseProducer>().is_err());
     }
 }

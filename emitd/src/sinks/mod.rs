@@ -49,13 +49,13 @@ async fn start_nats(config: &Config, capacity: usize) -> Result<Box<dyn Sink>, E
         let nats = Nats::connect(e, &name, window + BATCH + 64, 2 * window + 64)
             .await
             .map_err(Error::Nats)?;
-        tracing::info!(nats = %e.nats, subject_prefix = %e.subject_prefix, stream = nats.stream(), window, "NATS JetStream sink started");
+        tracing::info!(nats = %telemetry_config::redact_url(&e.nats), subject_prefix = %e.subject_prefix, stream = nats.stream(), window, "NATS JetStream sink started");
         Ok(Box::new(jetstream::JetStream::new(nats, builder, window)))
     } else {
         let nats = Nats::connect(e, &name, e.max_backlog + BATCH + 64, 64)
             .await
             .map_err(Error::Nats)?;
-        tracing::info!(nats = %e.nats, subject_prefix = %e.subject_prefix, max_backlog = e.max_backlog, "NATS core sink started");
+        tracing::info!(nats = %telemetry_config::redact_url(&e.nats), subject_prefix = %e.subject_prefix, max_backlog = e.max_backlog, "NATS core sink started");
         Ok(Box::new(nats_core::NatsCore::new(nats, builder, e.max_backlog as u64)))
     }
 }
