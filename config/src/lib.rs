@@ -73,6 +73,28 @@ impl Config {
         })
     }
 
+    /// Reads a file for an observer (`telemetryctl`): the whole file must parse, but only the
+    /// sections an observer uses (`[pipeline]`, `[supervisor]`) are checked. The stages' checks
+    /// open their secret and certificate files, which an observer in the `telemetry` group is
+    /// rightly not allowed to read (docs/security.md).
+    pub fn load_for_observer(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: String::new(),
+            problem: format!("cannot read {}: {e}", path.display()),
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError {
+            key: String::new(),
+            problem: format!(
+                "{} (in {})",
+                e.to_string().trim_end().replace('\n', " "),
+                path.display()
+            ),
+        })?;
+        config.pipeline.check()?;
+        config.supervisor.check()?;
+        Ok(config)
+    }
+
     /// Parses and checks a TOML document.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         // Earlier releases took the MQTT password in the file: say where it goes now.
@@ -111,6 +133,23 @@ mod tests {
 
     fn err(toml: &str) -> String {
         Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_observer_reads_a_config_whose_secrets_it_cannot_open() {
+        let dir = std::env::temp_dir().join(format!("config-observer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("telemetry.toml");
+        let text = "[pipeline]\nprefix = \"plant-a\"\n[emitd]\ntoken_file = \"/nonexistent/secrets/token\"\n";
+        std::fs::write(&path, text).unwrap();
+        let stage = Config::load(&path).unwrap_err().to_string();
+        let observer = Config::load_for_observer(&path);
+        std::fs::write(&path, "[pipeline]\nprefix = \"../x\"\n").unwrap();
+        let bad_prefix = Config::load_for_observer(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(stage.contains("emitd.token_file"), "{stage}");
+        assert_eq!(observer.unwrap().pipeline.prefix, "plant-a");
+        assert!(bad_prefix.contains("pipeline.prefix"), "{bad_prefix}");
     }
 
     #[test]

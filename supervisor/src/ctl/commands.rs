@@ -36,7 +36,7 @@ pub fn settings(inv: &Invocation) -> Result<Settings, CtlError> {
         None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
     };
     let config = match &path {
-        Some(p) => Config::load(p).map_err(|e| {
+        Some(p) => Config::load_for_observer(p).map_err(|e| {
             let hint = if inv.config.is_none() {
                 " (the default configuration file; pass --config PATH to read another)"
             } else {
