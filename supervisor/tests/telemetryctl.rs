@@ -71,7 +71,7 @@ impl Fixture {
     }
 
     fn shm_path(&self, segment: &str) -> PathBuf {
-        PathBuf::from(format!("/dev/shm/{}.{segment}", self.prefix))
+        PathBuf::from(format!("/dev/shm/{}/{segment}", self.prefix))
     }
 
     /// Takes a stage's writer role. Patiently: a child that another test thread is spawning shares
@@ -266,7 +266,7 @@ fn stats_json_has_the_documented_fields() {
     let doc: Value = serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {r:?}"));
     assert_eq!(doc["schema"], 1);
     assert_eq!(doc["prefix"], f.prefix.as_str());
-    assert_eq!(doc["page"], format!("/dev/shm/{}.stats", f.prefix));
+    assert_eq!(doc["page"], format!("/dev/shm/{}/stats", f.prefix));
     assert!(doc["time_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(doc["rates_interval_s"], Value::Null);
     assert_eq!(doc["settled"], true);
@@ -464,7 +464,7 @@ fn status_exit_codes() {
 fn no_pipeline_is_exit_3_for_every_command() {
     let prefix = format!("test-ctl-absent-{}", std::process::id());
     let _guard = PrefixGuard::new(&prefix);
-    let expected = format!("no pipeline with prefix {prefix} is running (no /dev/shm/{prefix}.stats)");
+    let expected = format!("no pipeline with prefix {prefix} is running (no /dev/shm/{prefix}/stats)");
     for args in [&["stats"][..], &["stats", "--json"], &["status"], &["restart", "aggd"]] {
         let r = run(Command::new(env!("CARGO_BIN_EXE_telemetryctl"))
             .args(["--prefix", &prefix])
