@@ -614,6 +614,8 @@ fn a_read_only_observer_needs_no_write_permission() {
         for s in [segment::STATS, segment::RAW, segment::READINGS, segment::AGGREGATES] {
             std::os::unix::fs::chown(f.shm_path(s), Some(0), Some(65534)).unwrap();
         }
+        // Their directory too (0750, the operator's group may enter), as tmpfiles.d makes it.
+        std::os::unix::fs::chown(f.shm_path(""), Some(0), Some(65534)).unwrap();
         if as_observer(&["--help"]).code != 0 {
             eprintln!("skipped: uid 65534 cannot execute {bin}");
             return;
@@ -640,7 +642,13 @@ fn a_read_only_observer_needs_no_write_permission() {
     let r = as_observer(&["restart", "decoded"]);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("permission denied"), "{r:?}");
-    assert!(r.stderr.contains("needs write access"), "{r:?}");
+    if root {
+        // Another user: refused at the directory, which a writer must own.
+        assert!(r.stderr.contains("belongs to uid 0 and this is uid 65534"), "{r:?}");
+        assert!(r.stderr.contains("run telemetryctl as the pipeline's user"), "{r:?}");
+    } else {
+        assert!(r.stderr.contains("needs write access"), "{r:?}");
+    }
     assert!(r.stderr.contains(&format!("mode {mode:04o}")), "{r:?}");
     if root {
         std::fs::set_permissions(f.shm_path(segment::STATS), std::fs::Permissions::from_mode(0o640)).unwrap();
