@@ -252,13 +252,31 @@ mod tests {
         let postrm = include_str!("../../deploy/debian/postrm");
         let code: Vec<&str> = postrm.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
         let has = |needle: &str| code.iter().any(|l| l.contains(needle));
-        assert!(has(r#"shm_dir="/dev/shm/$dir_prefix""#), "postrm purges the prefix directory");
-        assert!(has(r#"rm -rf --one-file-system -- "$shm_dir""#), "…whole, following no link");
-        assert!(has(r#"if [ -L "$shm_dir" ]; then"#), "…and a symlink in its place as a link");
-        assert!(has("valid_prefix \"$saved\""), "the saved prefix is validated when read back");
-        assert!(!has("/var/lib/telemetry/."), "no file of root's in the service user's directory");
+        assert!(
+            has(r#"shm_dir="/dev/shm/$dir_prefix""#),
+            "postrm purges the prefix directory"
+        );
+        assert!(
+            has(r#"rm -rf --one-file-system -- "$shm_dir""#),
+            "…whole, following no link"
+        );
+        assert!(
+            has(r#"if [ -L "$shm_dir" ]; then"#),
+            "…and a symlink in its place as a link"
+        );
+        assert!(
+            has("valid_prefix \"$saved\""),
+            "the saved prefix is validated when read back"
+        );
+        assert!(
+            !has("/var/lib/telemetry/."),
+            "no file of root's in the service user's directory"
+        );
         for name in super::segment::ALL {
-            assert!(!has(&format!(".{name}")) && !has("for segment in"), "postrm names no segment file");
+            assert!(
+                !has(&format!(".{name}")) && !has("for segment in"),
+                "postrm names no segment file"
+            );
         }
     }
 }

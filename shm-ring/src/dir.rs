@@ -77,8 +77,12 @@ pub(crate) fn dir_path(prefix: &str) -> PathBuf {
 }
 
 fn root() -> Result<OwnedFd> {
-    nix::fcntl::open(SHM_DIR, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::os(SHM_DIR, "open", e))
+    nix::fcntl::open(
+        SHM_DIR,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os(SHM_DIR, "open", e))
 }
 
 /// Opens (and for `Create`, makes) the directory; the bool says whether this call created it.
@@ -206,8 +210,13 @@ fn find(root: &OwnedFd, prefix: &str) -> Result<Found> {
 fn entries(fd: &OwnedFd, prefix: &str) -> Result<Vec<(String, bool)>> {
     use std::os::fd::AsRawFd;
     let path = dir_path(prefix).display().to_string();
-    let dir = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(|e| Error::os(&path, "read_dir", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let dir = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|e| {
+        Error::os(
+            &path,
+            "read_dir",
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
     let mut names = Vec::new();
     for entry in dir.flatten() {
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);

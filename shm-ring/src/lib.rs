@@ -113,13 +113,13 @@ mod wait;
 
 pub use consumer::{Consumer, PopError, ReadChunk};
 pub use control::{ControlSlot, StatsControl};
+pub use dir::{prepare_dir, SHM_DIR};
 pub use error::{Error, Result};
 pub use layout::LAYOUT_VERSION;
 pub use observer::RingObserver;
 pub use producer::{Producer, PushError, WriteChunk};
 pub use record::Record;
 pub use ring::{create, Created, IfExists, RingOptions};
-pub use dir::{prepare_dir, SHM_DIR};
 pub use segment::{list, remove, remove_all, remove_segments, Access, PrefixGuard, SegmentName};
 pub use stats::{
     create_stats_page, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState, StageWriter,

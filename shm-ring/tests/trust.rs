@@ -56,7 +56,10 @@ fn segments_live_in_a_0750_directory_of_their_own_that_goes_with_the_guard() {
     assert!(meta.is_dir());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
     assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
-    assert!(!prepare_dir(name.prefix()).unwrap(), "an existing directory is found, not made");
+    assert!(
+        !prepare_dir(name.prefix()).unwrap(),
+        "an existing directory is found, not made"
+    );
     // remove_segments keeps the directory; the guard removes both.
     assert_eq!(remove_segments(name.prefix()).unwrap(), 1);
     assert!(dir_of(&name).is_dir());
@@ -73,11 +76,18 @@ fn a_symlink_in_place_of_the_directory_is_refused_and_never_followed() {
     let err = create::<Rec>(&name, &RingOptions::new(8)).unwrap_err();
     assert!(matches!(err, Error::Untrusted { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains(&format!("refusing {}: it is a symbolic link", dir_of(&name).display())), "{text}");
+    assert!(
+        text.contains(&format!("refusing {}: it is a symbolic link", dir_of(&name).display())),
+        "{text}"
+    );
     assert!(text.contains("remove it"), "{text}");
     assert!(matches!(RingObserver::attach(&name), Err(Error::Untrusted { .. })));
     assert!(matches!(StatsReader::open(&name), Err(Error::Untrusted { .. })));
-    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "nothing made through the link");
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "nothing made through the link"
+    );
     // Removal takes the link, not what it points to.
     remove_all(name.prefix()).unwrap();
     assert!(std::fs::symlink_metadata(dir_of(&name)).is_err());
@@ -103,7 +113,9 @@ fn a_directory_others_can_write_is_refused_for_writing_and_reading() {
         create::<Rec>(&SegmentName::new(name.prefix(), "other").unwrap(), &RingOptions::new(8)).unwrap_err(),
         Producer::<Rec>::attach(&name).err().unwrap(),
         RingObserver::attach(&name).err().unwrap(),
-        StatsReader::open(&SegmentName::new(name.prefix(), "stats").unwrap()).err().unwrap(),
+        StatsReader::open(&SegmentName::new(name.prefix(), "stats").unwrap())
+            .err()
+            .unwrap(),
     ] {
         assert!(matches!(err, Error::Untrusted { .. }), "{err}");
         assert!(err.to_string().contains("writable by its group or by others"), "{err}");
@@ -150,8 +162,14 @@ fn a_directory_of_another_user_is_refused_naming_it_and_its_owner() {
     let (_g2, page) = scratch("page-owner");
     create_stats_page(&SegmentName::new(page.prefix(), "stats").unwrap(), &["a"], &[]).unwrap();
     std::os::unix::fs::chown(dir_of(&page), Some(65534), None).unwrap();
-    let err = StatsReader::open(&SegmentName::new(page.prefix(), "stats").unwrap()).err().unwrap();
-    assert!(err.to_string().contains("is not owned by its directory's owner (uid 65534)"), "{err}");
+    let err = StatsReader::open(&SegmentName::new(page.prefix(), "stats").unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("is not owned by its directory's owner (uid 65534)"),
+        "{err}"
+    );
     // The same owner for both: the reader opens it and reports whose it is.
     std::os::unix::fs::chown(dir_of(&page).join("stats"), Some(65534), None).unwrap();
     let reader = StatsReader::open(&SegmentName::new(page.prefix(), "stats").unwrap()).unwrap();
@@ -196,7 +214,10 @@ fn a_segment_larger_than_dev_shm_is_no_space_at_creation_and_leaves_nothing() {
     assert_eq!(*segment, name.to_string());
     assert!(*bytes > total, "{bytes} > {total}");
     let text = err.to_string();
-    assert!(text.starts_with(&format!("no room for shared memory segment {name} ({bytes} bytes")), "{text}");
+    assert!(
+        text.starts_with(&format!("no room for shared memory segment {name} ({bytes} bytes")),
+        "{text}"
+    );
     assert!(!name.path().exists(), "the half-made segment was removed");
     eprintln!("{text}");
 }
@@ -207,5 +228,10 @@ fn created_segments_have_every_page_reserved() {
     create::<Rec>(&name, &RingOptions::new(1 << 16)).unwrap();
     let meta = std::fs::metadata(name.path()).unwrap();
     // st_blocks counts 512-byte units actually allocated: all of it, not a sparse file.
-    assert!(meta.blocks() * 512 >= meta.len(), "{} allocated of {}", meta.blocks() * 512, meta.len());
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} allocated of {}",
+        meta.blocks() * 512,
+        meta.len()
+    );
 }

@@ -132,7 +132,11 @@ fn a_symlink_in_place_of_the_directory_stops_the_supervisor_with_exit_4() {
     std::os::unix::fs::symlink(&target, s.shm_dir()).unwrap();
     let r = s.supervisor();
     assert_refused(&r, &s.shm_dir(), "is a symbolic link or not a directory");
-    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "nothing made through the link");
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "nothing made through the link"
+    );
     eprintln!("{}", r.stderr.trim());
 }
 
@@ -144,7 +148,11 @@ fn a_directory_others_can_write_stops_the_supervisor_with_exit_4() {
     let r = s.supervisor();
     assert_refused(&r, &s.shm_dir(), "is writable by its group or by others");
     assert!(r.stderr.contains("mode 0777"), "{r:?}");
-    assert_eq!(std::fs::read_dir(s.shm_dir()).unwrap().count(), 0, "no segment made in it");
+    assert_eq!(
+        std::fs::read_dir(s.shm_dir()).unwrap().count(),
+        0,
+        "no segment made in it"
+    );
 }
 
 #[test]
@@ -159,7 +167,10 @@ fn a_directory_of_another_user_stops_the_supervisor_with_exit_4_naming_the_owner
     std::os::unix::fs::chown(s.shm_dir(), Some(65534), Some(65534)).unwrap();
     let r = s.supervisor();
     assert_refused(&r, &s.shm_dir(), "belongs to uid 65534 (nobody)");
-    assert!(r.stderr.contains(&format!("sudo rm -r {}", s.shm_dir().display())), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("sudo rm -r {}", s.shm_dir().display())),
+        "{r:?}"
+    );
     eprintln!("{}", r.stderr.trim());
 }
 
@@ -176,7 +187,11 @@ fn telemetryctl_refuses_a_page_others_can_write_or_reach_through_a_symlink() {
         assert!(r.stdout.is_empty(), "nothing read: {r:?}");
     }
     std::fs::set_permissions(s.page().path(), std::fs::Permissions::from_mode(0o640)).unwrap();
-    assert_eq!(s.ctl(&["status"]).code, 1, "the same page with its mode back is read (idle: unhealthy)");
+    assert_eq!(
+        s.ctl(&["status"]).code,
+        1,
+        "the same page with its mode back is read (idle: unhealthy)"
+    );
 
     // Another pipeline's directory reached through a symlink in this prefix's place.
     let t = Scene::new("ctl-link", "telemetry");

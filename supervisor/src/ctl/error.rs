@@ -229,7 +229,11 @@ mod tests {
             Access::Read,
         );
         assert_eq!(e.code, EXIT_UNTRUSTED);
-        assert!(e.message.contains("refusing /dev/shm/p: it is writable by its group or by others (owner uid 1001, mode 0777)"), "{e}");
+        assert!(
+            e.message
+                .contains("refusing /dev/shm/p: it is writable by its group or by others (owner uid 1001, mode 0777)"),
+            "{e}"
+        );
         assert!(e.message.contains("planted"), "{e}");
     }
 }

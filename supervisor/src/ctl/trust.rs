@@ -85,9 +85,20 @@ mod tests {
         assert!(!owners.allows(1001));
         let e = refusal("p", 1001, &owners);
         assert_eq!(e.code, EXIT_UNTRUSTED);
-        assert!(e.message.starts_with("refusing /dev/shm/p/stats: it belongs to uid 1001"), "{e}");
-        assert!(e.message.contains("not to the pipeline's user telemetry (uid 998), root, or you (uid 1000)"), "{e}");
-        let unknown = Owners { user_uid: None, ..owners };
+        assert!(
+            e.message
+                .starts_with("refusing /dev/shm/p/stats: it belongs to uid 1001"),
+            "{e}"
+        );
+        assert!(
+            e.message
+                .contains("not to the pipeline's user telemetry (uid 998), root, or you (uid 1000)"),
+            "{e}"
+        );
+        let unknown = Owners {
+            user_uid: None,
+            ..owners
+        };
         assert!(!unknown.allows(998));
         assert!(refusal("p", 5, &unknown).message.contains("(no such user here)"));
     }
