@@ -206,11 +206,13 @@ fn find(root: &OwnedFd, prefix: &str) -> Result<Found> {
 }
 
 /// The names of the entries of a directory opened as `fd`, read through `/proc/self/fd` so that
-/// they are the entries of exactly that directory.
+/// they are the entries of exactly that directory (by its path where `/proc` is not mounted:
+/// only names are read there; whatever is removed is removed through `fd`).
 fn entries(fd: &OwnedFd, prefix: &str) -> Result<Vec<(String, bool)>> {
     use std::os::fd::AsRawFd;
     let path = dir_path(prefix).display().to_string();
-    let dir = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|e| {
+    let listed = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).or_else(|_| std::fs::read_dir(&path));
+    let dir = listed.map_err(|e| {
         Error::os(
             &path,
             "read_dir",

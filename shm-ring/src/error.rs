@@ -130,7 +130,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidName { name, reason } => write!(f, "invalid segment name {name:?}: {reason}"),
             Error::InvalidParameter { reason } => write!(f, "invalid parameter: {reason}"),
-            Error::Os { segment, op, errno } => write!(f, "{op} on shared memory segment {segment} failed: {errno}"),
+            Error::Os { segment, op, errno } => write!(f, "{op} on {segment} (shared memory) failed: {errno}"),
             Error::NotFound { segment } => write!(f, "shared memory segment {segment} does not exist"),
             Error::AlreadyExists { segment } => write!(f, "shared memory segment {segment} already exists"),
             Error::ForeignOwner {
