@@ -128,3 +128,36 @@ pub fn remove(config: &Config, prepared: Prepared) -> Result<usize, shm_ring::Er
         shm_ring::remove_segments(&config.pipeline.prefix)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_squat_is_exit_4_and_no_space_exit_5_each_with_what_to_do() {
+        let (code, hint) = exit_for(&shm_ring::Error::ForeignOwner {
+            segment: "/dev/shm/telemetry".into(),
+            owner_uid: 0,
+            our_uid: 998,
+        });
+        assert_eq!(code, EXIT_SEGMENTS_UNTRUSTED);
+        assert!(hint.starts_with("/dev/shm/telemetry belongs to uid 0 (root)"), "{hint}");
+        assert!(hint.contains("sudo rm -r /dev/shm/telemetry"), "{hint}");
+        let (code, hint) = exit_for(&shm_ring::Error::Untrusted {
+            path: "/dev/shm/telemetry".into(),
+            owner_uid: None,
+            mode: None,
+            reason: "is a symbolic link".into(),
+        });
+        assert_eq!(code, EXIT_SEGMENTS_UNTRUSTED);
+        assert!(hint.contains("(owner unknown)") && hint.contains("a symlink is removed"), "{hint}");
+        let (code, hint) = exit_for(&shm_ring::Error::NoSpace {
+            segment: "/dev/shm/telemetry/windows".into(),
+            bytes: 1 << 30,
+            errno: nix::errno::Errno::ENOSPC,
+        });
+        assert_eq!(code, EXIT_NO_SPACE);
+        assert!(hint.contains("df -h /dev/shm"), "{hint}");
+        assert_eq!(exit_for(&shm_ring::Error::NotFound { segment: "x".into() }).0, 1);
+    }
+}
