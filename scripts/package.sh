@@ -88,7 +88,7 @@ Priority: optional
 Homepage: https://example.invalid/telemetry
 Description: MQTT to NATS telemetry pipeline through shared-memory rings
  Four stage processes exchange fixed-size records through single-producer
- single-consumer rings in /dev/shm/telemetry: ingestd (MQTT in), decoded (CBOR/JSON
+ single-consumer rings in /dev/shm: ingestd (MQTT in), decoded (CBOR/JSON
  to readings), aggd (sliding windows) and emitd (NATS out). A supervisor
  runs and restarts them as the systemd service telemetry.service, and
  telemetryctl shows counters, drops and the stages' health.
