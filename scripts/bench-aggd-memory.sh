@@ -121,8 +121,8 @@ TOML
   grep -E '^(Vm|Rss)' "/proc/$AGG/status" >"$d/aggd-status.txt" 2>/dev/null || true
   anon=$(($(kb_of "$AGG" RssAnon) * 1024))
   hwm=$(($(kb_of "$AGG" VmHWM) * 1024))
-  windows=$(resident_bytes "/dev/shm/$prefix.windows" "/dev/shm/$prefix.strings")
-  segments=$(resident_bytes /dev/shm/"$prefix".*)
+  windows=$(resident_bytes "/dev/shm/$prefix/windows" "/dev/shm/$prefix/strings")
+  segments=$(resident_bytes /dev/shm/"$prefix"/*)
   panes=$((WINDOW_MS / EMIT_EVERY_MS))
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$keys" "$panes" \
     "$(div "$windows" "$keys")" "$(div "$anon" "$keys")" "$(div $((windows + anon)) "$keys")" \

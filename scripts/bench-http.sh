@@ -46,7 +46,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
-  rm -f /dev/shm/"$prefix".*
+  rm -rf --one-file-system /dev/shm/"$prefix"
 }
 trap cleanup EXIT
 

@@ -131,7 +131,7 @@ stop_pid() { # stop_pid PID [SIG] [TENTHS]: signal, wait (bounded), then SIGKILL
   return 0
 }
 remove_prefix() { # our segments only: the prefix is unique to this invocation
-  [ -n "$1" ] && [ -n "$(ls /dev/shm/ 2>/dev/null | grep -F "$1.")" ] || return 0
+  [ -n "$1" ] && [ -e "/dev/shm/$1" ] || return 0
   "$BIN/inject" --config "$2" --remove >/dev/null 2>&1 || true
 }
 cleanup() {
@@ -464,7 +464,7 @@ run_cardinality() { # 1M distinct keys through decoded + aggd, aggd.max_keys = C
   local rss1 hwm1 shm_windows j keys full evicted note=ok
   rss1=$(kb_of "$AGG" VmRSS); hwm1=$(kb_of "$AGG" VmHWM)
   grep -E '^(Vm|Rss)' "/proc/$AGG/status" >"$d/aggd-status.txt" 2>/dev/null
-  shm_windows=$(stat -c %s "/dev/shm/$prefix.windows" 2>/dev/null || echo 0)
+  shm_windows=$(stat -c %s "/dev/shm/$prefix/windows" 2>/dev/null || echo 0)
   j=$(stats_json "$cfg"); echo "$j" >"$d/stats-end.json"
   keys=$(jq_stage "$j" aggd keys.inserted)
   full=$(jq_stage "$j" aggd error.key_table_full)

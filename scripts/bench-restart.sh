@@ -25,7 +25,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -f /dev/shm/bench-restart-$$.* 2>/dev/null || true
+  rm -rf --one-file-system /dev/shm/bench-restart-$$ 2>/dev/null || true
 }
 trap cleanup EXIT
 

@@ -35,7 +35,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -f /dev/shm/bench-sinks-$$-* 2>/dev/null || true
+  rm -rf --one-file-system /dev/shm/bench-sinks-$$-* 2>/dev/null || true
 }
 trap cleanup EXIT
 

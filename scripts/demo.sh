@@ -127,4 +127,4 @@ echo
 echo "== stopping (SIGTERM to the supervisor: ingestd first, then each stage once its input is drained)"
 kill -TERM "$supervisor"
 wait "$supervisor" && echo "supervisor exited 0"
-ls /dev/shm | grep -q "^$prefix\." && echo "segments left in /dev/shm" || echo "no segments left in /dev/shm"
+[ -e /dev/shm/"$prefix" ] && echo "segments left in /dev/shm/$prefix" || echo "no segments left in /dev/shm"

@@ -8,9 +8,12 @@
 #      nats-server on free loopback ports, its own /dev/shm prefix): loadgen's readings come out
 #      of NATS as exactly the expected aggregates;
 #      (before it runs, the package installed again over the edited configuration: kept);
-#   5. telemetryctl stats as a member of the telemetry group (and exit 4 for a non-member);
+#   5. telemetryctl stats as a member of the telemetry group (and exit 4 for a non-member); the
+#      group does not grant the secrets;
 #   6. the supervisor SIGKILLed (the stages die with it, the segments stay, as after a crash),
-#      then dpkg --purge: nothing of the package is left, nor the segments, nor its directories.
+#      then dpkg --purge, after the service's user planted symlinks where the old postrm wrote
+#      and removed as root: nothing followed, nothing of the package is left, nor the segment
+#      directory, nor its directories.
 # Everything it starts or installs is undone on exit, also on failure. Without root it skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +54,7 @@ cleanup() {
   if dpkg-query -W -f='${db:Status-Status}' telemetry 2>/dev/null | grep -qv '^not-installed$'; then
     dpkg --purge telemetry >/dev/null 2>&1 || true
   fi
-  rm -f /dev/shm/"$prefix".*
+  rm -rf --one-file-system -- /dev/shm/"$prefix"
   # The package keeps its system user on purge (Debian practice); the test removes the one it
   # made, so that a run leaves the machine as it found it.
   if [ -z "$user_existed" ] && getent passwd telemetry >/dev/null; then
@@ -86,9 +89,12 @@ check_mode /usr/lib/systemd/system/telemetry.service "644 root root"
 check_mode /usr/lib/sysusers.d/telemetry.conf "644 root root"
 check_mode /usr/lib/tmpfiles.d/telemetry.conf "644 root root"
 check_mode /etc/telemetry "750 root telemetry"
-check_mode /etc/telemetry/secrets "750 root telemetry"
+check_mode /etc/telemetry/secrets "700 telemetry telemetry"
 check_mode /etc/telemetry/telemetry.toml "640 root telemetry"
-check_mode /var/lib/telemetry "750 telemetry telemetry"
+check_mode /var/lib/telemetry "700 telemetry telemetry"
+if command -v systemd-tmpfiles >/dev/null; then
+  check_mode /dev/shm/telemetry "750 telemetry telemetry"
+fi
 check_mode /usr/share/man/man1/telemetryctl.1.gz "644 root root"
 check_mode /usr/share/man/man8/telemetry-supervisor.8.gz "644 root root"
 check_mode /usr/share/bash-completion/completions/telemetryctl "644 root root"
@@ -148,7 +154,9 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 telemetryctl --prefix "$prefix" status || { cat "$work/supervisor.log" >&2; fail "the pipeline did not come up"; }
-[ "$(stat -c %U /dev/shm/"$prefix".stats)" = telemetry ] || fail "the stats page is not the telemetry user's"
+check_mode /dev/shm/"$prefix" "750 telemetry telemetry"
+check_mode /dev/shm/"$prefix"/stats "640 telemetry telemetry"
+check_mode /dev/shm/"$prefix"/raw "600 telemetry telemetry"
 
 "$bin/loadgen" --broker "mqtt://127.0.0.1:$mqtt_port" --devices 3 --sensors 2 --count 60 --qos 1 \
   --expect "$work/expected.jsonl" >/dev/null
@@ -189,14 +197,40 @@ grep -q ingestd "$work/stats.txt" || fail "stats shows no ingestd: $(cat "$work/
 code=0
 setpriv --reuid=nobody --regid=nogroup --clear-groups telemetryctl --prefix "$prefix" stats >/dev/null 2>&1 || code=$?
 [ "$code" -eq 4 ] || fail "telemetryctl stats as a non-member exited $code, expected 4 (permission denied)"
+# The group reads the stats page and the configuration, and not the secrets.
+printf 'not for the group\n' > /etc/telemetry/secrets/install-test
+chown root:telemetry /etc/telemetry/secrets/install-test
+chmod 0640 /etc/telemetry/secrets/install-test
+setpriv --reuid=nobody --regid=nogroup --groups="$gid" cat /etc/telemetry/telemetry.toml >/dev/null ||
+  fail "a member of the telemetry group cannot read the configuration"
+if setpriv --reuid=nobody --regid=nogroup --groups="$gid" cat /etc/telemetry/secrets/install-test >/dev/null 2>&1; then
+  fail "a member of the telemetry group can read the secrets"
+fi
+setpriv --reuid=telemetry --regid=telemetry --init-groups cat /etc/telemetry/secrets/install-test >/dev/null ||
+  fail "the service's user cannot read its secrets"
+rm -f /etc/telemetry/secrets/install-test
 
 echo "== SIGKILL the supervisor, then dpkg --purge"
 kill -KILL "$supervisor"
 wait "$supervisor" 2>/dev/null || true
 for _ in $(seq 100); do pgrep -u telemetry >/dev/null || break; sleep 0.1; done
 pgrep -u telemetry >/dev/null && fail "stages of the killed supervisor still run"
-ls /dev/shm/"$prefix".stats >/dev/null || fail "expected the killed pipeline's segments in /dev/shm"
+ls /dev/shm/"$prefix"/stats >/dev/null || fail "expected the killed pipeline's segments in /dev/shm/$prefix"
+# The service's user plants links where a root script might write or remove: its state directory
+# (where the old postrm wrote .purge-prefix) and its segment directory. Nothing may follow them.
+printf 'victim\n' > "$work/victim"
+chmod 0644 "$work/victim"
+mkdir "$work/victim-dir"
+printf 'keep\n' > "$work/victim-dir/keep"
+setpriv --reuid=telemetry --regid=telemetry --init-groups ln -s "$work/victim" /var/lib/telemetry/.purge-prefix
+setpriv --reuid=telemetry --regid=telemetry --init-groups ln -s "$work/victim-dir" /dev/shm/"$prefix"/planted
+dpkg -r telemetry > "$work/dpkg-remove.log" 2>&1 || { cat "$work/dpkg-remove.log"; fail "dpkg -r"; }
+[ "$(cat "$work/victim")" = victim ] || fail "postrm remove wrote through the service user's symlink"
+[ "$(stat -c %U /etc/telemetry/.purge-prefix)" = root ] || fail "the purge prefix is not root's"
+[ "$(cat /etc/telemetry/.purge-prefix)" = "$prefix" ] || fail "the purge prefix is not the configured one"
 dpkg --purge telemetry > "$work/dpkg-purge.log" 2>&1 || { cat "$work/dpkg-purge.log"; fail "dpkg --purge"; }
+[ "$(cat "$work/victim")" = victim ] || fail "the purge changed the symlink's target"
+[ -f "$work/victim-dir/keep" ] || fail "the purge followed a symlink in the segment directory"
 left=""
 while read -r f; do
   [ "$f" = /. ] && continue
@@ -207,6 +241,8 @@ for d in /usr/lib/telemetry /usr/share/doc/telemetry /etc/telemetry /var/lib/tel
   [ -e "$d" ] && left+="$d "
 done
 [ -e /etc/systemd/system/multi-user.target.wants/telemetry.service ] && left+="the enablement symlink "
-ls /dev/shm/"$prefix".* >/dev/null 2>&1 && left+="/dev/shm/$prefix.* "
+for d in /dev/shm/"$prefix" /dev/shm/telemetry; do
+  [ -e "$d" ] || [ -L "$d" ] && left+="$d "
+done
 [ -z "$left" ] || fail "left after purge: $left"
 echo "install-test: ok"

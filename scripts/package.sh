@@ -29,7 +29,7 @@ root="target/debian/$name"
 rm -rf "$root" "target/debian/$name.deb"
 install -d "$root/DEBIAN" "$root/usr/lib/telemetry" "$root/usr/bin" \
   "$root/usr/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" \
-  "$root/etc/telemetry/secrets" "$root/usr/share/doc/telemetry" "$root/usr/share/man/man1" \
+  "$root/etc/telemetry" "$root/usr/share/doc/telemetry" "$root/usr/share/man/man1" \
   "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" \
   "$root/usr/share/zsh/vendor-completions"
 
@@ -43,6 +43,8 @@ install -m 0644 deploy/telemetry.service "$root/usr/lib/systemd/system/telemetry
 install -m 0644 deploy/telemetry.sysusers.conf "$root/usr/lib/sysusers.d/telemetry.conf"
 install -m 0644 deploy/telemetry.tmpfiles.conf "$root/usr/lib/tmpfiles.d/telemetry.conf"
 # Owner and mode 0640 root:telemetry are set by postinst: the group does not exist at unpack time.
+# /etc/telemetry/secrets is not in the package: postinst (and tmpfiles.d) make it 0700
+# telemetry:telemetry, so that no unpacked state ever lets the group in.
 install -m 0644 deploy/telemetry.toml "$root/etc/telemetry/telemetry.toml"
 install -m 0644 deploy/completions/telemetryctl.bash "$root/usr/share/bash-completion/completions/telemetryctl"
 install -m 0644 deploy/completions/telemetryctl.zsh "$root/usr/share/zsh/vendor-completions/_telemetryctl"

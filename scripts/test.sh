@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # killed test run cannot clean up after itself: report (never remove) what an earlier run left.
 leftover=$(ls /dev/shm 2>/dev/null | grep -E '^(test|doc|bench)-' || true)
 if [ -n "$leftover" ]; then
-  echo "note: segments left in /dev/shm by an earlier, interrupted run:" >&2
+  echo "note: segment directories left in /dev/shm by an earlier, interrupted run:" >&2
   echo "$leftover" >&2
 fi
 

@@ -498,8 +498,8 @@ fn a_bad_configuration_exits_2_before_touching_anything() {
 fn bytes_per_key_of_the_default_shape() {
     // Measured on the real segment: the table's size in /dev/shm and the heap that grows with
     // max_keys, for the default [aggd] (60 s / 5 s = 12 panes, 100 000 keys). The key text's
-    // segment is a reservation of three texts per key whose pages are touched only as distinct
-    // texts arrive: what it costs per key depends on the keys (scripts/bench-aggd-memory.sh).
+    // segment holds three texts per key; like every segment, all its pages are allocated at
+    // creation (shm-ring reserves them, so that a full /dev/shm is an error at start).
     let prefix = format!("test-aggd-bytes-{}", std::process::id());
     let _guard = PrefixGuard::new(&prefix);
     let name = SegmentName::new(&prefix, segment::WINDOWS).unwrap();
@@ -507,7 +507,7 @@ fn bytes_per_key_of_the_default_shape() {
     let cfg = aggd::WindowConfig::from_config(&telemetry_config::Aggd::default()).unwrap();
     let (windows, opened) = aggd::stage::open_windows(&name, &strings, cfg).unwrap();
     assert!(opened.fresh);
-    let file = std::fs::metadata(format!("/dev/shm/{name}")).unwrap().len();
+    let file = std::fs::metadata(name.path()).unwrap().len();
     assert_eq!(file as usize, windows.store_bytes());
     let keys = f64::from(cfg.max_keys);
     let table = file as f64 / keys;
@@ -518,7 +518,7 @@ fn bytes_per_key_of_the_default_shape() {
         table + heap
     );
     assert!((456.0..457.0).contains(&table), "{table}");
-    let reserved = std::fs::metadata(format!("/dev/shm/{strings}")).unwrap().len();
+    let reserved = std::fs::metadata(strings.path()).unwrap().len();
     assert_eq!(reserved as usize, windows.strings_bytes());
     // Count and mean only: 24 + 12·(4 + 8) bytes per row.
     let mean = aggd::WindowConfig {

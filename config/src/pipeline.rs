@@ -8,9 +8,13 @@ use crate::error::{bad, check_name, check_ring, ConfigError};
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pipeline {
-    /// Prefix of every segment in `/dev/shm` (`<prefix>.raw`, `<prefix>.stats`, …). Two
+    /// The pipeline's directory in `/dev/shm` (`/dev/shm/<prefix>/raw`, `…/stats`, …). Two
     /// pipelines on one host need two prefixes.
     pub prefix: String,
+    /// The user the pipeline runs as (the unit's `User=`). `telemetryctl` reads a stats page only
+    /// if it belongs to this user, to root, or to the user running `telemetryctl`, so a page
+    /// that another local user planted is refused. Nothing switches to this user.
+    pub user: String,
     /// This pipeline's name, sent in every aggregate; pipelines in one shared-subscription group
     /// need distinct names.
     pub instance: String,
@@ -26,6 +30,7 @@ impl Default for Pipeline {
     fn default() -> Self {
         Pipeline {
             prefix: "telemetry".into(),
+            user: "telemetry".into(),
             instance: "telemetry".into(),
             raw_ring: 65536,
             readings_ring: 65536,
@@ -54,6 +59,7 @@ impl Pipeline {
     /// Checks what TOML's types cannot.
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         check_name("pipeline.prefix", &self.prefix)?;
+        check_name("pipeline.user", &self.user)?;
         check_name("pipeline.instance", &self.instance)?;
         check_ring("pipeline.raw_ring", self.raw_ring)?;
         check_ring("pipeline.readings_ring", self.readings_ring)?;

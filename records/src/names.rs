@@ -1,4 +1,4 @@
-//! The names the stages, the supervisor and `telemetryctl` agree on: segments in `/dev/shm`,
+//! The names the stages, the supervisor and `telemetryctl` agree on: segments in `/dev/shm/<prefix>/`,
 //! stage slots in the stats page, and counters.
 //!
 //! Every message a stage takes in ends at exactly one of its counters:
@@ -43,7 +43,8 @@ pub mod segment {
     pub const WINDOWS: &str = "windows";
     /// The key text aggd's window state names (interned device, sensor and unit strings).
     pub const STRINGS: &str = "strings";
-    /// Every segment a pipeline keeps under its prefix (the package's purge removes these).
+    /// Every segment a pipeline keeps in its directory `/dev/shm/<prefix>/` (the package's purge
+    /// removes the directory whole).
     pub const ALL: [&str; 6] = [RAW, READINGS, AGGREGATES, STATS, WINDOWS, STRINGS];
 }
 
@@ -239,20 +240,46 @@ pub mod error_reason {
 
 #[cfg(test)]
 mod tests {
-    /// The package's purge removes exactly the segments a pipeline keeps.
+    /// Every segment is a plain file name inside the pipeline's directory `/dev/shm/<prefix>/`,
+    /// so the package's purge, which removes that directory whole, removes every segment a
+    /// pipeline keeps (and any a later version adds); and it names no segment file of its own
+    /// (the old `/dev/shm/<prefix>.<name>` list, which had to be kept in step by hand).
     #[test]
-    fn the_package_purge_names_every_segment() {
+    fn the_package_purge_removes_the_whole_segment_directory() {
+        for name in super::segment::ALL {
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{name}: a segment name is one plain path component"
+            );
+        }
         let postrm = include_str!("../../deploy/debian/postrm");
-        let line = postrm
-            .lines()
-            .find(|l| l.trim_start().starts_with("for segment in "))
-            .expect("postrm's segment loop");
-        let listed: Vec<&str> = line
-            .trim()
-            .trim_start_matches("for segment in ")
-            .trim_end_matches("; do")
-            .split(' ')
-            .collect();
-        assert_eq!(listed, super::segment::ALL);
+        let code: Vec<&str> = postrm.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+        let has = |needle: &str| code.iter().any(|l| l.contains(needle));
+        assert!(
+            has(r#"shm_dir="/dev/shm/$dir_prefix""#),
+            "postrm purges the prefix directory"
+        );
+        assert!(
+            has(r#"rm -rf --one-file-system -- "$shm_dir""#),
+            "…whole, following no link"
+        );
+        assert!(
+            has(r#"if [ -L "$shm_dir" ]; then"#),
+            "…and a symlink in its place as a link"
+        );
+        assert!(
+            has("valid_prefix \"$saved\""),
+            "the saved prefix is validated when read back"
+        );
+        assert!(
+            !has("/var/lib/telemetry/."),
+            "no file of root's in the service user's directory"
+        );
+        for name in super::segment::ALL {
+            assert!(
+                !has(&format!(".{name}")) && !has("for segment in"),
+                "postrm names no segment file"
+            );
+        }
     }
 }

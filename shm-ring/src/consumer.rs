@@ -29,7 +29,7 @@ use crate::wait::{wait_until, WaitStrategy};
 /// assert_eq!(consumer.pop().unwrap(), Sample { seq: 1 });
 /// assert_eq!(consumer.pop().unwrap(), Sample { seq: 2 });
 /// assert!(matches!(consumer.pop(), Err(PopError::Empty)));
-/// remove(&name)?;
+/// shm_ring::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct Consumer<T: Record> {
@@ -144,7 +144,7 @@ impl<T: Record> Consumer<T> {
     /// assert_eq!(seqs, [7, 8, 9]);
     /// chunk.commit(2); // the 9 stays for the next read
     /// assert_eq!(consumer.read_chunk(usize::MAX)?.len(), 1);
-    /// # remove(&name)?;
+    /// # shm_ring::remove_all(name.prefix())?;
     /// # Ok::<(), shm_ring::Error>(())
     /// ```
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, T>> {

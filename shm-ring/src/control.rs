@@ -30,7 +30,7 @@ use crate::stats::{StageSnapshot, StatsReader, CONTROL_WORDS};
 /// let snap = StatsReader::open(&name)?.snapshot();
 /// let s = snap.stage("decoded").unwrap();
 /// assert_eq!((s.state, s.control[0]), (Some(StageState::Starting), 1));
-/// remove(&name)?;
+/// shm_ring::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct StatsControl {

@@ -1,5 +1,5 @@
-//! The one error type of this crate. Every variant names the segment it is about, so an operator
-//! reading a log line knows which file in `/dev/shm` to look at.
+//! The one error type of this crate. Every variant names the segment (or directory) it is about
+//! by its path, so an operator reading a log line knows which file in `/dev/shm` to look at.
 
 use std::fmt;
 
@@ -23,7 +23,7 @@ pub enum Error {
     Os {
         /// The segment's name.
         segment: String,
-        /// What was being done, for example `"shm_open"`.
+        /// What was being done, for example `"open"`.
         op: &'static str,
         /// The error number.
         errno: nix::errno::Errno,
@@ -38,7 +38,8 @@ pub enum Error {
         /// The segment's name.
         segment: String,
     },
-    /// The segment belongs to another user; it is never opened or replaced.
+    /// The segment, or its prefix directory, belongs to another user; it is never written to,
+    /// adopted or replaced. Another user may have created the name first (a squat).
     ForeignOwner {
         /// The segment's name.
         segment: String,
@@ -82,6 +83,29 @@ pub enum Error {
         /// The segment's name.
         segment: String,
     },
+    /// What was found at a segment's or prefix directory's path cannot be trusted: a symlink, not
+    /// a directory or regular file, writable by group or others, or (for a reader) a segment
+    /// whose owner is not its directory's. It is never opened, adopted or replaced.
+    Untrusted {
+        /// The path.
+        path: String,
+        /// Its owner, when it could be read.
+        owner_uid: Option<u32>,
+        /// Its permission bits, when they could be read.
+        mode: Option<u32>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The pages of a new segment could not be reserved: `/dev/shm` (or the memory limit) has
+    /// no room for it. The segment is removed again.
+    NoSpace {
+        /// The segment's name.
+        segment: String,
+        /// Its size.
+        bytes: u64,
+        /// What `posix_fallocate` said (`ENOSPC`, or `ENOMEM` under a memory limit).
+        errno: nix::errno::Errno,
+    },
 }
 
 impl Error {
@@ -106,7 +130,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidName { name, reason } => write!(f, "invalid segment name {name:?}: {reason}"),
             Error::InvalidParameter { reason } => write!(f, "invalid parameter: {reason}"),
-            Error::Os { segment, op, errno } => write!(f, "{op} on shared memory segment {segment} failed: {errno}"),
+            Error::Os { segment, op, errno } => write!(f, "{op} on {segment} (shared memory) failed: {errno}"),
             Error::NotFound { segment } => write!(f, "shared memory segment {segment} does not exist"),
             Error::AlreadyExists { segment } => write!(f, "shared memory segment {segment} already exists"),
             Error::ForeignOwner {
@@ -115,7 +139,8 @@ impl fmt::Display for Error {
                 our_uid,
             } => write!(
                 f,
-                "shared memory segment {segment} belongs to uid {owner_uid}, not to this process's uid {our_uid}; refusing to use it"
+                "{segment} belongs to uid {owner_uid}, not to this process's uid {our_uid}; refusing to use it \
+                 (if another user created it first, remove it as root or as its owner, or use another prefix)"
             ),
             Error::NotReady { segment } => write!(
                 f,
@@ -132,6 +157,29 @@ impl fmt::Display for Error {
                 "the {role} role of shared memory segment {segment} is held by a live process (pid {pid} took it last)"
             ),
             Error::ReadOnly { segment } => write!(f, "shared memory segment {segment} is open read-only"),
+            Error::Untrusted {
+                path,
+                owner_uid,
+                mode,
+                reason,
+            } => {
+                write!(f, "refusing {path}: it {reason}")?;
+                match (owner_uid, mode) {
+                    (Some(uid), Some(mode)) => write!(f, " (owner uid {uid}, mode {mode:04o})")?,
+                    (Some(uid), None) => write!(f, " (owner uid {uid})")?,
+                    _ => {}
+                }
+                write!(
+                    f,
+                    "; if another user made it, remove it as root or as its owner, or use another prefix"
+                )
+            }
+            Error::NoSpace { segment, bytes, errno } => write!(
+                f,
+                "no room for shared memory segment {segment} ({bytes} bytes, {:.1} MiB): {errno}; free space in \
+                 /dev/shm (df /dev/shm) or make the segment smaller",
+                *bytes as f64 / (1024.0 * 1024.0)
+            ),
         }
     }
 }

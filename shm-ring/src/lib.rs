@@ -32,7 +32,7 @@
 //! assert_eq!(chunk.iter().next(), Some(&Reading { seq: 1, value: 21.5 }));
 //! chunk.commit_all();
 //!
-//! remove(&name)?;
+//! shm_ring::remove_all(name.prefix())?;
 //! # Ok::<(), shm_ring::Error>(())
 //! ```
 //!
@@ -61,12 +61,24 @@
 //!
 //! # Trust
 //!
-//! Segments are created `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0600 (0640 for the stats page), and
-//! a segment owned by another uid is never written to (read-only observers may read what
-//! the file mode allows them to). Every attach checks the header (magic, layout
-//! version, record type name, size, alignment, capacity, length) before any slot is touched, and
-//! the positions are checked against the capacity on every load, so a corrupt or foreign segment
-//! yields [`Error::Corrupt`] or [`Error::Mismatch`], never an out-of-bounds access.
+//! A pipeline's segments are files in its own directory, `/dev/shm/<prefix>/` (mode 0750, made
+//! by the pipeline's user or at boot by tmpfiles.d), never loose names in the world-writable
+//! `/dev/shm` that another user could take first. The directory is opened `O_NOFOLLOW` and
+//! checked on its descriptor; segments are opened relative to it. To create or write, the
+//! directory and the segment must belong to this process's euid; to read, the segment must
+//! belong to its directory's owner (which the caller may check further:
+//! [`StatsReader::owner_uid`]); nothing writable by group or others is ever used. Anything else
+//! is [`Error::ForeignOwner`] or [`Error::Untrusted`], naming the path: never adopted, replaced
+//! or followed.
+//!
+//! Segments are created `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0600 (0640 for the stats page,
+//! set with `fchmod`) and every page is reserved at creation (`posix_fallocate`), so a full
+//! `/dev/shm` is [`Error::NoSpace`] at creation, never a SIGBUS on a later write. Every attach
+//! checks the header (magic, layout version, record type name, size, alignment, capacity,
+//! length) before any slot is touched, and the positions are checked against the capacity on
+//! every load, so a corrupt or foreign segment yields [`Error::Corrupt`] or [`Error::Mismatch`],
+//! never an out-of-bounds access. A segment shorter than its header says is refused before
+//! anything past its end is read.
 //!
 //! # Positions
 //!
@@ -85,6 +97,7 @@
 
 mod consumer;
 mod control;
+mod dir;
 mod error;
 mod futex;
 mod layout;
@@ -100,13 +113,14 @@ mod wait;
 
 pub use consumer::{Consumer, PopError, ReadChunk};
 pub use control::{ControlSlot, StatsControl};
+pub use dir::{prepare_dir, SHM_DIR};
 pub use error::{Error, Result};
 pub use layout::LAYOUT_VERSION;
 pub use observer::RingObserver;
 pub use producer::{Producer, PushError, WriteChunk};
 pub use record::Record;
 pub use ring::{create, Created, IfExists, RingOptions};
-pub use segment::{list, remove, remove_all, Access, PrefixGuard, SegmentName};
+pub use segment::{list, remove, remove_all, remove_segments, Access, PrefixGuard, SegmentName};
 pub use stats::{
     create_stats_page, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState, StageWriter,
     StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,

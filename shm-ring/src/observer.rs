@@ -21,7 +21,7 @@ use crate::segment::{Mapping, SegmentName};
 /// let observer = RingObserver::attach(&name)?;
 /// assert_eq!(observer.record_type(), "Sample/1");
 /// assert_eq!((observer.depth()?, observer.capacity()), (3, 16));
-/// remove(&name)?;
+/// shm_ring::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct RingObserver {
@@ -37,6 +37,11 @@ impl RingObserver {
         // SAFETY: `check` proved the mapping holds a complete, published ring header.
         let header = unsafe { layout::read_header(map.ptr()) };
         Ok(RingObserver { map, header })
+    }
+
+    /// The uid that owns the ring and its directory (see [`crate::StatsReader::owner_uid`]).
+    pub fn owner_uid(&self) -> u32 {
+        self.map.owner()
     }
 
     /// The record type name stored in the header.

@@ -25,7 +25,7 @@ use crate::wait::{wait_until, WaitStrategy};
 /// assert!(matches!(Producer::<Sample>::attach(&name), Err(Error::RoleHeld { .. })));
 /// assert!(producer.push(Sample { seq: 1 }).is_ok());
 /// assert_eq!(producer.free_slots()?, 3);
-/// remove(&name)?;
+/// shm_ring::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct Producer<T: Record> {
@@ -101,7 +101,7 @@ impl<T: Record> Producer<T> {
     /// drop(producer); // or killed
     /// let producer = Producer::<Sample>::attach(&name)?;
     /// assert_eq!(producer.last_published(), Some(Sample { seq: 41 }));
-    /// # remove(&name)?;
+    /// # shm_ring::remove_all(name.prefix())?;
     /// # Ok::<(), shm_ring::Error>(())
     /// ```
     pub fn last_published(&self) -> Option<T> {
@@ -249,7 +249,7 @@ impl<T: Record> Producer<T> {
     /// }
     /// chunk.commit_all(); // one store publishes all five
     /// assert_eq!(producer.free_slots()?, 3);
-    /// # remove(&name)?;
+    /// # shm_ring::remove_all(name.prefix())?;
     /// # Ok::<(), shm_ring::Error>(())
     /// ```
     pub fn write_chunk(&mut self, max: usize) -> Result<WriteChunk<'_, T>> {

@@ -106,7 +106,7 @@ pub enum Created {
 /// assert_eq!(create::<Sample>(&name, &RingOptions::new(64))?, Created::New);
 /// let again = RingOptions::new(64).if_exists(IfExists::Adopt);
 /// assert_eq!(create::<Sample>(&name, &again)?, Created::Adopted { depth: 0 });
-/// remove(&name)?;
+/// shm_ring::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Created> {
@@ -138,7 +138,7 @@ pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Creat
                         "asked to replace".to_owned()
                     }
                 }
-                Err(e @ (Error::ForeignOwner { .. } | Error::Os { .. })) => return Err(e),
+                Err(e @ (Error::ForeignOwner { .. } | Error::Untrusted { .. } | Error::Os { .. })) => return Err(e),
                 Err(e) => e.to_string(),
             };
             crate::segment::remove(name)?;

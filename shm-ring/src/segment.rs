@@ -1,35 +1,38 @@
-//! POSIX shared memory segments: naming, exclusive creation, opening (read-write or read-only),
-//! mapping, removal, and the per-role locks that keep a ring to one producer and one consumer.
+//! Shared memory segments: naming, exclusive creation with every page reserved, opening
+//! (read-write or read-only) with owner and mode checks, mapping, removal, and the per-role locks
+//! that keep a ring to one producer and one consumer.
 //!
-//! Rings and the stats page are both built on [`Mapping`]. Everything here is about files in
-//! `/dev/shm`; nothing here knows what is inside them.
+//! Rings, tables and the stats page are all built on [`Mapping`]. A segment is a file in its
+//! pipeline's directory `/dev/shm/<prefix>/` (see [`crate::dir`] for why and for the trust
+//! rules); nothing here knows what is inside it.
 
-use std::ffi::CString;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::ptr::NonNull;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
+use nix::fcntl::{openat, OFlag};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::stat::{fchmod, fstat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
+use crate::dir::{self, PrefixDir, Purpose};
 use crate::error::{Error, Result};
 
-/// Where POSIX shared memory objects live on Linux.
-const SHM_DIR: &str = "/dev/shm";
 /// Longest prefix or name we accept; the whole object name must stay well below `NAME_MAX` (255).
 const MAX_PART_LEN: usize = 100;
 
-/// The name of one segment: a prefix shared by all segments of one pipeline, and the segment's own
-/// name. The object in `/dev/shm` is called `<prefix>.<name>`.
+/// The name of one segment: a prefix shared by all segments of one pipeline (the name of its
+/// directory in `/dev/shm`), and the segment's own name (a file in that directory). It displays
+/// as the file's path, which every error names.
 ///
-/// Both parts may only use `[A-Za-z0-9_-]` (the prefix may also contain `.`), so a name can never
-/// reach outside `/dev/shm` or be confused with another pipeline's segment.
+/// Both parts may only use `[A-Za-z0-9_-]` (the prefix may also contain `.`, but not start with
+/// one), so a name can never reach outside its directory or be confused with another pipeline's.
 ///
 /// ```
 /// let name = shm_ring::SegmentName::new("plant-a", "raw")?;
-/// assert_eq!(name.to_string(), "plant-a.raw");
+/// assert_eq!(name.to_string(), "/dev/shm/plant-a/raw");
 /// assert!(shm_ring::SegmentName::new("plant-a", "../etc").is_err());
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
@@ -60,19 +63,19 @@ impl SegmentName {
         &self.name
     }
 
-    /// The name as `shm_open` wants it: with a leading slash.
-    fn os_name(&self) -> CString {
-        CString::new(format!("/{}.{}", self.prefix, self.name)).expect("names were checked for NUL")
+    /// The segment's file: `/dev/shm/<prefix>/<name>`.
+    pub fn path(&self) -> PathBuf {
+        dir::dir_path(&self.prefix).join(&self.name)
     }
 }
 
 impl std::fmt::Display for SegmentName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.prefix, self.name)
+        write!(f, "{}/{}/{}", dir::SHM_DIR, self.prefix, self.name)
     }
 }
 
-fn check_part(part: &str, dots_allowed: bool) -> Result<()> {
+pub(crate) fn check_part(part: &str, dots_allowed: bool) -> Result<()> {
     let reject = |reason| {
         Err(Error::InvalidName {
             name: part.to_owned(),
@@ -118,12 +121,13 @@ impl Access {
     }
 }
 
-/// A mapped segment. Unmapped on drop; the object in `/dev/shm` stays until [`remove`].
+/// A mapped segment. Unmapped on drop; the file in `/dev/shm/<prefix>/` stays until [`remove`].
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
     fd: OwnedFd,
+    owner: u32,
     name: SegmentName,
 }
 
@@ -135,68 +139,64 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Creates a new segment of `len` bytes (zero-filled), failing if one of that name exists.
-    /// Symlinks are refused (`O_NOFOLLOW`), and the mode is set with `fchmod` so that the umask
-    /// cannot widen or narrow it.
+    /// Creates a new segment of `len` bytes (zero-filled, every page reserved), failing if one of
+    /// that name exists. The prefix directory is created if missing and must be ours; the file is
+    /// created `O_CREAT|O_EXCL|O_NOFOLLOW` in it and its mode set with `fchmod`, so that the
+    /// umask cannot widen or narrow it.
     pub(crate) fn create(name: &SegmentName, len: usize, access: Access) -> Result<Mapping> {
         let seg = name.to_string();
-        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW;
-        let fd = match shm_open(name.os_name().as_c_str(), flags, access.mode()) {
+        let dir = PrefixDir::open(&name.prefix, Purpose::Create)?.expect("Create makes the directory");
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(dir.fd().as_fd(), name.name.as_str(), flags, access.mode()) {
             Ok(fd) => fd,
             Err(Errno::EEXIST) => return Err(Error::AlreadyExists { segment: seg }),
-            Err(e) => return Err(Error::os(&seg, "shm_open(O_CREAT|O_EXCL)", e)),
+            Err(e) => return Err(Error::os(&seg, "open(O_CREAT|O_EXCL)", e)),
         };
         let init = || -> Result<Mapping> {
             fchmod(fd.as_fd(), access.mode()).map_err(|e| Error::os(&seg, "fchmod", e))?;
-            let off_len = i64::try_from(len).map_err(|_| Error::InvalidParameter {
-                reason: format!("segment length {len} is too large"),
-            })?;
-            nix::unistd::ftruncate(fd.as_fd(), off_len).map_err(|e| Error::os(&seg, "ftruncate", e))?;
+            reserve(&fd, &seg, len)?;
             Self::map(
                 fd.try_clone().map_err(|e| io_errno(&seg, "dup", e))?,
                 name.clone(),
                 len,
                 true,
+                dir.owner(),
             )
         };
         init().inspect_err(|_| {
-            let _ = shm_unlink(name.os_name().as_c_str());
+            let _ = unlinkat(dir.fd().as_fd(), name.name.as_str(), UnlinkatFlags::NoRemoveDir);
         })
     }
 
-    /// Opens an existing segment. A read-only open uses `O_RDONLY` and `PROT_READ`, so it needs
-    /// no write permission on the file; a writable open of another user's segment is refused.
+    /// Opens an existing segment, after checking its directory and the file on their descriptors
+    /// (see [`crate::dir`]): to write, both must be ours; to read, the file must have its
+    /// directory's owner, and neither may be writable by group or others. A read-only open uses
+    /// `O_RDONLY` and `PROT_READ`, so it needs no write permission on the file.
     pub(crate) fn open(name: &SegmentName, writable: bool) -> Result<Mapping> {
         let seg = name.to_string();
+        let purpose = if writable { Purpose::Write } else { Purpose::Read };
+        let Some(dir) = PrefixDir::open(&name.prefix, purpose)? else {
+            return Err(Error::NotFound { segment: seg });
+        };
         let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
-        let fd = match shm_open(name.os_name().as_c_str(), access | OFlag::O_NOFOLLOW, Mode::empty()) {
+        let flags = access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match openat(dir.fd().as_fd(), name.name.as_str(), flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Err(Error::NotFound { segment: seg }),
-            Err(e) => return Err(Error::os(&seg, "shm_open", e)),
+            Err(Errno::ELOOP) => return Err(dir::untrusted(&seg, None, "is a symbolic link")),
+            Err(e) => return Err(Error::os(&seg, "open", e)),
         };
         let st = fstat(fd.as_fd()).map_err(|e| Error::os(&seg, "fstat", e))?;
-        let our_uid = nix::unistd::geteuid().as_raw();
-        // Writing into another user's segment is refused. Reading one the file mode lets us read
-        // is allowed: that is what the stats page's 0640 is for (an operator in the group).
-        if writable && st.st_uid != our_uid {
-            return Err(Error::ForeignOwner {
-                segment: seg,
-                owner_uid: st.st_uid,
-                our_uid,
-            });
-        }
-        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
-            return Err(Error::corrupt(&seg, "not a regular file"));
-        }
+        dir::check_segment(&dir, &st, &seg, writable)?;
         let len = usize::try_from(st.st_size).map_err(|_| Error::corrupt(&seg, "negative size"))?;
         if len == 0 {
-            // The creator is between shm_open and ftruncate, or died there.
+            // The creator is between open and its reservation, or died there.
             return Err(Error::NotReady { segment: seg });
         }
-        Self::map(fd, name.clone(), len, writable)
+        Self::map(fd, name.clone(), len, writable, st.st_uid)
     }
 
-    fn map(fd: OwnedFd, name: SegmentName, len: usize, writable: bool) -> Result<Mapping> {
+    fn map(fd: OwnedFd, name: SegmentName, len: usize, writable: bool, owner: u32) -> Result<Mapping> {
         let seg = name.to_string();
         let nz = NonZeroUsize::new(len).ok_or_else(|| Error::corrupt(&seg, "empty segment"))?;
         let prot = if writable {
@@ -213,8 +213,14 @@ impl Mapping {
             len,
             writable,
             fd,
+            owner,
             name,
         })
+    }
+
+    /// The uid that owns the segment (and its directory).
+    pub(crate) fn owner(&self) -> u32 {
+        self.owner
     }
 
     pub(crate) fn ptr(&self) -> *mut u8 {
@@ -265,7 +271,28 @@ fn io_errno(seg: &str, op: &'static str, e: std::io::Error) -> Error {
     Error::os(seg, op, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
-/// Removes one segment from `/dev/shm`. Processes that have it mapped keep their mapping.
+/// Gives the new file its size with every page allocated (`posix_fallocate`). tmpfs allocates
+/// pages of a sparse file on first write, and one it cannot allocate then is a SIGBUS in
+/// whichever process touches it; reserved here, a full `/dev/shm` is an error at creation.
+pub(crate) fn reserve(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
+    let off_len = libc::off_t::try_from(len).map_err(|_| Error::InvalidParameter {
+        reason: format!("segment length {len} is too large"),
+    })?;
+    if off_len == 0 {
+        return Ok(());
+    }
+    match nix::fcntl::posix_fallocate(fd.as_fd(), 0, off_len) {
+        Ok(()) => Ok(()),
+        Err(errno @ (Errno::ENOSPC | Errno::ENOMEM | Errno::EFBIG)) => Err(Error::NoSpace {
+            segment: seg.to_owned(),
+            bytes: len as u64,
+            errno,
+        }),
+        Err(e) => Err(Error::os(seg, "posix_fallocate", e)),
+    }
+}
+
+/// Removes one segment. Processes that have it mapped keep their mapping.
 /// Returns `false` if it did not exist.
 ///
 /// ```
@@ -274,15 +301,11 @@ fn io_errno(seg: &str, op: &'static str, e: std::io::Error) -> Error {
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn remove(name: &SegmentName) -> Result<bool> {
-    match shm_unlink(name.os_name().as_c_str()) {
-        Ok(()) => Ok(true),
-        Err(Errno::ENOENT) => Ok(false),
-        Err(e) => Err(Error::os(&name.to_string(), "shm_unlink", e)),
-    }
+    dir::remove_entry(&name.prefix, &name.name)
 }
 
-/// Removes every segment of a prefix when dropped, including during a panic. Tests use it so
-/// that a failing test leaves nothing in `/dev/shm`; the supervisor uses it for a clean stop.
+/// Removes every segment of a prefix, and its directory, when dropped, including during a
+/// panic. Tests use it so that a failing test leaves nothing in `/dev/shm`.
 ///
 /// ```
 /// # use shm_ring::*;
@@ -295,6 +318,7 @@ pub fn remove(name: &SegmentName) -> Result<bool> {
 ///     assert_eq!(list(&prefix)?.len(), 1);
 /// }
 /// assert!(list(&prefix)?.is_empty());
+/// assert!(!std::path::Path::new("/dev/shm").join(&prefix).exists());
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 #[derive(Debug)]
@@ -322,7 +346,7 @@ impl Drop for PrefixGuard {
     }
 }
 
-/// Lists the segments in `/dev/shm` whose prefix is exactly `prefix`.
+/// Lists the segments in `/dev/shm/<prefix>/`.
 ///
 /// ```
 /// assert!(shm_ring::list("doc-list-nothing")?.is_empty());
@@ -330,37 +354,28 @@ impl Drop for PrefixGuard {
 /// ```
 pub fn list(prefix: &str) -> Result<Vec<SegmentName>> {
     check_part(prefix, true)?;
-    let dir = std::fs::read_dir(SHM_DIR).map_err(|e| io_errno(SHM_DIR, "read_dir", e))?;
-    let mut found = Vec::new();
-    for entry in dir.flatten() {
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        // The prefix may contain dots, so match on "<prefix>." and require a dot-free rest.
-        if let Some(rest) = file.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
-            if let Ok(name) = SegmentName::new(prefix, rest) {
-                found.push(name);
-            }
-        }
-    }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
+    dir::segment_names(prefix)?
+        .into_iter()
+        .map(|n| SegmentName::new(prefix, &n))
+        .collect()
 }
 
-/// Removes every segment of one prefix, for example after a pipeline has stopped or when a test
-/// ends. Returns how many were removed.
+/// Removes every segment of one prefix and its directory, for example when a test ends or a
+/// package is purged. Nothing is followed: a symlink in the directory's place is removed, not
+/// what it points to. Returns how many segments were removed.
 ///
 /// ```
 /// assert_eq!(shm_ring::remove_all("doc-remove-all-nothing")?, 0);
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn remove_all(prefix: &str) -> Result<usize> {
-    let mut removed = 0;
-    for name in list(prefix)? {
-        if remove(&name)? {
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    dir::clear(prefix, true)
+}
+
+/// Removes every segment of one prefix but keeps its directory (a clean stop of a pipeline
+/// whose directory was there before it started). Returns how many segments were removed.
+pub fn remove_segments(prefix: &str) -> Result<usize> {
+    dir::clear(prefix, false)
 }
 
 #[cfg(test)]

@@ -281,7 +281,7 @@ impl Page {
 /// writer.flush(&mut batch);
 /// let snap = StatsReader::open(&name)?.snapshot();
 /// assert_eq!(snap.stage("ingestd").unwrap().counter("received"), Some(10));
-/// remove(&name)?;
+/// shm_ring::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn create_stats_page(name: &SegmentName, stages: &[&str], rings: &[(&str, u64)]) -> Result<()> {
@@ -311,7 +311,7 @@ pub fn create_stats_page(name: &SegmentName, stages: &[&str], rings: &[(&str, u6
             crate::segment::remove(name)?;
         }
         Err(Error::NotFound { .. }) => {}
-        Err(e @ Error::ForeignOwner { .. }) => return Err(e),
+        Err(e @ (Error::ForeignOwner { .. } | Error::Untrusted { .. } | Error::Os { .. })) => return Err(e),
         Err(_) => {
             crate::segment::remove(name)?;
         }
@@ -596,6 +596,13 @@ impl StatsReader {
         Ok(StatsReader {
             page: Page::open(name, false)?,
         })
+    }
+
+    /// The uid that owns the page and its directory. An observer that runs as another user
+    /// (an operator reading the pipeline's stats) checks it is the pipeline's user: the page
+    /// was only checked to belong to its directory's owner.
+    pub fn owner_uid(&self) -> u32 {
+        self.page.map.owner()
     }
 
     /// Reads every stage and ring, without locks.

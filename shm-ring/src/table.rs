@@ -76,7 +76,7 @@ pub fn create_table<T: Record>(name: &SegmentName, rows: u64, if_exists: IfExist
                     }
                     format!("{} rows where {rows} were asked for", existing.rows)
                 }
-                Err(e @ (Error::ForeignOwner { .. } | Error::Os { .. })) => return Err(e),
+                Err(e @ (Error::ForeignOwner { .. } | Error::Untrusted { .. } | Error::Os { .. })) => return Err(e),
                 Err(e) => e.to_string(),
             };
             crate::segment::remove(name)?;

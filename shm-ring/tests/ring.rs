@@ -44,7 +44,7 @@ fn scratch(test: &str) -> (PrefixGuard, SegmentName) {
 }
 
 fn path(name: &SegmentName) -> PathBuf {
-    PathBuf::from("/dev/shm").join(name.to_string())
+    name.path()
 }
 
 fn rec(seq: u64) -> Rec {
@@ -219,6 +219,7 @@ fn a_symlink_in_place_of_a_segment_is_refused() {
     let (_g, name) = scratch("symlink");
     let target = std::env::temp_dir().join(format!("shm-ring-symlink-target-{}", std::process::id()));
     std::fs::write(&target, b"").unwrap();
+    prepare_dir(name.prefix()).unwrap();
     std::os::unix::fs::symlink(&target, path(&name)).unwrap();
     assert!(create::<Rec>(&name, &RingOptions::new(8)).is_err());
     assert!(Producer::<Rec>::attach(&name).is_err());
@@ -246,8 +247,9 @@ fn a_segment_of_another_user_is_refused() {
         .unwrap();
     assert!(matches!(err, Error::ForeignOwner { .. }), "{err}");
     assert_eq!(std::fs::metadata(path(&name)).unwrap().uid(), 65534, "not replaced");
-    // Reading it is a matter for the file mode (an operator in the owner's group).
-    assert_eq!(RingObserver::attach(&name).unwrap().capacity(), 8);
+    // Nor is it read: a reader believes only a segment of its directory's owner.
+    let err = RingObserver::attach(&name).err().unwrap();
+    assert!(matches!(err, Error::Untrusted { .. }), "{err}");
 }
 
 #[test]

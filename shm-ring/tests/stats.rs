@@ -121,7 +121,7 @@ fn a_writer_killed_inside_a_flush_is_reported_then_repaired_by_its_successor() {
     drop(w);
     // Leave the seqlock odd, as a writer killed between its two stores would. The aggd slot is
     // the third stage slot; its seq word is the slot's first word.
-    let path = std::path::Path::new("/dev/shm").join(name.to_string());
+    let path = name.path();
     let mut bytes = std::fs::read(&path).unwrap();
     let slot_size = (bytes.len() - 128 - MAX_RINGS * 128) / MAX_STAGES;
     let at = 128 + MAX_RINGS * 128 + 2 * slot_size;
@@ -195,7 +195,7 @@ fn a_page_with_other_names_is_replaced_and_a_foreign_one_refused() {
     assert_eq!(snap.stages.len(), 1);
     assert!(snap.stage("emitd").is_none());
 
-    let path = std::path::Path::new("/dev/shm").join(name.to_string());
+    let path = name.path();
     std::fs::write(&path, vec![0x5A; 4096]).unwrap();
     let err = StatsReader::open(&name).err().unwrap();
     assert!(err.to_string().contains("corrupt or foreign"), "{err}");

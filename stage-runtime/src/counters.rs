@@ -58,7 +58,7 @@ impl StageCounters {
     /// counters.flush();
     /// assert_eq!(counters.published(backlog), 3);
     /// # drop(counters);
-    /// # shm_ring::remove(&name).unwrap();
+    /// # shm_ring::remove_all(name.prefix()).unwrap();
     /// ```
     pub fn set_gauge(&mut self, id: CounterId, value: u64) {
         // The batch carries increments: the step from what readers will see after the flush.

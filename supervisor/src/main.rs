@@ -34,10 +34,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = segments::prepare(&config, Duration::from_secs(10)) {
-        error!(error = %e, "cannot prepare the pipeline's segments");
-        return ExitCode::from(1);
-    }
+    let prepared = match segments::prepare(&config, Duration::from_secs(10)) {
+        Ok(p) => p,
+        Err(e) => {
+            let (code, hint) = segments::exit_for(&e);
+            error!(error = %e, hint, code, "cannot prepare the pipeline's segments");
+            return ExitCode::from(code);
+        }
+    };
     if !config.supervisor.metrics_listen.is_empty() {
         if let Err(e) = metrics::serve(&config) {
             error!(error = %e, listen = %config.supervisor.metrics_listen, "cannot serve metrics");
@@ -56,7 +60,7 @@ fn main() -> ExitCode {
     match supervisor.run(&shutdown) {
         Outcome::Stopped => {
             if !config.supervisor.keep_segments {
-                match segments::remove(&config) {
+                match segments::remove(&config, prepared) {
                     Ok(n) => info!(segments = n, "removed the pipeline's segments"),
                     Err(e) => error!(error = %e, "cannot remove the pipeline's segments"),
                 }

@@ -310,6 +310,9 @@ fn a_clean_stop_loses_nothing_and_leaves_no_segments() {
     let mqtt = Mosquitto::start();
     let nats = Nats::start();
     let p = Pipeline::configure("clean-stop", &mqtt, &nats, "");
+    // The directory is there before the supervisor, as tmpfiles.d makes it at boot: a clean stop
+    // empties it but keeps it, so that no other user can take the name while the pipeline is down.
+    assert!(shm_ring::prepare_dir(&p.prefix).unwrap(), "made here");
     let collector = Collector::start(&nats.url(), &p.subjects());
     let mut supervisor = p.supervise(&[]);
     let pids = p.wait_running();
@@ -328,6 +331,9 @@ fn a_clean_stop_loses_nothing_and_leaves_no_segments() {
     assert_eq!(supervisor.wait_exit(PATIENCE), Some(0));
     assert!(pids.values().all(|pid| !alive(*pid)), "every stage stopped");
     assert!(shm_ring::list(&p.prefix).unwrap().is_empty(), "segments removed");
+    let dir = std::path::Path::new(shm_ring::SHM_DIR).join(&p.prefix);
+    assert!(dir.is_dir(), "a directory that was there before the start is kept");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "and left empty");
     // Everything ingestd accepted was aggregated and published before the stages exited.
     collector.wait_covering("the final aggregates", &expectations(&expect));
 }
@@ -367,6 +373,10 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         heard.contains("STOPPING=1").then_some(())
     });
     assert_eq!(supervisor.wait_exit(PATIENCE), Some(0));
+    assert!(
+        !std::path::Path::new(shm_ring::SHM_DIR).join(&p.prefix).exists(),
+        "the segment directory this supervisor made is removed with the segments"
+    );
 }
 
 #[test]

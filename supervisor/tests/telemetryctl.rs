@@ -71,7 +71,7 @@ impl Fixture {
     }
 
     fn shm_path(&self, segment: &str) -> PathBuf {
-        PathBuf::from(format!("/dev/shm/{}.{segment}", self.prefix))
+        PathBuf::from(format!("/dev/shm/{}/{segment}", self.prefix))
     }
 
     /// Takes a stage's writer role. Patiently: a child that another test thread is spawning shares
@@ -266,7 +266,7 @@ fn stats_json_has_the_documented_fields() {
     let doc: Value = serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {r:?}"));
     assert_eq!(doc["schema"], 1);
     assert_eq!(doc["prefix"], f.prefix.as_str());
-    assert_eq!(doc["page"], format!("/dev/shm/{}.stats", f.prefix));
+    assert_eq!(doc["page"], format!("/dev/shm/{}/stats", f.prefix));
     assert!(doc["time_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(doc["rates_interval_s"], Value::Null);
     assert_eq!(doc["settled"], true);
@@ -464,7 +464,7 @@ fn status_exit_codes() {
 fn no_pipeline_is_exit_3_for_every_command() {
     let prefix = format!("test-ctl-absent-{}", std::process::id());
     let _guard = PrefixGuard::new(&prefix);
-    let expected = format!("no pipeline with prefix {prefix} is running (no /dev/shm/{prefix}.stats)");
+    let expected = format!("no pipeline with prefix {prefix} is running (no /dev/shm/{prefix}/stats)");
     for args in [&["stats"][..], &["stats", "--json"], &["status"], &["restart", "aggd"]] {
         let r = run(Command::new(env!("CARGO_BIN_EXE_telemetryctl"))
             .args(["--prefix", &prefix])
@@ -614,6 +614,8 @@ fn a_read_only_observer_needs_no_write_permission() {
         for s in [segment::STATS, segment::RAW, segment::READINGS, segment::AGGREGATES] {
             std::os::unix::fs::chown(f.shm_path(s), Some(0), Some(65534)).unwrap();
         }
+        // Their directory too (0750, the operator's group may enter), as tmpfiles.d makes it.
+        std::os::unix::fs::chown(f.shm_path(""), Some(0), Some(65534)).unwrap();
         if as_observer(&["--help"]).code != 0 {
             eprintln!("skipped: uid 65534 cannot execute {bin}");
             return;
@@ -640,7 +642,13 @@ fn a_read_only_observer_needs_no_write_permission() {
     let r = as_observer(&["restart", "decoded"]);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("permission denied"), "{r:?}");
-    assert!(r.stderr.contains("needs write access"), "{r:?}");
+    if root {
+        // Another user: refused at the directory, which a writer must own.
+        assert!(r.stderr.contains("belongs to uid 0 and this is uid 65534"), "{r:?}");
+        assert!(r.stderr.contains("run telemetryctl as the pipeline's user"), "{r:?}");
+    } else {
+        assert!(r.stderr.contains("needs write access"), "{r:?}");
+    }
     assert!(r.stderr.contains(&format!("mode {mode:04o}")), "{r:?}");
     if root {
         std::fs::set_permissions(f.shm_path(segment::STATS), std::fs::Permissions::from_mode(0o640)).unwrap();

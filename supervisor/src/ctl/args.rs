@@ -30,7 +30,8 @@ options:
 
 exit codes: 0 ok, 1 unhealthy (status), 2 usage, 3 no pipeline running, 4 permission denied,
             5 stats page of another layout version, corrupt or not initialised,
-            6 configuration file error, 7 other system error";
+            6 configuration file error, 7 other system error, 8 stats page not the pipeline's
+            (another owner, or writable by others: refused)";
 
 /// Default time between two `--watch` refreshes.
 pub const DEFAULT_INTERVAL_MS: u64 = 1_000;

@@ -13,6 +13,7 @@ use telemetry_config::Config;
 use super::args::{Command, Invocation, StatsArgs, USAGE};
 use super::error::{page_error, Access, CtlError, EXIT_OK, EXIT_UNHEALTHY};
 use super::sample::{self, page_name, page_path, Sample};
+use super::trust::{open_page, Owners};
 use super::{balance, health, json, rates, table};
 use crate::lifecycle::Lifecycle;
 
@@ -24,6 +25,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/telemetry/telemetry.toml";
 pub struct Settings {
     /// The segment prefix.
     pub prefix: String,
+    /// `pipeline.user`: whose stats page is believed (besides root and ourselves).
+    pub user: String,
     /// `supervisor.hang_timeout_ms`.
     pub hang_timeout_ms: u64,
 }
@@ -50,6 +53,7 @@ pub fn settings(inv: &Invocation) -> Result<Settings, CtlError> {
     page_name(&prefix).map_err(|e| CtlError::usage(format!("invalid prefix {prefix:?}: {e}")))?;
     Ok(Settings {
         prefix,
+        user: config.pipeline.user,
         hang_timeout_ms: config.supervisor.hang_timeout_ms,
     })
 }
@@ -85,8 +89,9 @@ pub fn run(inv: &Invocation) -> i32 {
     }
 }
 
-fn take(prefix: &str) -> Result<Sample, CtlError> {
-    sample::take(prefix).map_err(|e| page_error(&e, prefix, Access::Read))
+fn take(s: &Settings) -> Result<Sample, CtlError> {
+    let reader = open_page(&s.prefix, &Owners::for_user(&s.user))?;
+    Ok(sample::take(&s.prefix, &reader))
 }
 
 fn show(sample: &Sample, previous: Option<&Sample>, as_json: bool) -> String {
@@ -102,7 +107,7 @@ fn show(sample: &Sample, previous: Option<&Sample>, as_json: bool) -> String {
 /// `stats`: one sample, or (`--watch`) a refresh per interval until SIGINT/SIGTERM or `--count`.
 fn stats(s: &Settings, a: &StatsArgs) -> Result<i32, CtlError> {
     if !a.watch {
-        let sample = take(&s.prefix)?;
+        let sample = take(s)?;
         print(&show(&sample, None, a.json));
         return Ok(EXIT_OK);
     }
@@ -117,7 +122,7 @@ fn stats(s: &Settings, a: &StatsArgs) -> Result<i32, CtlError> {
     loop {
         // The page is opened afresh each time, so a pipeline restarted with a new page is
         // followed, and one that stopped is noticed.
-        let sample = take(&s.prefix)?;
+        let sample = take(s)?;
         let mut text = show(&sample, previous.as_ref(), a.json);
         if tty {
             text.insert_str(0, "\x1b[H\x1b[2J");
@@ -147,8 +152,7 @@ fn stats(s: &Settings, a: &StatsArgs) -> Result<i32, CtlError> {
 
 /// `status`: exit 0 when every stage is running with a fresh heartbeat, 1 otherwise.
 fn status(s: &Settings, max_heartbeat_age_ms: u64) -> Result<i32, CtlError> {
-    let reader = StatsReader::open(&page_name(&s.prefix).map_err(|e| page_error(&e, &s.prefix, Access::Read))?)
-        .map_err(|e| page_error(&e, &s.prefix, Access::Read))?;
+    let reader = open_page(&s.prefix, &Owners::for_user(&s.user))?;
     let snap = reader.snapshot();
     let problems = health::evaluate(&snap, max_heartbeat_age_ms);
     let mut out = String::new();
@@ -261,6 +265,7 @@ mod tests {
             settings(&inv(Some(p), None)).unwrap(),
             Settings {
                 prefix: "plant-a".into(),
+                user: "telemetry".into(),
                 hang_timeout_ms: 2500
             }
         );

@@ -12,6 +12,7 @@
 //! | 5 | the stats page is of another layout version, corrupt, or not initialised |
 //! | 6 | the configuration file cannot be read or is invalid |
 //! | 7 | another system error |
+//! | 8 | the stats page or its directory is not the pipeline's: another owner, a symlink, or writable by group or others (refused, never read) |
 
 use std::fmt;
 
@@ -33,6 +34,8 @@ pub const EXIT_INCOMPATIBLE: i32 = 5;
 pub const EXIT_CONFIG: i32 = 6;
 /// Any other system error.
 pub const EXIT_OTHER: i32 = 7;
+/// The stats page (or its directory) is not the pipeline's: refused unread.
+pub const EXIT_UNTRUSTED: i32 = 8;
 
 /// A failure with its message and exit code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +84,7 @@ pub enum Access {
 /// Turns an error from opening or using the stats page of pipeline `prefix` into a message and
 /// exit code.
 pub fn page_error(err: &shm_ring::Error, prefix: &str, access: Access) -> CtlError {
-    let page = format!("/dev/shm/{prefix}.{}", records::names::segment::STATS);
+    let page = super::sample::page_path(prefix);
     let (code, message) = match err {
         shm_ring::Error::NotFound { .. } => (
             EXIT_NOT_RUNNING,
@@ -108,6 +111,13 @@ pub fn page_error(err: &shm_ring::Error, prefix: &str, access: Access) -> CtlErr
             format!(
                 "permission denied: {page} belongs to uid {owner_uid} and this is uid {our_uid}; shm-ring only \
                  opens segments of its own uid, so run telemetryctl as the pipeline's user"
+            ),
+        ),
+        shm_ring::Error::Untrusted { .. } => (
+            EXIT_UNTRUSTED,
+            format!(
+                "{err}. telemetryctl reads only a page in a directory of the pipeline's user that nobody else \
+                 can write: another local user may have planted this one"
             ),
         ),
         shm_ring::Error::Mismatch { found, expected, .. } => (
@@ -148,7 +158,7 @@ mod tests {
             Access::Read,
         );
         assert_eq!(e.code, EXIT_NOT_RUNNING);
-        assert_eq!(e.message, "no pipeline with prefix p is running (no /dev/shm/p.stats)");
+        assert_eq!(e.message, "no pipeline with prefix p is running (no /dev/shm/p/stats)");
 
         let denied = shm_ring::Error::Os {
             segment: "p.stats".into(),
@@ -207,5 +217,23 @@ mod tests {
             Access::Read,
         );
         assert_eq!(e.code, EXIT_OTHER);
+
+        let e = page_error(
+            &shm_ring::Error::Untrusted {
+                path: "/dev/shm/p".into(),
+                owner_uid: Some(1001),
+                mode: Some(0o777),
+                reason: "is writable by its group or by others".into(),
+            },
+            "p",
+            Access::Read,
+        );
+        assert_eq!(e.code, EXIT_UNTRUSTED);
+        assert!(
+            e.message
+                .contains("refusing /dev/shm/p: it is writable by its group or by others (owner uid 1001, mode 0777)"),
+            "{e}"
+        );
+        assert!(e.message.contains("planted"), "{e}");
     }
 }

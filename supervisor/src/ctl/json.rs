@@ -7,7 +7,7 @@
 //! {
 //!   "schema": 1,
 //!   "prefix": "telemetry",                     // the pipeline's segment prefix
-//!   "page": "/dev/shm/telemetry.stats",
+//!   "page": "/dev/shm/telemetry/stats",
 //!   "time_unix_ms": 1764151199000,             // wall clock of this sample
 //!   "rates_interval_s": null,                  // seconds the rates span; null: no rates
 //!                                              //   (one-shot, or the first --watch refresh)
@@ -235,7 +235,7 @@ mod tests {
         let b = balance::compute(&s.stats, &s.ring_depths());
         let doc = document(&s, None, &b);
         assert_eq!(doc["schema"], 1);
-        assert_eq!(doc["page"], "/dev/shm/p.stats");
+        assert_eq!(doc["page"], "/dev/shm/p/stats");
         assert_eq!(doc["rates_interval_s"], Value::Null);
         assert_eq!(doc["settled"], false);
         let ingestd = &doc["stages"][0];

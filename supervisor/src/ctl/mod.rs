@@ -1,10 +1,11 @@
 //! What `telemetryctl` shows and does: the operator's read-only view of a running pipeline (the
-//! stats page and the rings in `/dev/shm`), its health check, and restart requests. See
+//! stats page and the rings in `/dev/shm/<prefix>/`), its health check, and restart requests. See
 //! `docs/telemetryctl.md` for the user's guide.
 //!
 //! - [`args`]: the command line;
 //! - [`commands`]: running `stats`, `status` and `restart`;
 //! - [`sample`]: reading the stats page and the rings, read-only;
+//! - [`trust`]: whose stats page is believed (the pipeline's user, root, ourselves);
 //! - [`counters`]: grouping stages and counters (received, forwarded, `dropped.*`, `error.*`);
 //! - [`balance`]: conservation, `BALANCE: ok` or `off by N at <stage>`;
 //! - [`rates`]: per-second rates between two samples;
@@ -26,5 +27,6 @@ pub mod prometheus;
 pub mod rates;
 pub mod sample;
 pub mod table;
+pub mod trust;
 
 pub use prometheus::render_prometheus;

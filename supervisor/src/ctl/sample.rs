@@ -64,7 +64,7 @@ impl Sample {
 
 /// The path of the stats page of pipeline `prefix`, for messages.
 pub fn page_path(prefix: &str) -> String {
-    format!("/dev/shm/{prefix}.{}", segment::STATS)
+    format!("{}/{prefix}/{}", shm_ring::SHM_DIR, segment::STATS)
 }
 
 /// The stats page's segment name.
@@ -72,27 +72,27 @@ pub fn page_name(prefix: &str) -> Result<SegmentName, shm_ring::Error> {
     SegmentName::new(prefix, segment::STATS)
 }
 
-/// Opens the stats page read-only and reads a sample (see the module docs).
-pub fn take(prefix: &str) -> Result<Sample, shm_ring::Error> {
-    let reader = StatsReader::open(&page_name(prefix)?)?;
+/// Reads a sample (see the module docs) from a stats page opened read-only and checked
+/// ([`super::trust::open_page`]); rings are observed only if they have the page's owner.
+pub fn take(prefix: &str, reader: &StatsReader) -> Sample {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let at = Instant::now();
         let unix_ms = stage_runtime::unix_ms();
         let stats = reader.snapshot();
-        let rings = observe_rings(prefix, &stats);
+        let rings = observe_rings(prefix, &stats, reader.owner_uid());
         let after = reader.snapshot();
         let settled = same_counters(&stats, &after);
         if settled || attempt >= SETTLE_ATTEMPTS {
-            return Ok(Sample {
+            return Sample {
                 prefix: prefix.to_owned(),
                 unix_ms,
                 at,
                 stats,
                 rings,
                 settled,
-            });
+            };
         }
     }
 }
@@ -107,8 +107,9 @@ pub fn same_counters(a: &StatsSnapshot, b: &StatsSnapshot) -> bool {
 }
 
 /// The rings to show: the pipeline's three in order, then any other ring gauge of the page. A
-/// ring with neither a gauge nor a segment is left out.
-fn observe_rings(prefix: &str, stats: &StatsSnapshot) -> Vec<RingView> {
+/// ring with neither a gauge nor a segment is left out. A ring not owned by `owner` (the page's)
+/// is not read.
+fn observe_rings(prefix: &str, stats: &StatsSnapshot, owner: u32) -> Vec<RingView> {
     let mut names: Vec<&str> = vec![segment::RAW, segment::READINGS, segment::AGGREGATES];
     for g in &stats.rings {
         if !names.contains(&g.name.as_str()) {
@@ -121,7 +122,16 @@ fn observe_rings(prefix: &str, stats: &StatsSnapshot) -> Vec<RingView> {
             let gauge = stats.rings.iter().find(|g| g.name == name);
             let observed = SegmentName::new(prefix, name)
                 .and_then(|n| RingObserver::attach(&n))
-                .and_then(|o| Ok((o.depth()?, o.capacity())));
+                .and_then(|o| {
+                    if o.owner_uid() != owner {
+                        return Err(shm_ring::Error::ForeignOwner {
+                            segment: o_name(prefix, name),
+                            owner_uid: o.owner_uid(),
+                            our_uid: owner,
+                        });
+                    }
+                    Ok((o.depth()?, o.capacity()))
+                });
             match observed {
                 Ok((depth, capacity)) => Some(RingView {
                     name: name.to_owned(),
@@ -145,13 +155,17 @@ fn observe_rings(prefix: &str, stats: &StatsSnapshot) -> Vec<RingView> {
         .collect()
 }
 
+fn o_name(prefix: &str, name: &str) -> String {
+    format!("{}/{prefix}/{name}", shm_ring::SHM_DIR)
+}
+
 /// Why a ring could not be observed, briefly.
 fn ring_problem(e: &shm_ring::Error) -> String {
     use nix::errno::Errno;
     match e {
         shm_ring::Error::NotFound { .. } => "ring segment missing".into(),
         shm_ring::Error::ForeignOwner { owner_uid, .. } => {
-            format!("ring owned by uid {owner_uid}, not readable by this user")
+            format!("ring owned by uid {owner_uid}, not the stats page's owner")
         }
         shm_ring::Error::Os {
             errno: Errno::EACCES | Errno::EPERM,
@@ -187,7 +201,7 @@ mod tests {
                 owner_uid: 0,
                 our_uid: 65534
             }),
-            "ring owned by uid 0, not readable by this user"
+            "ring owned by uid 0, not the stats page's owner"
         );
     }
 }

@@ -226,7 +226,7 @@ mod tests {
         let b = balance::compute(&s.stats, &s.ring_depths());
         let text = render(&s, None, &b);
         assert!(
-            text.starts_with("pipeline plant  (/dev/shm/plant.stats)  2023-11-14 22:14:20 UTC\n"),
+            text.starts_with("pipeline plant  (/dev/shm/plant/stats)  2023-11-14 22:14:20 UTC\n"),
             "{text}"
         );
         let lines: Vec<&str> = text.lines().collect();
