@@ -54,7 +54,8 @@ impl Ingestd {
             &config,
             format!(
                 "[pipeline]\nprefix = \"{prefix}\"\n[ingestd]\nbroker = \"\"\nmax_payload = 200\n\
-                 [ingestd.http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\nmax_body_bytes = 8192\n{extra}",
+                 [ingestd.http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\nmax_body_bytes = 8192\n\
+                 allow_plaintext_credentials = true\n{extra}",
                 token.display()
             ),
         )
@@ -197,7 +198,20 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
     .encode_to_vec();
     let (code, out) = d.post("application/x-protobuf; messageType=telemetry.v1.ReadingBatch", &batch);
     assert_eq!(code, 200, "{out}");
-    assert_eq!(d.post("application/x-protobuf", &readings[0].encode_to_vec()).0, 200);
+    // A plain protobuf body is a batch too; a bare Reading says so.
+    let batch_of_one = ReadingBatch {
+        readings: readings[1..].to_vec(),
+    }
+    .encode_to_vec();
+    assert_eq!(d.post("application/x-protobuf", &batch_of_one).0, 200);
+    assert_eq!(
+        d.post(
+            "application/x-protobuf; messageType=telemetry.v1.Reading",
+            &readings[0].encode_to_vec()
+        )
+        .0,
+        200
+    );
     let each_proto: Vec<Vec<u8>> = readings.iter().map(Message::encode_to_vec).collect();
     let tagged = |ct: ContentType, items: &[Vec<u8>]| items.iter().map(|i| (ct, i.clone())).collect::<Vec<_>>();
     let expected = [
@@ -206,13 +220,14 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
         tagged(ContentType::Cbor, &each_cbor),
         tagged(ContentType::Cbor, &each_cbor),
         tagged(ContentType::Protobuf, &each_proto),
+        tagged(ContentType::Protobuf, &each_proto[1..]),
         tagged(ContentType::Protobuf, &each_proto[..1]),
     ]
     .concat();
     assert_eq!(drain(&mut ring), expected, "one record per reading, in order, tagged");
-    assert_eq!(d.counter(counter::RECEIVED), 12);
-    assert_eq!(d.counter(counter::FORWARDED), 12);
-    assert_eq!(d.counter(http::ACCEPTED), 7);
+    assert_eq!(d.counter(counter::RECEIVED), 13);
+    assert_eq!(d.counter(counter::FORWARDED), 13);
+    assert_eq!(d.counter(http::ACCEPTED), 8);
 
     // Refusals: each with its status and counter, and nothing in the ring.
     let auth = format!("Authorization: Bearer {TOKEN}");
@@ -258,10 +273,10 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
     ] {
         assert_eq!(d.counter(reason), n, "{reason}");
     }
-    assert_eq!(d.counter(http::REQUESTS), 7 + 10);
+    assert_eq!(d.counter(http::REQUESTS), 8 + 10);
     assert_eq!(
         d.counter(counter::RECEIVED),
-        12,
+        13,
         "refused readings never became records"
     );
 }
