@@ -5,9 +5,9 @@
 //! body's own bound (`body_timeout_s`) is the handler's (`http_request`), which answers 408.
 //!
 //! The timer is one sleep per connection, re-armed only when it fires: it sleeps until the
-//! current phase's deadline, and while a connection is idle or inside a request it looks again
-//! every `header_timeout_s`, so that a head that began meanwhile is held to its own deadline.
-//! Nothing of this runs per request.
+//! current phase's deadline, or at most the shortest of the bounds, so that a phase that began
+//! meanwhile (a head after an idle spell, a lingering close after a refusal) is held to its own
+//! deadline exactly. Nothing of this runs per request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,13 +86,13 @@ impl Limits {
         }
     }
 
-    /// When to look at the connection again.
+    /// When to look at the connection again: at the current phase's deadline, and no later
+    /// than the shortest bound from now. A phase that begins meanwhile (a head after an idle
+    /// spell, a lingering close after a refusal) begins after this check, so its own deadline is
+    /// at or after the next one, which then re-arms to it exactly.
     fn next_check(&self, phase: Phase, since: Instant, now: Instant) -> Instant {
-        let soon = now + self.header;
-        match phase {
-            Phase::Idle | Phase::Handler => self.deadline(phase, since).map_or(soon, |d| d.min(soon)),
-            _ => self.deadline(phase, since).unwrap_or(soon),
-        }
+        let soon = now + self.header.min(self.idle).min(self.linger);
+        self.deadline(phase, since).map_or(soon, |d| d.min(soon))
     }
 }
 
@@ -274,13 +274,18 @@ mod tests {
     }
 
     #[test]
-    fn idle_and_busy_connections_are_looked_at_every_header_timeout() {
-        let l = Limits::of(&Http::default());
+    fn connections_are_looked_at_no_later_than_the_shortest_bound() {
+        let l = Limits::of(&Http {
+            linger_timeout_s: 2,
+            ..Http::default()
+        });
         let t = Instant::now();
-        assert_eq!(l.next_check(Phase::Fresh, t, t), t + l.header);
-        assert_eq!(l.next_check(Phase::Idle, t, t), t + l.header, "a head may begin meanwhile");
-        assert_eq!(l.next_check(Phase::Idle, t, t + l.idle - l.header / 2), t + l.idle);
-        assert_eq!(l.next_check(Phase::Handler, t, t + l.idle), t + l.idle + l.header);
+        let period = Duration::from_secs(2);
+        assert_eq!(l.next_check(Phase::Fresh, t, t), t + period, "a refusal may linger meanwhile");
+        assert_eq!(l.next_check(Phase::Head, t, t + l.header - period / 2), t + l.header);
+        assert_eq!(l.next_check(Phase::Idle, t, t), t + period, "a head may begin meanwhile");
+        assert_eq!(l.next_check(Phase::Idle, t, t + l.idle - period / 2), t + l.idle);
+        assert_eq!(l.next_check(Phase::Handler, t, t + l.idle), t + l.idle + period);
         assert_eq!(l.deadline(Phase::Handler, t), None);
         assert_eq!(l.deadline(Phase::Closing, t), Some(t + l.linger));
     }
