@@ -188,7 +188,11 @@ impl Http {
             ("ingestd.http.header_timeout_s", self.header_timeout_s, 300),
             ("ingestd.http.body_timeout_s", self.body_timeout_s, 3_600),
             ("ingestd.http.idle_timeout_s", self.idle_timeout_s, 3_600),
-            ("ingestd.http.tls_handshake_timeout_s", self.tls_handshake_timeout_s, 300),
+            (
+                "ingestd.http.tls_handshake_timeout_s",
+                self.tls_handshake_timeout_s,
+                300,
+            ),
             ("ingestd.http.tcp_keepalive_s", self.tcp_keepalive_s, 7_200),
             ("ingestd.http.linger_timeout_s", self.linger_timeout_s, 300),
         ] {
@@ -450,10 +454,16 @@ mod tests {
             ("header_timeout_s = 0", "ingestd.http.header_timeout_s = 0"),
             ("body_timeout_s = 3601", "ingestd.http.body_timeout_s = 3601"),
             ("idle_timeout_s = 0", "ingestd.http.idle_timeout_s = 0"),
-            ("tls_handshake_timeout_s = 0", "ingestd.http.tls_handshake_timeout_s = 0"),
+            (
+                "tls_handshake_timeout_s = 0",
+                "ingestd.http.tls_handshake_timeout_s = 0",
+            ),
             ("tcp_keepalive_s = 0", "ingestd.http.tcp_keepalive_s = 0"),
             ("linger_timeout_s = 0", "ingestd.http.linger_timeout_s = 0"),
-            ("linger_max_bytes = 2000000000", "ingestd.http.linger_max_bytes = 2000000000"),
+            (
+                "linger_max_bytes = 2000000000",
+                "ingestd.http.linger_max_bytes = 2000000000",
+            ),
         ] {
             let e = err(&format!("{listen}{line}\n"));
             assert!(e.starts_with(&format!("config: {key}")), "{line}: {e}");

@@ -51,7 +51,11 @@ mod tests {
     #[test]
     fn the_scheme_is_case_insensitive_and_the_token_exact() {
         let t = BearerToken::new("s3cret-token\n").unwrap();
-        for ok in [&b"Bearer s3cret-token"[..], b"bearer s3cret-token", b"BEARER  s3cret-token"] {
+        for ok in [
+            &b"Bearer s3cret-token"[..],
+            b"bearer s3cret-token",
+            b"BEARER  s3cret-token",
+        ] {
             assert!(t.admits(ok), "{}", String::from_utf8_lossy(ok));
         }
         for bad in [

@@ -101,8 +101,7 @@ impl Conn {
     /// Enters `phase` now.
     pub fn enter(&self, phase: Phase) {
         let ms = Instant::now().saturating_duration_since(self.base).as_millis() as u64;
-        self.phase
-            .store(ms << PHASE_BITS | phase as u64, Ordering::Release);
+        self.phase.store(ms << PHASE_BITS | phase as u64, Ordering::Release);
     }
 
     /// The socket read bytes: a request begins if none was under way. The first request's head

@@ -145,7 +145,10 @@ impl Drop for Slot<'_> {
 
 /// Serves the connection `stream` from `peer`, admitted as `conn`, until it closes.
 pub async fn serve(door: Arc<Door>, stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>) {
-    let _slot = Slot { door: &door, conn: &conn };
+    let _slot = Slot {
+        door: &door,
+        conn: &conn,
+    };
     let limits = door.limits;
     set_socket_options(&stream, &limits);
     let io = ConnIo::new(stream, conn.clone(), limits.linger_max_bytes);
@@ -281,9 +284,17 @@ mod tests {
         });
         let t = Instant::now();
         let period = Duration::from_secs(2);
-        assert_eq!(l.next_check(Phase::Fresh, t, t), t + period, "a refusal may linger meanwhile");
+        assert_eq!(
+            l.next_check(Phase::Fresh, t, t),
+            t + period,
+            "a refusal may linger meanwhile"
+        );
         assert_eq!(l.next_check(Phase::Head, t, t + l.header - period / 2), t + l.header);
-        assert_eq!(l.next_check(Phase::Idle, t, t), t + period, "a head may begin meanwhile");
+        assert_eq!(
+            l.next_check(Phase::Idle, t, t),
+            t + period,
+            "a head may begin meanwhile"
+        );
         assert_eq!(l.next_check(Phase::Idle, t, t + l.idle - period / 2), t + l.idle);
         assert_eq!(l.next_check(Phase::Handler, t, t + l.idle), t + l.idle + period);
         assert_eq!(l.deadline(Phase::Handler, t), None);

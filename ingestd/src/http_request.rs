@@ -91,7 +91,11 @@ impl Refusal {
 
 impl Handler {
     /// Answers `request`, which arrived on `conn`. Never fails: every problem is an HTTP status.
-    pub async fn handle(self: Arc<Self>, conn: Arc<Conn>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
         conn.enter(Phase::Handler);
         let response = self.answer(&conn, request).await;
         conn.enter(Phase::Idle);

@@ -89,7 +89,10 @@ impl Slots {
     /// Gives back `conn`'s slot (its connection is closed).
     pub fn release(&self, conn: &Conn) {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if t.conns.get(conn.slot).is_some_and(|c| c.as_ref().is_some_and(|c| std::ptr::eq(&**c, conn))) {
+        if t.conns
+            .get(conn.slot)
+            .is_some_and(|c| c.as_ref().is_some_and(|c| std::ptr::eq(&**c, conn)))
+        {
             t.conns[conn.slot] = None;
             t.free.push(conn.slot);
             t.open -= 1;
@@ -172,7 +175,10 @@ mod tests {
         assert_eq!(slots.open(), 3);
         c.enter(Phase::Handler);
         d.enter(Phase::Handler);
-        assert!(matches!(slots.admit(), Admission::Full), "every connection is inside a request");
+        assert!(
+            matches!(slots.admit(), Admission::Full),
+            "every connection is inside a request"
+        );
         d.enter(Phase::Idle);
         let (_e, evicted) = admitted(slots.admit());
         assert!(evicted && d.is_evicting());

@@ -49,7 +49,9 @@ fn whole(got: &[u8]) -> bool {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     body.len() >= length
@@ -122,7 +124,9 @@ fn raise_open_files(needed: u64) -> bool {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     if hard < needed {
-        eprintln!("SKIPPED: the hard open-file limit {hard} is below the {needed} this test needs (raise it: ulimit -Hn)");
+        eprintln!(
+            "SKIPPED: the hard open-file limit {hard} is below the {needed} this test needs (raise it: ulimit -Hn)"
+        );
         return false;
     }
     if soft < hard {
@@ -167,7 +171,10 @@ fn idle_sockets_never_keep_a_post_out_nor_stop_mqtt() {
     assert_eq!(d.counter(http::CONNECTIONS_EVICTED), over + 1);
 
     // The quietest sockets made the room: the oldest is closed, the newest still open.
-    assert!(closed_within(&mut idle[0], SLACK).is_some(), "the oldest idle socket is closed");
+    assert!(
+        closed_within(&mut idle[0], SLACK).is_some(),
+        "the oldest idle socket is closed"
+    );
     assert_eq!(closed_within(&mut idle[IDLE - 1], Duration::from_millis(300)), None);
 
     let lines: Vec<String> = (0..20)
@@ -186,7 +193,8 @@ fn slow_headers_are_closed_by_the_header_timeout() {
     let start = Instant::now();
     let mut s = connect(d.port);
     s.set_read_timeout(Some(Duration::from_millis(250))).unwrap();
-    s.write_all(b"POST /v1/readings HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    s.write_all(b"POST /v1/readings HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
     let mut sent = 0;
     let mut buf = [0u8; 256];
     let closed = loop {
@@ -204,7 +212,10 @@ fn slow_headers_are_closed_by_the_header_timeout() {
         }
     };
     eprintln!("slow head closed after {closed:?} ({sent} bytes trickled)");
-    assert!(closed >= Duration::from_millis(1500), "closed before the header timeout: {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(1500),
+        "closed before the header timeout: {closed:?}"
+    );
     assert!(closed <= Duration::from_secs(2) + SLACK, "{closed:?}");
     assert!(sent >= 5, "each byte does not restart the timeout ({sent} bytes)");
     assert_eq!(d.counter(http::CONNECTIONS_TIMED_OUT), 1);
@@ -286,12 +297,21 @@ fn an_oversized_body_sent_without_expect_reads_413() {
             [post_head("application/json", body.len(), "").as_bytes(), &body].concat()
         } else {
             let head = "POST /v1/readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-            [head.as_bytes(), format!("{:x}\r\n", body.len()).as_bytes(), &body, b"\r\n0\r\n\r\n"].concat()
+            [
+                head.as_bytes(),
+                format!("{:x}\r\n", body.len()).as_bytes(),
+                &body,
+                b"\r\n0\r\n\r\n",
+            ]
+            .concat()
         };
         send_whole(&mut s, &request).unwrap_or_else(|e| panic!("try {i}: writing the whole request: {e}"));
         let answer = read_answer(&mut s, LONG);
         assert!(answer.starts_with("HTTP/1.1 413 "), "try {i}: {answer:?}");
-        assert!(answer.to_ascii_lowercase().contains("connection: close"), "try {i}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "try {i}: {answer}"
+        );
     }
     assert_eq!(d.counter(http::TOO_LARGE), 8);
     assert_eq!(d.counter(http::REQUESTS), 8);
@@ -320,19 +340,32 @@ fn refusals_before_the_body_401_and_415_are_read_and_bearer_is_case_insensitive(
     .enumerate()
     {
         let mut s = connect(d.port);
-        send_whole(&mut s, &[post_head(content_type, body.len(), extra).as_bytes(), &body].concat())
-            .unwrap_or_else(|e| panic!("try {i}: writing the whole request: {e}"));
+        send_whole(
+            &mut s,
+            &[post_head(content_type, body.len(), extra).as_bytes(), &body].concat(),
+        )
+        .unwrap_or_else(|e| panic!("try {i}: writing the whole request: {e}"));
         let answer = read_answer(&mut s, LONG);
-        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "try {i}: {answer:?}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "try {i}: {answer:?}"
+        );
     }
     assert_eq!(d.counter(http::UNAUTHORIZED), 6);
     assert_eq!(d.counter(http::UNSUPPORTED_TYPE), 3);
 
     let mut s = connect(d.port);
-    let head = post_head("application/json", READING.len(), &format!("authorization: bEaReR {TOKEN}\r\n"));
+    let head = post_head(
+        "application/json",
+        READING.len(),
+        &format!("authorization: bEaReR {TOKEN}\r\n"),
+    );
     s.write_all(format!("{head}{READING}").as_bytes()).unwrap();
     let answer = read_answer(&mut s, LONG);
-    assert!(answer.starts_with("HTTP/1.1 200 "), "the scheme is case-insensitive: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "the scheme is case-insensitive: {answer}"
+    );
 }
 
 #[test]
@@ -352,12 +385,19 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     std::thread::sleep(Duration::from_millis(2000));
     s.write_all(request.as_bytes()).unwrap();
     let answer = read_answer(&mut s, LONG);
-    assert!(answer.starts_with("HTTP/1.1 200 "), "still open after 2 s idle: {answer:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "still open after 2 s idle: {answer:?}"
+    );
     let closed = closed_within(&mut s, Duration::from_secs(3) + SLACK).expect("closed");
     eprintln!("idle keep-alive connection closed after {closed:?}");
     assert!(closed >= Duration::from_millis(2500), "{closed:?}");
     assert_eq!(d.counter(http::ACCEPTED), 2);
-    assert_eq!(d.counter(http::CONNECTIONS_TIMED_OUT), 0, "idle is not a timed-out head");
+    assert_eq!(
+        d.counter(http::CONNECTIONS_TIMED_OUT),
+        0,
+        "idle is not a timed-out head"
+    );
 }
 
 #[test]
@@ -399,9 +439,16 @@ fn at_the_cap_with_every_connection_inside_a_request_a_newcomer_reads_503() {
     let mut newcomer = connect(d.port);
     let answer = read_answer(&mut newcomer, LONG).to_ascii_lowercase();
     assert!(answer.starts_with("http/1.1 503 "), "{answer:?}");
-    assert!(answer.contains("retry-after: 1") && answer.contains("connection: close"), "{answer}");
+    assert!(
+        answer.contains("retry-after: 1") && answer.contains("connection: close"),
+        "{answer}"
+    );
     assert_eq!(d.counter(http::CONNECTIONS_REFUSED), 1);
-    assert_eq!(d.counter(http::CONNECTIONS_EVICTED), 0, "nobody inside a request is evicted");
+    assert_eq!(
+        d.counter(http::CONNECTIONS_EVICTED),
+        0,
+        "nobody inside a request is evicted"
+    );
     for s in &mut busy {
         s.write_all(READING.as_bytes()).unwrap();
         let answer = read_answer(s, LONG);
@@ -423,9 +470,7 @@ impl Drop for Child {
 fn ingestd_under_ulimit(d: &Ingestd, ulimit: &str) -> Child {
     let child = Command::new("bash")
         .arg("-c")
-        .arg(format!(
-            "ulimit {ulimit} && exec \"$0\" --config \"$1\"",
-        ))
+        .arg(format!("ulimit {ulimit} && exec \"$0\" --config \"$1\"",))
         .arg(env!("CARGO_BIN_EXE_ingestd"))
         .arg(d.config())
         .stdout(Stdio::piped())

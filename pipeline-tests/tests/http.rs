@@ -368,10 +368,7 @@ fn protobuf_batches_over_http_come_out_as_exact_aggregates() {
                     (ONE_READING, proto[0].encode_to_vec())
                 }
                 // A plain protobuf body is a ReadingBatch.
-                1 => (
-                    "application/x-protobuf",
-                    ProtoBatch { readings: proto }.encode_to_vec(),
-                ),
+                1 => ("application/x-protobuf", ProtoBatch { readings: proto }.encode_to_vec()),
                 _ => (
                     "application/x-protobuf; messageType=telemetry.v1.ReadingBatch",
                     ProtoBatch { readings: proto }.encode_to_vec(),

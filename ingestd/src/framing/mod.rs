@@ -352,7 +352,11 @@ mod tests {
         assert_eq!(of("application/cbor"), Some(Some(Framing::Cbor)));
         assert_eq!(of("Application/JSON; charset=utf-8"), Some(Some(Framing::Json)));
         assert_eq!(of("application/x-ndjson"), Some(Some(Framing::Ndjson)));
-        assert_eq!(of("application/x-protobuf"), Some(Some(Framing::ProtobufBatch)), "a body is a batch");
+        assert_eq!(
+            of("application/x-protobuf"),
+            Some(Some(Framing::ProtobufBatch)),
+            "a body is a batch"
+        );
         assert_eq!(
             of("application/x-protobuf; messageType=telemetry.v1.Reading"),
             Some(Some(Framing::ProtobufReading))
