@@ -3,8 +3,9 @@
 //! 1,100 idle sockets never keep a POST out (nor MQTT); slow headers, a trickling body, an idle
 //! keep-alive connection and a silent TLS client are each closed by their own timeout; refusals
 //! sent before the body is read (413, 401, 415) are read by a client that writes its whole body
-//! first (no `Expect: 100-continue`); at the cap with every connection inside a request a
-//! newcomer reads 503; a cap that does not fit the open-file limit stops ingestd at start.
+//! first (no `Expect: 100-continue`); a head over 16 KiB reads 431; at the cap with every
+//! connection inside a request a newcomer reads 503; a cap that does not fit the open-file
+//! limit stops ingestd at start.
 //!
 //! Raw TCP clients on loopback, bounded loops; timeouts are configured small (1 to 3 s) and
 //! every figure is asserted with slack far from the failure mode (which is "never").
@@ -220,6 +221,21 @@ fn slow_headers_are_closed_by_the_header_timeout() {
     assert!(sent >= 5, "each byte does not restart the timeout ({sent} bytes)");
     assert_eq!(d.counter(http::CONNECTIONS_TIMED_OUT), 1);
     assert_eq!(d.counter(http::REQUESTS), 0, "half a head is no request");
+}
+
+#[test]
+fn a_head_over_16_kib_reads_431() {
+    let d = Ingestd::prepare("bighead", 64, "broker = \"\"\n", "").run();
+    let mut s = connect(d.port);
+    let filler = "a".repeat(1000);
+    let mut head = String::from("POST /v1/readings HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..20 {
+        head.push_str(&format!("X-Filler-{i}: {filler}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let answer = read_answer(&mut s, LONG);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "a 20 KB head: {answer:?}");
 }
 
 #[test]
