@@ -511,6 +511,9 @@ fn a_cap_that_does_not_fit_the_open_file_limit_stops_ingestd_at_start() {
     );
 
     // A soft limit too low under a high enough hard one is raised.
+    if !raise_open_files(600) {
+        return;
+    }
     let d = Ingestd::prepare("nofile-raise", 64, "broker = \"\"\n", "max_connections = 300\n");
     let child = ingestd_under_ulimit(&d, "-Sn 400");
     wait_for("ingestd to run with its soft limit raised", LONG, || {
