@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{bad, ConfigError};
 
+/// The most `metrics_max_connections` may say: each connection holds up to a few tens of KiB
+/// (its request head and the answer) and a file descriptor of the supervisor's.
+const METRICS_MAX_CONNECTIONS_LIMIT: usize = 256;
+
 /// `[supervisor]`, in Erlang/OTP terms: one_for_one, with restart intensity and period.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +34,12 @@ pub struct Supervisor {
     pub keep_segments: bool,
     /// Prometheus text endpoint, for example `127.0.0.1:9108`; empty for none.
     pub metrics_listen: String,
+    /// Open connections to the metrics endpoint at most; one beyond is answered 503.
+    pub metrics_max_connections: usize,
+    /// A metrics client must send its whole request head within this long (ms), or is closed.
+    pub metrics_header_timeout_ms: u64,
+    /// After its request head, a metrics client must take the whole answer within this long (ms).
+    pub metrics_write_timeout_ms: u64,
     /// A stage that dies this many times in a row on the same input record has that record
     /// skipped (counted, and written to `dead_letter_file`); 0 never skips.
     pub poison_attempts: u32,
@@ -51,6 +61,9 @@ impl Default for Supervisor {
             min_uptime_ms: 500,
             keep_segments: false,
             metrics_listen: String::new(),
+            metrics_max_connections: 16,
+            metrics_header_timeout_ms: 5_000,
+            metrics_write_timeout_ms: 10_000,
             poison_attempts: 3,
             dead_letter_file: String::new(),
             dead_letter_max_bytes: 1 << 20,
@@ -93,6 +106,51 @@ impl Supervisor {
                 "must be an address and port such as 127.0.0.1:9108",
             ));
         }
+        if !(1..=METRICS_MAX_CONNECTIONS_LIMIT).contains(&s.metrics_max_connections) {
+            return Err(bad(
+                "supervisor.metrics_max_connections",
+                s.metrics_max_connections,
+                "must be 1 to 256",
+            ));
+        }
+        for (key, ms) in [
+            ("supervisor.metrics_header_timeout_ms", s.metrics_header_timeout_ms),
+            ("supervisor.metrics_write_timeout_ms", s.metrics_write_timeout_ms),
+        ] {
+            if !(100..=60_000).contains(&ms) {
+                return Err(bad(key, ms, "must be 100 to 60000 (a minute)"));
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_metrics_bounds_are_checked_by_name() {
+        assert_eq!(
+            err("[supervisor]\nmetrics_max_connections = 0\n"),
+            "config: supervisor.metrics_max_connections = 0: must be 1 to 256"
+        );
+        assert!(err("[supervisor]\nmetrics_max_connections = 257\n")
+            .starts_with("config: supervisor.metrics_max_connections"));
+        assert_eq!(
+            err("[supervisor]\nmetrics_header_timeout_ms = 99\n"),
+            "config: supervisor.metrics_header_timeout_ms = 99: must be 100 to 60000 (a minute)"
+        );
+        assert!(err("[supervisor]\nmetrics_write_timeout_ms = 60001\n")
+            .starts_with("config: supervisor.metrics_write_timeout_ms"));
+        let c = Config::from_toml(
+            "[supervisor]\nmetrics_max_connections = 256\nmetrics_header_timeout_ms = 100\nmetrics_write_timeout_ms = 60000\n",
+        )
+        .unwrap();
+        assert_eq!(c.supervisor.metrics_max_connections, 256);
     }
 }

@@ -1,28 +1,109 @@
-//! The Prometheus endpoint: `GET /metrics` on `supervisor.metrics_listen` (loopback by
+//! The Prometheus endpoint: `GET /metrics` (or `/`) on `supervisor.metrics_listen` (loopback by
 //! convention; off when empty) serves the stats page's counters in the text exposition format.
-//! A small blocking HTTP responder on its own thread: it reads the page read-only, so it cannot
-//! disturb the pipeline, and it answers only the one path.
+//!
+//! A bounded HTTP/1.1 server (hyper, as ingestd's HTTP door; docs/decisions.md, "The metrics
+//! endpoint") on its own thread with a current-thread tokio runtime, so that nothing a client does
+//! reaches the supervisor's event loop. Every connection is bounded (docs/security.md, "Hostile
+//! clients: the metrics endpoint"):
+//! - in bytes: a request head over [`MAX_HEAD_BYTES`] is answered 431 and closed; the body of a
+//!   request is never read;
+//! - in time: the head must arrive within `metrics_header_timeout_ms`, the answer be taken within
+//!   `metrics_write_timeout_ms` after it; each connection serves one request;
+//! - in number: `metrics_max_connections` at once, one more is answered 503 ([`refusal`]).
+//!
+//! It reads the page read-only, so it cannot disturb the pipeline.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+mod answer;
+mod connection;
+mod linger;
+mod refusal;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use records::names::segment;
 use shm_ring::{RingObserver, SegmentName, StatsReader};
 use telemetry_config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
 
 use crate::ctl::prometheus::render_prometheus;
 
+/// The largest request head (request line and headers) read: hyper's smallest read buffer, and
+/// what nginx allows a header line by default. A scrape's head is a few hundred bytes.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The bounds of one connection, from `[supervisor]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at most (`metrics_max_connections`).
+    pub max_connections: usize,
+    /// The whole request head must arrive within this long of the connection's start.
+    pub header_timeout: Duration,
+    /// The answer must be taken within this long after the head.
+    pub write_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits `config` sets.
+    pub fn from_config(config: &Config) -> Limits {
+        let s = &config.supervisor;
+        Limits {
+            max_connections: s.metrics_max_connections,
+            header_timeout: Duration::from_millis(s.metrics_header_timeout_ms),
+            write_timeout: Duration::from_millis(s.metrics_write_timeout_ms),
+        }
+    }
+}
+
 /// Binds the listener (an error if the address is taken) and serves from a background thread.
 pub fn serve(config: &Config) -> std::io::Result<()> {
-    let listener = TcpListener::bind(&config.supervisor.metrics_listen)?;
-    let config = config.clone();
+    let listener = std::net::TcpListener::bind(&config.supervisor.metrics_listen)?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let config = Arc::new(config.clone());
+    let limits = Limits::from_config(&config);
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = answer(stream, &config);
-        }
+        runtime.block_on(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => accept_loop(listener, config, limits).await,
+                Err(e) => warn!(error = %e, "cannot serve metrics"),
+            }
+        })
     })?;
     Ok(())
+}
+
+/// Accepts for ever: a connection within the cap is served, one beyond it refused.
+async fn accept_loop(listener: TcpListener, config: Arc<Config>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(refusal::AT_ONCE));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was accepted.
+                warn!(error = %e, "accepting a metrics connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            tokio::spawn(connection::serve(stream, config.clone(), limits, slot));
+        } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
+            debug!(
+                max_connections = limits.max_connections,
+                "metrics connection refused: too many"
+            );
+            tokio::spawn(refusal::refuse(stream, permit));
+        } else {
+            debug!("metrics connection closed unanswered: too many refusals at once");
+        }
+    }
 }
 
 /// The exposition text for the pipeline now.
@@ -36,33 +117,4 @@ pub fn render(config: &Config) -> Result<String, shm_ring::Error> {
         }
     }
     Ok(render_prometheus(&snapshot, &rings))
-}
-
-fn answer(stream: TcpStream, config: &Config) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Skip the headers; the request has no body we care about.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if !request.starts_with("GET ") || (path != "/metrics" && path != "/") {
-        ("404 Not Found", "only GET /metrics is served\n".to_owned())
-    } else {
-        match render(config) {
-            Ok(text) => ("200 OK", text),
-            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
-        }
-    };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    out.flush()
 }
