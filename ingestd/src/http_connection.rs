@@ -1,5 +1,5 @@
 //! One HTTP connection's life, from accept to close, bounded in time in every phase
-//! (`http_conn` has the table): the TLS handshake within `tls_handshake_timeout_s`, each head
+//! (`http_phase` has the table): the TLS handshake within `tls_handshake_timeout_s`, each head
 //! within `header_timeout_s`, an idle keep-alive connection closed after `idle_timeout_s`, a
 //! lingering close after `linger_timeout_s`, and an eviction (`http_slots`) obeyed at once. The
 //! body's own bound (`body_timeout_s`) is the handler's (`http_request`), which answers 408.
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use crate::http_conn::{Conn, ConnIo, Phase};
+use crate::http_phase::{Conn, ConnIo, Phase};
 use crate::http_request::Handler;
 use crate::http_slots::Slots;
 

@@ -19,7 +19,7 @@
 //! - `http_slots`: the connection cap, which connection makes room for a new client, and the
 //!   open-file limit the cap must fit in;
 //! - `http_connection`: one connection's life (TLS handshake, hyper, its time bounds);
-//! - `http_conn`: a connection's phase, shared by its socket, requests and task, and the socket
+//! - `http_phase`: a connection's phase, shared by its socket, requests and task, and the socket
 //!   wrapper that closes lingering after a refusal;
 //! - `http_request`: one request to an answer: token, content type, size, status;
 //! - `http_auth`: the bearer token, compared in constant time;
@@ -33,8 +33,8 @@ pub mod failure;
 pub mod framing;
 pub mod http_auth;
 pub mod http_commit;
-pub mod http_conn;
 pub mod http_connection;
+pub mod http_phase;
 pub mod http_request;
 pub mod http_slots;
 pub mod http_source;
