@@ -155,8 +155,12 @@ pub async fn serve(door: Arc<Door>, stream: TcpStream, peer: SocketAddr, conn: A
     match &door.tls {
         None => run(&door, &conn, TokioIo::new(io), peer).await,
         Some(tls) => {
+            // Pinned here, so that the socket it holds closes only once this returns (after the
+            // count).
+            let handshake = tokio::time::timeout(limits.tls_handshake, tls.accept(io));
+            tokio::pin!(handshake);
             let stream = tokio::select! {
-                shaken = tokio::time::timeout(limits.tls_handshake, tls.accept(io)) => match shaken {
+                shaken = &mut handshake => match shaken {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
                         debug!(%peer, error = %e, "TLS handshake failed");
