@@ -70,6 +70,9 @@ pub struct Ingestd {
 }
 
 /// `[ingestd.http]`: `POST /v1/readings` into the same raw ring.
+///
+/// Every connection has a bounded life (docs/security.md, "Hostile clients: the HTTP door"):
+/// the timeouts, the connection cap and the lingering close below.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
@@ -84,6 +87,32 @@ pub struct Http {
     pub cert_file: String,
     /// PEM private key for HTTPS (only the service may read it). Set with `cert_file`.
     pub key_file: String,
+    /// A `token_file` without TLS (`cert_file` empty) sends the token in clear: refused unless
+    /// this is `true`.
+    pub allow_plaintext_credentials: bool,
+    /// Open connections at most. At the cap, a new client takes the place of the connection
+    /// that has been idle (or sending its headers) the longest; with none such, it is answered
+    /// 503. Must fit well below the process's open-file limit (checked at start).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (from the connection's start for the
+    /// first request, from its first byte for later ones); then the connection is closed.
+    pub header_timeout_s: u64,
+    /// Seconds a client has to send a request's whole body, from the end of its headers; then
+    /// it is answered 408 and the connection is closed.
+    pub body_timeout_s: u64,
+    /// Seconds a keep-alive connection may wait between two requests; then it is closed.
+    pub idle_timeout_s: u64,
+    /// Seconds a client has to complete the TLS handshake; then the connection is closed.
+    pub tls_handshake_timeout_s: u64,
+    /// TCP keepalive on accepted connections: seconds of silence before the first probe (then
+    /// probes every 10 s, 3 unanswered close it), so that a peer gone without a FIN is noticed.
+    pub tcp_keepalive_s: u64,
+    /// After a refusal sent before the body was read (401, 413, 415, 408, ...), the most bytes
+    /// read and discarded so that a client still sending its body reads the answer instead of
+    /// a reset (a lingering close, as nginx does).
+    pub linger_max_bytes: usize,
+    /// The longest time, in seconds, such a lingering close reads and discards.
+    pub linger_timeout_s: u64,
 }
 
 impl Default for Http {
@@ -94,6 +123,15 @@ impl Default for Http {
             token_file: String::new(),
             cert_file: String::new(),
             key_file: String::new(),
+            allow_plaintext_credentials: false,
+            max_connections: 1024,
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            idle_timeout_s: 60,
+            tls_handshake_timeout_s: 10,
+            tcp_keepalive_s: 60,
+            linger_max_bytes: 8 << 20,
+            linger_timeout_s: 10,
         }
     }
 }
@@ -134,6 +172,44 @@ impl Http {
             ("ingestd.http.key_file", &self.key_file),
         ] {
             check_secret_file(key, file)?;
+        }
+        if !self.token_file.is_empty() && self.cert_file.is_empty() && !self.allow_plaintext_credentials {
+            return Err(bad(
+                "ingestd.http.token_file",
+                format!("{:?}", self.token_file),
+                "a bearer token over plain HTTP travels in clear: set cert_file and key_file, \
+                 or ingestd.http.allow_plaintext_credentials = true",
+            ));
+        }
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err(bad(
+                "ingestd.http.max_connections",
+                self.max_connections,
+                "must be from 1 to 65536",
+            ));
+        }
+        for (key, value, max) in [
+            ("ingestd.http.header_timeout_s", self.header_timeout_s, 300),
+            ("ingestd.http.body_timeout_s", self.body_timeout_s, 3_600),
+            ("ingestd.http.idle_timeout_s", self.idle_timeout_s, 3_600),
+            (
+                "ingestd.http.tls_handshake_timeout_s",
+                self.tls_handshake_timeout_s,
+                300,
+            ),
+            ("ingestd.http.tcp_keepalive_s", self.tcp_keepalive_s, 7_200),
+            ("ingestd.http.linger_timeout_s", self.linger_timeout_s, 300),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(bad(key, value, &format!("must be from 1 to {max} seconds")));
+            }
+        }
+        if self.linger_max_bytes > 1 << 30 {
+            return Err(bad(
+                "ingestd.http.linger_max_bytes",
+                self.linger_max_bytes,
+                "must be at most 1073741824 (1 GiB)",
+            ));
         }
         Ok(())
     }
@@ -335,7 +411,7 @@ mod tests {
         let token = dir.join("token");
         std::fs::write(&token, "s3cret\n").unwrap();
         let toml = format!(
-            "[ingestd.http]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"{}\"\n",
+            "[ingestd.http]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"{}\"\nallow_plaintext_credentials = true\n",
             token.display()
         );
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -349,5 +425,63 @@ mod tests {
         let missing = toml.replace("token\"", "nonesuch\"");
         assert!(err(&missing).contains("cannot read the secret file"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bearer_token_over_plain_http_needs_allow_plaintext_credentials() {
+        let dir = std::env::temp_dir().join(format!("config-plain-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let toml = format!(
+            "[ingestd.http]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"{}\"\n",
+            token.display()
+        );
+        let e = err(&toml);
+        assert!(
+            e.starts_with("config: ingestd.http.token_file") && e.contains("allow_plaintext_credentials = true"),
+            "{e}"
+        );
+        assert!(Config::from_toml(&format!("{toml}allow_plaintext_credentials = true\n")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn http_bounds_have_the_documented_defaults_and_are_checked() {
+        let http = crate::ingestd::Http::default();
+        assert_eq!(
+            (
+                http.max_connections,
+                http.header_timeout_s,
+                http.body_timeout_s,
+                http.idle_timeout_s,
+                http.tls_handshake_timeout_s
+            ),
+            (1024, 10, 30, 60, 10)
+        );
+        assert!(!http.allow_plaintext_credentials);
+        let listen = "[ingestd.http]\nlisten = \"127.0.0.1:1\"\n";
+        for (line, key) in [
+            ("max_connections = 0", "ingestd.http.max_connections = 0"),
+            ("max_connections = 100000", "ingestd.http.max_connections = 100000"),
+            ("header_timeout_s = 0", "ingestd.http.header_timeout_s = 0"),
+            ("body_timeout_s = 3601", "ingestd.http.body_timeout_s = 3601"),
+            ("idle_timeout_s = 0", "ingestd.http.idle_timeout_s = 0"),
+            (
+                "tls_handshake_timeout_s = 0",
+                "ingestd.http.tls_handshake_timeout_s = 0",
+            ),
+            ("tcp_keepalive_s = 0", "ingestd.http.tcp_keepalive_s = 0"),
+            ("linger_timeout_s = 0", "ingestd.http.linger_timeout_s = 0"),
+            (
+                "linger_max_bytes = 2000000000",
+                "ingestd.http.linger_max_bytes = 2000000000",
+            ),
+        ] {
+            let e = err(&format!("{listen}{line}\n"));
+            assert!(e.starts_with(&format!("config: {key}")), "{line}: {e}");
+        }
+        assert!(Config::from_toml(&format!("{listen}header_timeout_s = 1\nlinger_max_bytes = 0\n")).is_ok());
     }
 }

@@ -58,7 +58,16 @@ pub struct HttpCounters {
     pub accepted: CounterId,
     /// `http.rejected.<reason>`, in the order of [`http::REJECTIONS`].
     pub rejected: [CounterId; http::REJECTIONS.len()],
+    /// `http.connections.<event>`, in the order of [`CONNECTION_EVENTS`].
+    pub connections: [CounterId; CONNECTION_EVENTS.len()],
 }
+
+/// The connection counters (outside the requests' balance).
+const CONNECTION_EVENTS: [&str; 3] = [
+    http::CONNECTIONS_EVICTED,
+    http::CONNECTIONS_REFUSED,
+    http::CONNECTIONS_TIMED_OUT,
+];
 
 impl HttpCounters {
     /// Registers (or finds, after a restart) the HTTP counters.
@@ -68,10 +77,15 @@ impl HttpCounters {
         for (id, name) in rejected.iter_mut().zip(http::REJECTIONS) {
             *id = r.stats.id(name)?;
         }
+        let mut connections = [r.received; CONNECTION_EVENTS.len()];
+        for (id, name) in connections.iter_mut().zip(CONNECTION_EVENTS) {
+            *id = r.stats.id(name)?;
+        }
         let counters = HttpCounters {
             requests: r.stats.id(http::REQUESTS)?,
             accepted: r.stats.id(http::ACCEPTED)?,
             rejected,
+            connections,
         };
         r.stats.flush();
         Ok(counters)
@@ -84,6 +98,17 @@ impl HttpCounters {
             .position(|r| *r == reason)
             .expect("a known reason");
         self.rejected[i]
+    }
+
+    /// Counts one connection event (one of `http::CONNECTIONS_*`), and publishes it.
+    pub fn count_connection(&self, ring: &SharedRing, event: &str) {
+        let i = CONNECTION_EVENTS
+            .iter()
+            .position(|e| *e == event)
+            .expect("a known connection event");
+        let mut r = ring.lock();
+        r.stats.add(self.connections[i], 1);
+        r.stats.flush();
     }
 
     /// Counts one refused request, and publishes it.

@@ -6,25 +6,38 @@
 //! | 400 | the body's framing cannot be split | `http.rejected.bad_framing` |
 //! | 401 | a token is configured and the request's is missing or wrong | `http.rejected.unauthorized` |
 //! | 404, 405 | another path, or another method | `http.rejected.not_found`, `.bad_method` |
+//! | 408 | the body did not arrive whole within `body_timeout_s` of the head | `http.rejected.body_timeout` |
 //! | 413 | body over `max_body_bytes`, a reading over `max_payload`, or more than 1024 readings | `http.rejected.too_large` |
 //! | 415 | a `Content-Type` ingestd does not split | `http.rejected.unsupported_type` |
 //! | 503 + `Retry-After` | the raw ring has no room for the whole request, or the stage is stopping | `http.rejected.ring_full`, `.stopping` |
 //!
 //! `GET /healthz` answers 200 while the stage runs (503 once it stops) and is not counted.
+//!
+//! A refusal that leaves the body unread (all but 400 and 503, when the request has a body)
+//! carries `Connection: close` and asks for a lingering close (`http_phase::ConnIo`): the rest
+//! of the body is read and dropped, within `linger_max_bytes` and `linger_timeout_s`, so that a
+//! client that writes its whole body before reading (no `Expect: 100-continue`) reads the
+//! refusal instead of a connection reset.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use records::names::http;
 
 use crate::framing::{self, Framing};
+use crate::http_auth::BearerToken;
 use crate::http_commit::{Committer, HttpCounters, Outcome};
+use crate::http_phase::{Conn, Phase};
 use crate::ring::{SharedRing, MAX_BATCH};
 use crate::source::Stop;
 
@@ -37,12 +50,14 @@ pub const RETRY_AFTER_S: &str = "1";
 
 /// What every request needs; shared by all connections.
 pub struct Handler {
-    /// `Bearer <token>`, when a token is configured.
-    pub expected_authorization: Option<Vec<u8>>,
+    /// The bearer token, when one is configured.
+    pub token: Option<BearerToken>,
     /// `[ingestd.http] max_body_bytes`.
     pub max_body_bytes: usize,
     /// `[ingestd] max_payload`: the largest reading.
     pub max_payload: usize,
+    /// `[ingestd.http] body_timeout_s`: from the head to the body's end.
+    pub body_timeout: Duration,
     /// The raw ring (for counting refusals).
     pub ring: SharedRing,
     /// The HTTP counters.
@@ -58,26 +73,50 @@ pub struct Handler {
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 
-/// A refusal: status, its counter (empty when the committer counted it), message.
-struct Refusal(StatusCode, &'static str, String);
+/// A refusal: status, its counter (empty when the committer counted it), message, and whether
+/// it leaves the body unread (then the connection closes, lingering).
+struct Refusal(StatusCode, &'static str, String, bool);
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, message: String) -> Refusal {
+        Refusal(status, reason, message, false)
+    }
+
+    /// The body is (partly) unread.
+    fn unread(mut self) -> Refusal {
+        self.3 = true;
+        self
+    }
+}
 
 impl Handler {
-    /// Answers `request`. Never fails: every problem is an HTTP status.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    /// Answers `request`, which arrived on `conn`. Never fails: every problem is an HTTP status.
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        conn.enter(Phase::Handler);
+        let response = self.answer(&conn, request).await;
+        conn.enter(Phase::Idle);
+        Ok(response)
+    }
+
+    async fn answer(&self, conn: &Conn, request: Request<Incoming>) -> Response<Full<Bytes>> {
         if request.uri().path() == HEALTH_PATH && request.method() == Method::GET {
-            return Ok(if self.stop.stopping() {
+            return if self.stop.stopping() {
                 respond(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into(), TEXT)
             } else {
                 respond(StatusCode::OK, "ok\n".into(), TEXT)
-            });
+            };
         }
-        let in_flight = InFlight::new(&self);
+        let in_flight = InFlight::new(self);
         let answer = self.readings(request, &in_flight.settled).await;
         in_flight.settled.store(true, Ordering::Release);
         drop(in_flight);
-        Ok(match answer {
+        match answer {
             Ok(n) => respond(StatusCode::OK, format!("{{\"accepted\":{n}}}\n"), JSON),
-            Err(Refusal(status, reason, message)) => {
+            Err(Refusal(status, reason, message, unread)) => {
                 if !reason.is_empty() {
                     self.counters.count_rejection(&self.ring, reason);
                 }
@@ -89,88 +128,64 @@ impl Handler {
                 if status == StatusCode::UNAUTHORIZED {
                     headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 }
+                if unread {
+                    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+                    conn.linger();
+                }
                 response
             }
-        })
+        }
     }
 
     /// `POST /v1/readings`: how many readings were committed, or why none was. (A committed
     /// request counts itself, with its commit.)
     async fn readings(&self, request: Request<Incoming>, handed: &AtomicBool) -> Result<usize, Refusal> {
-        if request.uri().path() != READINGS_PATH {
-            return Err(Refusal(
-                StatusCode::NOT_FOUND,
-                http::NOT_FOUND,
-                format!("POST readings to {READINGS_PATH}"),
-            ));
-        }
-        if request.method() != Method::POST {
-            return Err(Refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                http::BAD_METHOD,
-                "use POST".into(),
-            ));
-        }
-        if let Some(expected) = &self.expected_authorization {
-            let given = request.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
-            if !given.is_some_and(|g| same(g, expected)) {
-                return Err(Refusal(
-                    StatusCode::UNAUTHORIZED,
-                    http::UNAUTHORIZED,
-                    "bad or missing bearer token".into(),
-                ));
-            }
-        }
-        if self.stop.stopping() {
-            return Err(stopping());
-        }
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let framing = match Framing::of(content_type) {
-            Some(Ok(f)) => f,
-            Some(Err(problem)) => return Err(Refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, http::UNSUPPORTED_TYPE, problem)),
-            None => {
-                return Err(Refusal(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    http::UNSUPPORTED_TYPE,
-                    format!("Content-Type {content_type:?}: must be application/cbor, application/json, application/x-ndjson or application/x-protobuf"),
-                ))
-            }
+        let (head, body) = request.into_parts();
+        let framing = match self.check_head(&head) {
+            Ok(framing) => framing,
+            Err(refusal) if body.is_end_stream() => return Err(refusal),
+            Err(refusal) => return Err(refusal.unread()),
         };
         let too_large = || {
-            Refusal(
+            Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 http::TOO_LARGE,
                 format!("body over {} bytes", self.max_body_bytes),
             )
         };
-        let declared = request
-            .headers()
+        let declared = head
+            .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return Err(too_large());
+            return Err(too_large().unread());
         }
-        let body = match Limited::new(request.into_body(), self.max_body_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(e) => {
-                return Err(Refusal(
+        let read = tokio::time::timeout(self.body_timeout, Limited::new(body, self.max_body_bytes).collect());
+        let body = match read.await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large().unread()),
+            Ok(Err(e)) => {
+                return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
                     http::ABORTED,
                     format!("reading the body: {e}"),
                 ))
             }
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    http::BODY_TIMEOUT,
+                    format!("the body did not arrive within {} s", self.body_timeout.as_secs()),
+                )
+                .unread())
+            }
         };
         let received_ms = stage_runtime::unix_ms();
         let mut items = Vec::new();
         framing::split(framing, &body, &mut items)
-            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, http::BAD_FRAMING, e.to_string()))?;
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, http::BAD_FRAMING, e.to_string()))?;
         if items.len() > MAX_BATCH {
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 http::TOO_LARGE,
                 format!("{} readings: at most {MAX_BATCH} per request", items.len()),
@@ -178,7 +193,7 @@ impl Handler {
         }
         let max_payload = self.max_payload.min(records::RAW_PAYLOAD_MAX);
         if let Some(i) = items.iter().position(|r| r.len() > max_payload) {
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 http::TOO_LARGE,
                 format!("reading {i} is {} bytes: at most {max_payload}", items[i].len()),
@@ -190,13 +205,63 @@ impl Handler {
             .await
         {
             Outcome::Committed(n) => Ok(n),
-            Outcome::RingFull => Err(Refusal(
+            Outcome::RingFull => Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 // Counted by the committer, with its commit.
                 "",
                 "the pipeline is full; retry later".into(),
             )),
             Outcome::Stopping => Err(stopping()),
+        }
+    }
+
+    /// The checks a request's head decides (before its body is read): route, method, token,
+    /// stopping, content type.
+    fn check_head(&self, head: &hyper::http::request::Parts) -> Result<Framing, Refusal> {
+        if head.uri.path() != READINGS_PATH {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                http::NOT_FOUND,
+                format!("POST readings to {READINGS_PATH}"),
+            ));
+        }
+        if head.method != Method::POST {
+            return Err(Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                http::BAD_METHOD,
+                "use POST".into(),
+            ));
+        }
+        if let Some(token) = &self.token {
+            let given = head.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+            if !given.is_some_and(|g| token.admits(g)) {
+                return Err(Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    http::UNAUTHORIZED,
+                    "bad or missing bearer token".into(),
+                ));
+            }
+        }
+        if self.stop.stopping() {
+            return Err(stopping());
+        }
+        let content_type = head
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match Framing::of(content_type) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(problem)) => Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                http::UNSUPPORTED_TYPE,
+                problem,
+            )),
+            None => Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                http::UNSUPPORTED_TYPE,
+                format!("Content-Type {content_type:?}: must be application/cbor, application/json, application/x-ndjson or application/x-protobuf"),
+            )),
         }
     }
 }
@@ -230,7 +295,7 @@ impl Drop for InFlight<'_> {
 }
 
 fn stopping() -> Refusal {
-    Refusal(
+    Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
         http::STOPPING,
         "ingestd is stopping; retry later".into(),
@@ -244,9 +309,4 @@ fn respond(status: StatusCode, body: String, content_type: &'static str) -> Resp
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
-}
-
-/// Compares in time independent of where the two differ (the token is a secret).
-fn same(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }

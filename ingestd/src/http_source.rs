@@ -1,6 +1,8 @@
 //! The HTTP source (`[ingestd.http]`): a listener on its own thread and runtime, HTTP/1.1 with
 //! keep-alive (hyper 1, docs/decisions.md D15), optionally over TLS (rustls with the ring
-//! provider, as MQTT). Each connection is a task; each request is answered by
+//! provider, as MQTT). Each connection is a task (`http_connection`), bounded in time in every
+//! phase and in number (`http_slots`: at `max_connections`, a new client takes the place of the
+//! quietest connection without a request, or is answered 503); each request is answered by
 //! [`crate::http_request`], whose readings go to the raw ring through [`crate::http_commit`].
 //!
 //! Stopping: new requests are answered 503 (`http.rejected.stopping`), no new connection is
@@ -12,28 +14,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use records::names::http;
 use shm_ring::StageState;
 use telemetry_config::Ingestd;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::http_auth::BearerToken;
 use crate::http_commit::{Committer, HttpCounters};
+use crate::http_connection::{self, Door, Limits};
 use crate::http_request::Handler;
+use crate::http_slots::{self, Admission};
 use crate::liveness::Liveness;
 use crate::ring::SharedRing;
 use crate::source::{Source, SourceError, Stop};
 
-/// Open connections at most; further clients wait in the listen backlog. With each reading a body
-/// of up to `max_body_bytes`, this bounds the memory bodies take (1 GiB at the default 1 MiB).
-pub const MAX_CONNECTIONS: usize = 1024;
 /// Longest wait, when stopping, for requests already taken to be answered.
 pub const DRAIN: Duration = Duration::from_secs(2);
 /// How often the source reports itself alive (see [`Liveness`]).
 const TURN: Duration = Duration::from_millis(100);
+/// Newcomers being answered 503 at once at the cap; past this they are closed unanswered.
+const REFUSING_AT_ONCE: usize = 64;
 
 /// The HTTP listener.
 pub struct HttpSource {
@@ -60,12 +63,12 @@ impl Source for HttpSource {
 
 /// Reads the bearer token from its secret file. Surrounding white space (a trailing newline)
 /// is not part of it.
-fn read_token(file: &str) -> Result<Option<Vec<u8>>, SourceError> {
+fn read_token(file: &str) -> Result<Option<BearerToken>, SourceError> {
     if file.is_empty() {
         return Ok(None);
     }
     let text = telemetry_config::read_secret("ingestd.http.token_file", file).map_err(|e| e.to_string())?;
-    Ok(Some(format!("Bearer {}", text.trim()).into_bytes()))
+    Ok(Some(BearerToken::new(&text)?))
 }
 
 /// The TLS acceptor for `cert_file` and `key_file`, if set.
@@ -88,22 +91,26 @@ fn committer_failed(ended: Result<Result<(), shm_ring::Error>, tokio::task::Join
 
 async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: Stop) -> Result<(), SourceError> {
     let http = &config.http;
+    let open_files = http_slots::fit_open_file_limit(http.max_connections)?;
     let tls = tls_acceptor(&http.cert_file, &http.key_file)?;
     let listener = TcpListener::bind(&http.listen)
         .await
         .map_err(|e| format!("ingestd.http.listen {:?}: {e}", http.listen))?;
     let counters = HttpCounters::register(&ring)?;
     let (committer, mut committer_task) = Committer::start(ring.clone(), counters);
+    let limits = Limits::of(http);
     let handler = Arc::new(Handler {
-        expected_authorization: read_token(&http.token_file)?,
+        token: read_token(&http.token_file)?,
         max_body_bytes: http.max_body_bytes,
         max_payload: config.max_payload,
+        body_timeout: limits.body,
         ring: ring.clone(),
         counters,
         committer,
         stop: stop.clone(),
         in_flight: AtomicUsize::new(0),
     });
+    let door = Arc::new(Door::new(handler.clone(), tls, limits, http.max_connections));
     let turns = tokio::spawn(async move {
         let mut interval = tokio::time::interval(TURN);
         loop {
@@ -111,15 +118,17 @@ async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: 
             liveness.turned();
         }
     });
-    info!(listen = %listener.local_addr()?, tls = tls.is_some(), token = handler.expected_authorization.is_some(), "HTTP listening");
+    info!(
+        listen = %listener.local_addr()?,
+        tls = door.tls.is_some(),
+        token = handler.token.is_some(),
+        max_connections = http.max_connections,
+        open_files,
+        "HTTP listening"
+    );
     ring.lock().stats.set_state(StageState::Running);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit?,
-            _ = stop.wait() => break,
-            ended = &mut committer_task => return Err(committer_failed(ended)),
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -133,26 +142,23 @@ async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: 
             _ = stop.wait() => break,
             ended = &mut committer_task => return Err(committer_failed(ended)),
         };
-        let _ = stream.set_nodelay(true);
-        let (handler, tls) = (handler.clone(), tls.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |request| handler.clone().handle(request));
-            let builder = hyper::server::conn::http1::Builder::new();
-            let served = match tls {
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
-                    Err(e) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-                None => builder.serve_connection(TokioIo::new(stream), service).await,
-            };
-            if let Err(e) = served {
-                debug!(%peer, error = %e, "HTTP connection ended with an error");
+        match door.slots.admit() {
+            Admission::Admitted { conn, evicted } => {
+                if evicted {
+                    counters.count_connection(&ring, http::CONNECTIONS_EVICTED);
+                }
+                tokio::spawn(http_connection::serve(door.clone(), stream, peer, conn));
             }
-            drop(permit);
-        });
+            Admission::Full => {
+                counters.count_connection(&ring, http::CONNECTIONS_REFUSED);
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        http_connection::refuse(stream).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
     }
     drop(listener);
     let deadline = Instant::now() + DRAIN;

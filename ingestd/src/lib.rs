@@ -16,8 +16,14 @@
 //! - `redelivery`: which of the broker's redeliveries ingestd already took;
 //! - `liveness`: whether a source's loop is healthy, for the heartbeat;
 //! - `pacing`: how long the MQTT loop pauses once its socket is drained;
-//! - `http_source`: the HTTP listener (connections, TLS, shutdown);
+//! - `http_source`: the HTTP listener (accept, the connection cap, shutdown);
+//! - `http_slots`: the connection cap, which connection makes room for a new client, and the
+//!   open-file limit the cap must fit in;
+//! - `http_connection`: one connection's life (TLS handshake, hyper, its time bounds);
+//! - `http_phase`: a connection's phase, shared by its socket, requests and task, and the socket
+//!   wrapper that closes lingering after a refusal;
 //! - `http_request`: one request to an answer: token, content type, size, status;
+//! - `http_auth`: the bearer token, compared in constant time;
 //! - `framing`: splitting a body into one payload per reading, without decoding them (one file
 //!   per format: `cbor`, `json`, `protobuf`);
 //! - `http_commit`: the HTTP requests' batches on their way to the raw ring, many per commit.
@@ -26,8 +32,12 @@
 
 pub mod failure;
 pub mod framing;
+pub mod http_auth;
 pub mod http_commit;
+pub mod http_connection;
+pub mod http_phase;
 pub mod http_request;
+pub mod http_slots;
 pub mod http_source;
 pub mod ingest;
 pub mod intake;

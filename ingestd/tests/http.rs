@@ -4,128 +4,16 @@
 //! request is written; HTTPS with a certificate made by openssl; SIGTERM exits 0.
 //! Bodies come from encoders nobody here wrote (ciborium, serde_json, prost).
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
 
 use loadgen::proto::{Reading, ReadingBatch};
 use prost::Message;
-use records::names::{counter, http, segment, stage};
-use records::{ContentType, RawRecord};
-use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, RingOptions, SegmentName, StatsReader};
-use test_brokers::{free_port, wait_for, Process, TempDir};
-
-const LONG: Duration = Duration::from_secs(60);
-const TOKEN: &str = "s3cret-token";
-
-struct Ingestd {
-    _guard: PrefixGuard,
-    prefix: String,
-    dir: TempDir,
-    port: u16,
-    process: Option<Process>,
-}
-
-impl Ingestd {
-    /// ingestd with only its HTTP door, a raw ring of `capacity`, and `extra` lines in
-    /// `[ingestd.http]`.
-    fn start(test: &str, capacity: u64, extra: &str) -> Ingestd {
-        let prefix = format!("test-ingestd-http-{test}-{}", std::process::id());
-        let guard = PrefixGuard::new(&prefix);
-        create::<RawRecord>(
-            &SegmentName::new(&prefix, segment::RAW).unwrap(),
-            &RingOptions::new(capacity),
-        )
-        .unwrap();
-        create_stats_page(
-            &SegmentName::new(&prefix, segment::STATS).unwrap(),
-            &stage::ALL,
-            &[(segment::RAW, capacity)],
-        )
-        .unwrap();
-        let dir = TempDir::new("ingestd-http");
-        let token = dir.path().join("token");
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let port = free_port();
-        let config = dir.path().join("telemetry.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[pipeline]\nprefix = \"{prefix}\"\n[ingestd]\nbroker = \"\"\nmax_payload = 200\n\
-                 [ingestd.http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\nmax_body_bytes = 8192\n{extra}",
-                token.display()
-            ),
-        )
-        .unwrap();
-        let process = Process::spawn(
-            "ingestd",
-            Command::new(env!("CARGO_BIN_EXE_ingestd")).arg("--config").arg(&config),
-        );
-        let me = Ingestd {
-            _guard: guard,
-            prefix,
-            dir,
-            port,
-            process: Some(process),
-        };
-        wait_for("ingestd to listen", LONG, || me.running().then_some(()));
-        me
-    }
-
-    fn stats(&self) -> shm_ring::StageSnapshot {
-        let reader = StatsReader::open(&SegmentName::new(&self.prefix, segment::STATS).unwrap()).unwrap();
-        reader.snapshot().stage(stage::INGESTD).unwrap().clone()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        self.stats().counter(name).unwrap_or(0)
-    }
-
-    fn running(&self) -> bool {
-        self.stats().state == Some(shm_ring::StageState::Running)
-    }
-
-    fn consumer(&self) -> Consumer<RawRecord> {
-        Consumer::attach(&SegmentName::new(&self.prefix, segment::RAW).unwrap()).unwrap()
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// curl: (status, headers and body).
-    fn curl(&self, args: &[&str]) -> (u16, String) {
-        curl(&format!("http://127.0.0.1:{}", self.port), args)
-    }
-
-    /// POSTs `body` to /v1/readings with the token: (status, body).
-    fn post(&self, content_type: &str, body: &[u8]) -> (u16, String) {
-        let file = self.file("body", body);
-        let data = format!("@{}", file.display());
-        let ct = format!("Content-Type: {content_type}");
-        let auth = format!("Authorization: Bearer {TOKEN}");
-        self.curl(&["-H", &ct, "-H", &auth, "--data-binary", &data, "/v1/readings"])
-    }
-}
-
-/// Runs curl against `base` + the last argument (a path); returns the status and the output
-/// (`-i`: headers, then the body).
-fn curl(base: &str, args: &[&str]) -> (u16, String) {
-    let (path, rest) = args.split_last().unwrap();
-    let out = Command::new("curl")
-        .args(["-sS", "-i", "-w", "\n%{http_code}"])
-        .args(rest)
-        .arg(format!("{base}{path}"))
-        .output()
-        .expect("run curl (scripts/install-deps.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (output, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap_or(0), output.to_owned())
-}
+use records::names::{counter, http};
+use records::ContentType;
+use support::{curl, drain, openssl_cert, Ingestd, LONG, TOKEN};
+use test_brokers::{wait_for, TempDir};
 
 fn cbor(value: &impl serde::Serialize) -> Vec<u8> {
     let mut out = Vec::new();
@@ -138,13 +26,6 @@ struct J<'a> {
     d: &'a str,
     s: &'a str,
     v: f64,
-}
-
-fn drain(consumer: &mut Consumer<RawRecord>) -> Vec<(ContentType, Vec<u8>)> {
-    let chunk = consumer.read_chunk(usize::MAX).unwrap();
-    let got = chunk.iter().map(|r| (r.content_type(), r.payload().to_vec())).collect();
-    chunk.commit_all();
-    got
 }
 
 #[test]
@@ -197,7 +78,20 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
     .encode_to_vec();
     let (code, out) = d.post("application/x-protobuf; messageType=telemetry.v1.ReadingBatch", &batch);
     assert_eq!(code, 200, "{out}");
-    assert_eq!(d.post("application/x-protobuf", &readings[0].encode_to_vec()).0, 200);
+    // A plain protobuf body is a batch too; a bare Reading says so.
+    let batch_of_one = ReadingBatch {
+        readings: readings[1..].to_vec(),
+    }
+    .encode_to_vec();
+    assert_eq!(d.post("application/x-protobuf", &batch_of_one).0, 200);
+    assert_eq!(
+        d.post(
+            "application/x-protobuf; messageType=telemetry.v1.Reading",
+            &readings[0].encode_to_vec()
+        )
+        .0,
+        200
+    );
     let each_proto: Vec<Vec<u8>> = readings.iter().map(Message::encode_to_vec).collect();
     let tagged = |ct: ContentType, items: &[Vec<u8>]| items.iter().map(|i| (ct, i.clone())).collect::<Vec<_>>();
     let expected = [
@@ -206,13 +100,14 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
         tagged(ContentType::Cbor, &each_cbor),
         tagged(ContentType::Cbor, &each_cbor),
         tagged(ContentType::Protobuf, &each_proto),
+        tagged(ContentType::Protobuf, &each_proto[1..]),
         tagged(ContentType::Protobuf, &each_proto[..1]),
     ]
     .concat();
     assert_eq!(drain(&mut ring), expected, "one record per reading, in order, tagged");
-    assert_eq!(d.counter(counter::RECEIVED), 12);
-    assert_eq!(d.counter(counter::FORWARDED), 12);
-    assert_eq!(d.counter(http::ACCEPTED), 7);
+    assert_eq!(d.counter(counter::RECEIVED), 13);
+    assert_eq!(d.counter(counter::FORWARDED), 13);
+    assert_eq!(d.counter(http::ACCEPTED), 8);
 
     // Refusals: each with its status and counter, and nothing in the ring.
     let auth = format!("Authorization: Bearer {TOKEN}");
@@ -258,10 +153,10 @@ fn every_content_type_lands_one_record_per_reading_and_every_refusal_is_counted(
     ] {
         assert_eq!(d.counter(reason), n, "{reason}");
     }
-    assert_eq!(d.counter(http::REQUESTS), 7 + 10);
+    assert_eq!(d.counter(http::REQUESTS), 8 + 10);
     assert_eq!(
         d.counter(counter::RECEIVED),
-        12,
+        13,
         "refused readings never became records"
     );
 }
@@ -296,33 +191,6 @@ fn a_full_ring_answers_503_and_takes_nothing_of_the_request() {
     let mut p = d.process.take().unwrap();
     p.signal(15);
     assert_eq!(p.wait_exit(LONG), Some(0));
-}
-
-fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run openssl (scripts/install-deps.sh installs it)");
-    assert!(status.success());
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (cert, key)
 }
 
 #[test]

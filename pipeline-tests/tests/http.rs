@@ -357,21 +357,22 @@ fn protobuf_batches_over_http_come_out_as_exact_aggregates() {
                     ..ProtoReading::default()
                 })
                 .collect();
-            let (ct, body) = if b == 0 {
-                // One Reading per request, without the messageType parameter.
-                for r in &proto[1..] {
-                    let one = r.encode_to_vec();
-                    assert_eq!(
-                        post(&mut sender, port, "application/x-protobuf", one).await.unwrap(),
-                        200
-                    );
+            const ONE_READING: &str = "application/x-protobuf; messageType=telemetry.v1.Reading";
+            let (ct, body) = match b {
+                0 => {
+                    // One bare Reading per request, which the messageType parameter says.
+                    for r in &proto[1..] {
+                        let one = r.encode_to_vec();
+                        assert_eq!(post(&mut sender, port, ONE_READING, one).await.unwrap(), 200);
+                    }
+                    (ONE_READING, proto[0].encode_to_vec())
                 }
-                ("application/x-protobuf", proto[0].encode_to_vec())
-            } else {
-                (
+                // A plain protobuf body is a ReadingBatch.
+                1 => ("application/x-protobuf", ProtoBatch { readings: proto }.encode_to_vec()),
+                _ => (
                     "application/x-protobuf; messageType=telemetry.v1.ReadingBatch",
                     ProtoBatch { readings: proto }.encode_to_vec(),
-                )
+                ),
             };
             assert_eq!(post(&mut sender, port, ct, body).await.unwrap(), 200);
         }

@@ -173,8 +173,10 @@ pub mod http {
     pub const STOPPING: &str = "http.rejected.stopping";
     /// No answer: the client went away or sent a broken body before it was read whole.
     pub const ABORTED: &str = "http.rejected.aborted";
+    /// 408: the body did not arrive whole within `body_timeout_s`.
+    pub const BODY_TIMEOUT: &str = "http.rejected.body_timeout";
     /// Every refusal reason.
-    pub const REJECTIONS: [&str; 9] = [
+    pub const REJECTIONS: [&str; 10] = [
         BAD_FRAMING,
         UNAUTHORIZED,
         NOT_FOUND,
@@ -184,7 +186,18 @@ pub mod http {
         RING_FULL,
         STOPPING,
         ABORTED,
+        BODY_TIMEOUT,
     ];
+
+    /// Connections closed to make room for a new one at `max_connections` (idle, or still
+    /// sending headers; outside the balance: they count connections, not requests).
+    pub const CONNECTIONS_EVICTED: &str = "http.connections.evicted";
+    /// New connections answered 503 at `max_connections` because every open one was inside a
+    /// request.
+    pub const CONNECTIONS_REFUSED: &str = "http.connections.refused";
+    /// Connections closed because the client did not send its headers within
+    /// `header_timeout_s` or complete the TLS handshake within `tls_handshake_timeout_s`.
+    pub const CONNECTIONS_TIMED_OUT: &str = "http.connections.timed_out";
 }
 
 /// Why a stage dropped a message it could not hand on (`dropped.<reason>`).

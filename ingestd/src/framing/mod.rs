@@ -7,13 +7,15 @@
 //! | `application/cbor` | a CBOR sequence (RFC 8742) of one or more items | each top-level item, or each element of a top-level array |
 //! | `application/json` | one JSON value | the value, or each element if it is an array |
 //! | `application/x-ndjson` | lines | each non-blank line |
-//! | `application/x-protobuf` | a `telemetry.v1.Reading` | the body |
-//! | `application/x-protobuf; messageType=telemetry.v1.ReadingBatch` | a `ReadingBatch` | each `readings` (field 1) |
+//! | `application/x-protobuf` | a `telemetry.v1.ReadingBatch` | each `readings` (field 1) |
+//! | `application/x-protobuf; messageType=telemetry.v1.ReadingBatch` | the same | each `readings` (field 1) |
+//! | `application/x-protobuf; messageType=telemetry.v1.Reading` | one `Reading` | the body |
 //!
-//! A protobuf `ReadingBatch` and a `Reading` cannot be told apart by their bytes (both may start
-//! with field 1, length-delimited), so the sender says which with the `messageType` parameter
-//! (also accepted as `proto`), a convention of protobuf-over-HTTP tools; without it the body is
-//! one `Reading`.
+//! An HTTP body is a batch, as in every comparable API (OTLP's `ExportMetricsServiceRequest`,
+//! Prometheus remote write's `WriteRequest`); one reading is a batch of one. A `ReadingBatch`
+//! and a `Reading` cannot be told apart by their bytes (both may start with field 1,
+//! length-delimited), so a sender that posts a bare `Reading` says so with the `messageType`
+//! parameter (also accepted as `proto`), a convention of protobuf-over-HTTP tools.
 //!
 //! ```
 //! use ingestd::framing::{split, Framing};
@@ -49,9 +51,10 @@ pub enum Framing {
     Json,
     /// `application/x-ndjson`.
     Ndjson,
-    /// `application/x-protobuf`: one `Reading`.
+    /// `application/x-protobuf; messageType=telemetry.v1.Reading`: one `Reading`.
     ProtobufReading,
-    /// `application/x-protobuf; messageType=telemetry.v1.ReadingBatch`.
+    /// `application/x-protobuf` (or with `messageType=telemetry.v1.ReadingBatch`): a
+    /// `ReadingBatch`.
     ProtobufBatch,
 }
 
@@ -85,8 +88,8 @@ impl Framing {
                         .then(|| v.trim().trim_matches('"'))
                 });
                 Some(match message_type {
-                    None | Some(PROTOBUF_READING) => Ok(Framing::ProtobufReading),
-                    Some(PROTOBUF_BATCH) => Ok(Framing::ProtobufBatch),
+                    None | Some(PROTOBUF_BATCH) => Ok(Framing::ProtobufBatch),
+                    Some(PROTOBUF_READING) => Ok(Framing::ProtobufReading),
                     Some(other) => Err(format!(
                         "messageType {other:?}: must be {PROTOBUF_READING} or {PROTOBUF_BATCH}"
                     )),
@@ -349,7 +352,15 @@ mod tests {
         assert_eq!(of("application/cbor"), Some(Some(Framing::Cbor)));
         assert_eq!(of("Application/JSON; charset=utf-8"), Some(Some(Framing::Json)));
         assert_eq!(of("application/x-ndjson"), Some(Some(Framing::Ndjson)));
-        assert_eq!(of("application/x-protobuf"), Some(Some(Framing::ProtobufReading)));
+        assert_eq!(
+            of("application/x-protobuf"),
+            Some(Some(Framing::ProtobufBatch)),
+            "a body is a batch"
+        );
+        assert_eq!(
+            of("application/x-protobuf; messageType=telemetry.v1.Reading"),
+            Some(Some(Framing::ProtobufReading))
+        );
         assert_eq!(
             of("application/x-protobuf; messageType=\"telemetry.v1.ReadingBatch\""),
             Some(Some(Framing::ProtobufBatch))
