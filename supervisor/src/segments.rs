@@ -150,7 +150,10 @@ mod tests {
             reason: "is a symbolic link".into(),
         });
         assert_eq!(code, EXIT_SEGMENTS_UNTRUSTED);
-        assert!(hint.contains("(owner unknown)") && hint.contains("a symlink is removed"), "{hint}");
+        assert!(
+            hint.contains("(owner unknown)") && hint.contains("a symlink is removed"),
+            "{hint}"
+        );
         let (code, hint) = exit_for(&shm_ring::Error::NoSpace {
             segment: "/dev/shm/telemetry/windows".into(),
             bytes: 1 << 30,
