@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use loadgen::mqtt::varint;
 use records::names::{counter, segment, session, stage};
 use records::RawRecord;
 use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, RingOptions, SegmentName, StatsReader};
@@ -28,20 +29,6 @@ const ALIASED_PER_CONNECTION: u16 = 200;
 const BIG: usize = (1 << 20) - 1024;
 /// How much ingestd's peak RSS may grow while it is flooded.
 const RSS_GROWTH_BOUND_KIB: u64 = 64 << 10;
-
-fn varint(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
 
 fn read_varint(s: &mut impl Read) -> std::io::Result<usize> {
     let (mut n, mut shift) = (0usize, 0);
@@ -72,7 +59,7 @@ fn publish(topic: &str, pkid: u16, alias: Option<u16>, payload: &[u8]) -> Vec<u8
     }
     body.extend_from_slice(payload);
     let mut packet = vec![0x32];
-    varint(body.len(), &mut packet);
+    varint(&mut packet, body.len());
     packet.extend_from_slice(&body);
     packet
 }

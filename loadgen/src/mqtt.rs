@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Appends an MQTT variable byte integer.
-fn varint(out: &mut Vec<u8>, mut n: usize) {
+/// Appends an MQTT variable byte integer (also for tests that play a broker).
+pub fn varint(out: &mut Vec<u8>, mut n: usize) {
     loop {
         let mut b = (n % 128) as u8;
         n /= 128;

@@ -7,48 +7,16 @@
 //! Squats another user would make need root to build here (a directory given to `nobody`); the
 //! ones this user can make itself (modes, symlinks) run everywhere.
 
+mod common;
+use common::run::{run, Run};
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use records::names::{segment, stage};
 use shm_ring::{create_stats_page, PrefixGuard, SegmentName, SHM_DIR};
 use test_brokers::TempDir;
-
-/// A hang guard, not a speed requirement: the old behaviour never hung, it looped under systemd.
-const HANG_GUARD: Duration = Duration::from_secs(120);
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > HANG_GUARD {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {HANG_GUARD:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("output");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
 
 fn is_root() -> bool {
     nix::unistd::geteuid().as_raw() == 0

@@ -3,9 +3,12 @@
 //! and lifecycle itself). Segments and files are removed on drop, also when a test fails; every
 //! run of the binary has a generous hang guard and is killed if it overstays.
 
+mod common;
+use common::run::{run, Run, HANG_GUARD};
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use records::names::{counter, drop_reason, error_reason, segment, stage};
@@ -17,8 +20,6 @@ use shm_ring::{
 use supervisor::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use test_brokers::TempDir;
 
-/// A hang guard, not a speed requirement.
-const HANG_GUARD: Duration = Duration::from_secs(120);
 /// Heartbeat limit for `status` in tests: the heartbeats written just before are always younger.
 const FRESH: &str = "600000";
 
@@ -158,51 +159,6 @@ impl Fixture {
         let mut all = vec!["--config", config.to_str().unwrap()];
         all.extend_from_slice(args);
         run(Command::new(env!("CARGO_BIN_EXE_telemetryctl")).args(&all))
-    }
-}
-
-/// What a run of the binary produced.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs a command to completion, killing it if it outlives the hang guard.
-fn run(cmd: &mut Command) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if start.elapsed() > HANG_GUARD {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {HANG_GUARD:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("output");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
 

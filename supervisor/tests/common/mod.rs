@@ -1,0 +1,3 @@
+//! Helpers shared by the supervisor's test binaries.
+
+pub mod run;
