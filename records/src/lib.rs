@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+pub mod exp_histogram;
 pub mod merge;
 mod moments;
 pub mod names;
@@ -17,6 +18,7 @@ mod statistics;
 mod text;
 
 pub use aggregate::Aggregate;
+pub use exp_histogram::ExpHistogram;
 pub use merge::{is_later, merge_partials, NotMergeable};
 pub use moments::Moments;
 pub use raw::{ContentType, RawRecord, TooLarge, RAW_PAYLOAD_MAX, RAW_TOPIC_MAX};
