@@ -5,7 +5,8 @@
 # librdkafka build needs (libssl-dev, zlib1g-dev), curl (the HTTP client of the demo and the HTTP
 # tests), openssl (makes the HTTPS test's certificate), wrk (scripts/bench-http.sh's load
 # generator), cargo-audit, and the Debian packaging tools that scripts/package.sh and
-# scripts/install-test.sh use (dpkg-dev, lintian, systemd-analyze from systemd). Safe to run
+# scripts/install-test.sh use (dpkg-dev, lintian, systemd-analyze from systemd), and the Python
+# package ddsketch (the reference records/tests/ddsketch.rs checks quantiles against). Safe to run
 # again; does nothing when all is present.
 set -euo pipefail
 
@@ -47,6 +48,16 @@ PY
   rm -rf "$dir"
 }
 
+# Datadog's DDSketch (pure Python, with `six`): the reference records/tests/ddsketch.rs checks
+# the exponential histogram against (scripts/ddsketch-crosscheck.py).
+install_ddsketch() {
+  if python3 -c 'import ddsketch' >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "install-deps: installing the Python package ddsketch" >&2
+  python3 -m pip install --quiet ddsketch==3.0.1
+}
+
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
@@ -68,6 +79,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   install_tansu
+  install_ddsketch
   exit 0
 fi
 
@@ -87,3 +99,4 @@ if [ -n "$policy_created" ]; then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 install_tansu
+install_ddsketch

@@ -3,9 +3,9 @@
 //! kill interrupted.
 //!
 //! At boundary `b` every key with samples in panes `b−P ..= b−1` gets one aggregate: the merge
-//! of those panes (count, min and max exact; the sum and the sum of squares are sums of pane
-//! sums, so they equal sample-by-sample sums up to float rounding) and the key's latest value,
-//! exact too. The aggregate says which statistics it carries (`[aggd] statistics`); the fields
+//! of those panes by the rules of [`records::merge`] (count, min and max exact; the sum a sum of
+//! pane sums, so it equals the sample-by-sample sum up to float rounding; M2 by Chan et al.'s
+//! update) and the key's latest value and its time, exact too. The aggregate says which statistics it carries (`[aggd] statistics`); the fields
 //! of the others are not meaningful (their columns are not stored). Keys with no sample in the window are skipped. Work is one pass over the rows in
 //! use (`O(keys × P)`). A key with no sample for `idle_ttl_ms` is evicted during that pass
 //! (`evicted.idle`); since `idle_ttl_ms ≥ window_ms`, its window is empty by then and nothing is
@@ -193,10 +193,11 @@ impl<S: Store> Windows<S> {
             agg.window_end_ms = window_end;
             agg.count = w.count;
             agg.sum = w.sum;
-            agg.sum_sq = w.sum_sq;
+            agg.m2 = w.m2;
             agg.min = w.min;
             agg.max = w.max;
             agg.last = h.last;
+            agg.last_ms = rm.last_ms.as_deref().copied().unwrap_or(0);
             self.batch.push(agg);
             if self.batch.len() == EMIT_BATCH {
                 self.hand_on(b, r + 1, sink);

@@ -136,7 +136,8 @@ impl<S: Store> Windows<S> {
                 kill_point!();
                 rm.header.set_head(p);
             }
-            (rm.panes.save(slot), rm.header.last)
+            let last_ms = rm.last_ms.as_deref().copied().unwrap_or(0);
+            (rm.panes.save(slot), (rm.header.last, last_ms))
         };
         self.journal(pos, row, slot, saved, last);
         let mut rm = RowMut::new(self.store.words_mut(), row, self.shape);
@@ -145,6 +146,9 @@ impl<S: Store> Windows<S> {
         }
         kill_point!();
         rm.header.last = r.value;
+        if let Some(t) = rm.last_ms {
+            *t = r.received_ms;
+        }
         let old_unit = rm.header.unit();
         if strings::text(self.strings.words(), old_unit) != unit {
             self.set_unit(row, old_unit, unit);
@@ -202,6 +206,9 @@ impl<S: Store> Windows<S> {
             rm.header.set_unit(ids[2]);
             rm.header.set_head(p);
             rm.header.last = 0.0;
+            if let Some(t) = rm.last_ms {
+                *t = 0;
+            }
             rm.panes.clear_all();
         }
         compiler_fence(Ordering::SeqCst);

@@ -10,8 +10,8 @@
 //! 2. advance the key's newest pane: clear the panes that fall out of its ring, then store
 //!    `head` (idempotent: redoing it changes nothing);
 //! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields and the
-//!    key's `last`, then `J_POS = position + 1`;
-//! 4. fold the value into the pane and `last`;
+//!    key's `last` and `last_ms`, then `J_POS = position + 1`;
+//! 4. fold the value into the pane, `last` and `last_ms`;
 //! 5. store `FOLDED = position + 1` (`Windows::set_folded`).
 //!
 //! On start (`undo`, called by [`Windows::open`]), if `J_POS == FOLDED + 1`, the fold of reading `FOLDED` was between 3 and
@@ -30,14 +30,18 @@ use crate::window::{WindowConfig, Windows};
 
 impl<S: Store> Windows<S> {
     /// Step 3: records how to undo the fold of the reading at ring position `pos` into pane
-    /// slot `slot` of `row`, whose fields and `last` are `saved` and `last` now.
-    pub(crate) fn journal(&self, pos: u64, row: usize, slot: usize, saved: PaneWords, last: f64) {
+    /// slot `slot` of `row`, whose fields are `saved` and whose `last` and `last_ms` are `last`
+    /// now.
+    pub(crate) fn journal(&self, pos: u64, row: usize, slot: usize, saved: PaneWords, last: (f64, u64)) {
         compiler_fence(Ordering::SeqCst);
-        self.store.set_word(store::J_SLOT, ((row as u64) << 8) | slot as u64);
-        for (i, w) in saved.into_iter().enumerate() {
-            self.store.set_word(store::J_PANE + i, w);
+        // The pane's count is a u32 (`crate::pane`), a row below 2²⁴ and a slot below 2⁸.
+        self.store
+            .set_word(store::J_SLOT, store::j_slot(row as u64, slot as u64, saved[0]));
+        for (i, w) in saved[1..].iter().enumerate() {
+            self.store.set_word(store::J_PANE + i, *w);
         }
-        self.store.set_word(store::J_LAST, last.to_bits());
+        self.store.set_word(store::J_LAST, last.0.to_bits());
+        self.store.set_word(store::J_LAST_MS, last.1);
         kill_point!();
         self.store.set_word(store::J_POS, pos.wrapping_add(1));
         compiler_fence(Ordering::SeqCst);
@@ -80,15 +84,24 @@ pub(crate) fn undo<S: Store>(store: &mut S, cfg: &WindowConfig) -> bool {
     if j == 0 || j != store.word(store::FOLDED).wrapping_add(1) {
         return false;
     }
-    let at = store.word(store::J_SLOT);
-    let (row, slot) = (at >> 8, (at & 0xff) as usize);
+    let (row, slot, count) = store::j_slot_parts(store.word(store::J_SLOT));
     let shape = cfg.row_shape();
-    if row < u64::from(cfg.max_keys) && slot < shape.panes {
-        let pane: PaneWords = std::array::from_fn(|i| store.word(store::J_PANE + i));
+    if row < u64::from(cfg.max_keys) && (slot as usize) < shape.panes {
+        let pane: PaneWords = std::array::from_fn(|i| {
+            if i == 0 {
+                count
+            } else {
+                store.word(store::J_PANE + i - 1)
+            }
+        });
         let last = f64::from_bits(store.word(store::J_LAST));
+        let last_ms = store.word(store::J_LAST_MS);
         let mut rm = RowMut::new(store.words_mut(), row as usize, shape);
-        rm.panes.restore(slot, pane);
+        rm.panes.restore(slot as usize, pane);
         rm.header.last = last;
+        if let Some(t) = rm.last_ms {
+            *t = last_ms;
+        }
     }
     compiler_fence(Ordering::SeqCst);
     store.set_word(store::J_POS, 0);

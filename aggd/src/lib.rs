@@ -5,10 +5,11 @@
 //! # Design
 //!
 //! - **Panes, not samples** ([`pane`], [`clock`]). The window is P panes of one emit interval
-//!   each, aligned to multiples of the interval on the wall clock. A pane holds count, sum, sum
-//!   of squares, min and max; the window's aggregate is their merge, which gives exactly the
-//!   count, min, max and mean that the seed's raw-sample method gives (the mean up to float
-//!   summation order). A reading goes to the pane of its `received_ms`; late ones are clamped
+//!   each, aligned to multiples of the interval on the wall clock. A pane holds count, sum, M2
+//!   (Welford's, not a sum of squares), min and max; the window's aggregate is their merge
+//!   ([`records::merge`]'s rules, the same that merge several pipelines' partial aggregates),
+//!   which gives exactly the count, min, max and last that the seed's raw-sample method gives
+//!   (the mean and stddev up to float rounding). A reading goes to the pane of its `received_ms`; late ones are clamped
 //!   into the open pane, future ones into the wall-clock pane ([`fold`] has the rules).
 //! - **State in shared memory** ([`store`], [`row`], [`strings`], [`keys`]). The windows live in
 //!   the `windows` table segment, one row per key, and the key text they name in the `strings`
@@ -28,10 +29,11 @@
 //! # Memory per key
 //!
 //! A row is a 24-byte header (its key word: the ids of its device and sensor text and a check of
-//! the key's hash; its newest pane and unit id; its latest value, see [`row`]) plus, per pane, a
-//! 4-byte count and 8 bytes for each column the chosen statistics need (`[aggd] statistics`, see
-//! [`pane::Columns`]): `24 + (4 + 8·k)·P` bytes with `k` from 0 to 4. With the default 12 panes
-//! that is **456 bytes per key** for the full set (`k = 4`) and **168** for `["count", "mean"]`
+//! the key's hash; its newest pane and unit id; its latest value, see [`row`]), 8 bytes for the
+//! time of that value when `last` is chosen, plus, per pane, a 4-byte count and 8 bytes for each
+//! column the chosen statistics need (`[aggd] statistics`, see [`pane::Columns`]):
+//! `24 + 8·l + (4 + 8·k)·P` bytes with `k` from 0 to 4. With the default 12 panes that is
+//! **464 bytes per key** for the full set (`k = 4`, `l = 1`) and **168** for `["count", "mean"]`
 //! (`k = 1`) in the `windows` segment (reserved for all `max_keys`; pages are touched only as
 //! rows are used). The key text is stored once per distinct string in the `strings` segment
 //! ([`strings`]: 56 bytes a string, so about 6 bytes per key when each device has 10 sensors),

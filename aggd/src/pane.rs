@@ -1,21 +1,22 @@
 //! Panes: one partial aggregate per emit interval, and the window as their merge.
 //!
 //! A pane holds what the window needs of the samples that fell into it, and nothing else: the
-//! count (`u32`), the sum, the sum of squares, the minimum and the maximum (`f64` each), 36 bytes.
+//! count (`u32`), the sum, M2 (the sum of squared deviations from the pane's mean: see
+//! [`records::Moments`], never a sum of squares), the minimum and the maximum (`f64` each), 36 bytes.
 //! Raw samples are never stored. The most recent value is kept once per key, not per pane (see
 //! [`crate::row`]): the key's latest sample is always in its newest pane, which is in every
 //! window that is not empty.
 //!
-//! In a row the panes are stored column by column (`counts[P]`, `sums[P]`, `sum_sq[P]`,
+//! In a row the panes are stored column by column (`counts[P]`, `sums[P]`, `m2s[P]`,
 //! `mins[P]`, `maxs[P]`), so the `u32` counts pack two to a word without padding. A pane whose
 //! count is 0 is empty and its other fields are meaningless: clearing a pane is one store.
 //!
 //! Only the columns the chosen statistics need are stored ([`Columns`], from `[aggd]
 //! statistics`): the counts always (a pane's count says whether it is empty); the sums for sum,
-//! mean and stddev; the sums of squares for stddev; the minima for min; the maxima for max. A
+//! mean and stddev; M2 for stddev; the minima for min; the maxima for max. A
 //! column that is not stored reads as its empty value (0 for sums, ±∞ for the extremes).
 
-use records::Statistics;
+use records::{Moments, Statistics};
 
 /// One pane's or one window's partial aggregate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,8 +25,8 @@ pub struct Partial {
     pub count: u64,
     /// Their sum.
     pub sum: f64,
-    /// The sum of their squares.
-    pub sum_sq: f64,
+    /// Σ (x − mean)² (see [`Moments`]).
+    pub m2: f64,
     /// The smallest (meaningless when `count` is 0).
     pub min: f64,
     /// The largest (meaningless when `count` is 0).
@@ -37,22 +38,28 @@ impl Partial {
     pub const EMPTY: Partial = Partial {
         count: 0,
         sum: 0.0,
-        sum_sq: 0.0,
+        m2: 0.0,
         min: f64::INFINITY,
         max: f64::NEG_INFINITY,
     };
 
-    /// Adds another partial (of disjoint samples).
+    /// Adds another partial (of disjoint samples): the rules of [`records::merge`].
     #[inline]
     pub fn merge(&mut self, other: &Partial) {
         if other.count == 0 {
             return;
         }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.sum_sq += other.sum_sq;
+        let mut m = self.moments();
+        m.merge(&other.moments());
+        (self.count, self.sum, self.m2) = (m.count, m.sum, m.m2);
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+    }
+
+    /// Count, sum and M2.
+    #[inline]
+    pub fn moments(&self) -> Moments {
+        Moments::new(self.count, self.sum, self.m2)
     }
 }
 
@@ -63,14 +70,19 @@ pub struct Columns(u8);
 impl Columns {
     /// Per-pane sums.
     pub const SUM: Columns = Columns(1);
-    /// Per-pane sums of squares.
-    pub const SUM_SQ: Columns = Columns(1 << 1);
+    /// Per-pane M2 (needs the sums: the fold reads the pane's mean).
+    pub const M2: Columns = Columns(1 << 1);
     /// Per-pane minima.
     pub const MIN: Columns = Columns(1 << 2);
     /// Per-pane maxima.
     pub const MAX: Columns = Columns(1 << 3);
+    /// Not a pane column: one word per row, the time of the key's latest value (`last_ms`,
+    /// what a merge of partial aggregates orders `last` by), stored when `last` is chosen.
+    pub const LAST_MS: Columns = Columns(1 << 4);
     /// Every column: what the full set of statistics needs.
-    pub const ALL: Columns = Columns(0xf);
+    pub const ALL: Columns = Columns(0x1f);
+    /// The `f64` pane columns.
+    const PANE_F64: u8 = 0xf;
 
     /// The columns that `statistics` need.
     pub fn needed_by(statistics: Statistics) -> Columns {
@@ -79,13 +91,16 @@ impl Columns {
             c |= Columns::SUM.0;
         }
         if statistics.contains(Statistics::STDDEV) {
-            c |= Columns::SUM_SQ.0;
+            c |= Columns::M2.0;
         }
         if statistics.contains(Statistics::MIN) {
             c |= Columns::MIN.0;
         }
         if statistics.contains(Statistics::MAX) {
             c |= Columns::MAX.0;
+        }
+        if statistics.contains(Statistics::LAST) {
+            c |= Columns::LAST_MS.0;
         }
         Columns(c)
     }
@@ -107,9 +122,14 @@ impl Columns {
         Columns(!(bits as u8) & Columns::ALL.0)
     }
 
-    /// `f64` columns stored.
+    /// `f64` pane columns stored.
     pub const fn f64_columns(self) -> usize {
-        self.0.count_ones() as usize
+        (self.0 & Columns::PANE_F64).count_ones() as usize
+    }
+
+    /// Words stored once per row, after the header (the time of the latest value).
+    pub const fn row_words(self) -> usize {
+        self.has(Columns::LAST_MS) as usize
     }
 }
 
@@ -117,9 +137,10 @@ impl std::fmt::Display for Columns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = [
             (Columns::SUM, "sum"),
-            (Columns::SUM_SQ, "sum of squares"),
+            (Columns::M2, "m2"),
             (Columns::MIN, "min"),
             (Columns::MAX, "max"),
+            (Columns::LAST_MS, "time of last"),
         ];
         f.write_str("count")?;
         for (c, name) in names {
@@ -136,12 +157,12 @@ impl std::fmt::Display for Columns {
 pub struct Panes<'a> {
     counts: &'a mut [u32],
     sums: &'a mut [f64],
-    sum_sq: &'a mut [f64],
+    m2s: &'a mut [f64],
     mins: &'a mut [f64],
     maxs: &'a mut [f64],
 }
 
-/// A pane's fields as raw words, for the undo journal: count, sum, sum_sq, min, max.
+/// A pane's fields as raw words, for the undo journal: count, sum, M2, min, max.
 pub type PaneWords = [u64; 5];
 
 /// Words the pane columns of `panes` panes take in a row.
@@ -160,13 +181,13 @@ impl<'a> Panes<'a> {
             bytemuck::cast_slice_mut(col)
         };
         let sums = column(Columns::SUM);
-        let sum_sq = column(Columns::SUM_SQ);
+        let m2s = column(Columns::M2);
         let mins = column(Columns::MIN);
         let maxs = column(Columns::MAX);
         Panes {
             counts: &mut bytemuck::cast_slice_mut::<u64, u32>(counts)[..panes],
             sums,
-            sum_sq,
+            m2s,
             mins,
             maxs,
         }
@@ -181,11 +202,17 @@ impl<'a> Panes<'a> {
             return false;
         }
         let first = n == 0;
+        if let Some(m2) = self.m2s.get_mut(slot) {
+            // Welford's update, on the sum (stored whenever M2 is: `Columns::needed_by`).
+            let m = Moments {
+                count: u64::from(n),
+                sum: self.sums.get(slot).copied().unwrap_or(0.0),
+                m2: *m2,
+            };
+            *m2 = m.folded(v).m2;
+        }
         if let Some(s) = self.sums.get_mut(slot) {
             *s = if first { v } else { *s + v };
-        }
-        if let Some(s) = self.sum_sq.get_mut(slot) {
-            *s = if first { v * v } else { *s + v * v };
         }
         if let Some(m) = self.mins.get_mut(slot) {
             if first || v < *m {
@@ -222,7 +249,7 @@ impl<'a> Panes<'a> {
         Partial {
             count: u64::from(self.counts[slot]),
             sum: self.sums.get(slot).copied().unwrap_or(e.sum),
-            sum_sq: self.sum_sq.get(slot).copied().unwrap_or(e.sum_sq),
+            m2: self.m2s.get(slot).copied().unwrap_or(e.m2),
             min: self.mins.get(slot).copied().unwrap_or(e.min),
             max: self.maxs.get(slot).copied().unwrap_or(e.max),
         }
@@ -234,7 +261,7 @@ impl<'a> Panes<'a> {
         [
             u64::from(self.counts[slot]),
             bits(self.sums),
-            bits(self.sum_sq),
+            bits(self.m2s),
             bits(self.mins),
             bits(self.maxs),
         ]
@@ -243,7 +270,7 @@ impl<'a> Panes<'a> {
     /// Puts back what [`Panes::save`] returned.
     pub fn restore(&mut self, slot: usize, w: PaneWords) {
         self.counts[slot] = w[0] as u32;
-        for (col, bits) in [&mut *self.sums, &mut *self.sum_sq, &mut *self.mins, &mut *self.maxs]
+        for (col, bits) in [&mut *self.sums, &mut *self.m2s, &mut *self.mins, &mut *self.maxs]
             .into_iter()
             .zip(&w[1..])
         {
@@ -279,7 +306,8 @@ mod tests {
             Partial {
                 count: 3,
                 sum: 4.5,
-                sum_sq: 4.0 + 2.25 + 16.0,
+                // Deviations from the mean 1.5: 0.5, −3, 2.5.
+                m2: 0.25 + 9.0 + 6.25,
                 min: -1.5,
                 max: 4.0
             }
@@ -315,13 +343,12 @@ mod tests {
         assert_eq!(mean, Columns::SUM);
         assert_eq!(pane_words(12, mean), 6 + 12);
         assert_eq!(Columns::needed_by(Statistics::ALL), Columns::ALL);
-        assert_eq!(
-            Columns::needed_by(Statistics::COUNT | Statistics::LAST).f64_columns(),
-            0
-        );
+        let last = Columns::needed_by(Statistics::COUNT | Statistics::LAST);
+        assert_eq!((last.f64_columns(), last.row_words()), (0, 1));
+        assert_eq!((mean.row_words(), Columns::ALL.f64_columns()), (0, 4));
         assert_eq!(Columns::needed_by(Statistics::STDDEV), Columns(3));
         assert_eq!(Columns::ALL.omitted_bits(), 0, "a full table reads as before");
-        for c in 0..16 {
+        for c in 0..32 {
             assert_eq!(Columns::from_omitted_bits(Columns(c).omitted_bits()), Columns(c));
         }
         // Min and max only: the other columns read as empty, and the journal round-trips.
@@ -350,17 +377,19 @@ mod tests {
         a.merge(&Partial {
             count: 2,
             sum: 3.0,
-            sum_sq: 5.0,
+            m2: 0.5,
             min: 1.0,
             max: 2.0,
         });
         a.merge(&Partial {
             count: 1,
             sum: -4.0,
-            sum_sq: 16.0,
+            m2: 0.0,
             min: -4.0,
             max: -4.0,
         });
-        assert_eq!((a.count, a.sum, a.sum_sq, a.min, a.max), (3, -1.0, 21.0, -4.0, 2.0));
+        assert_eq!((a.count, a.sum, a.min, a.max), (3, -1.0, -4.0, 2.0));
+        // {1, 2} and {-4}: mean −1/3, deviations 4/3, 7/3, −11/3.
+        assert!((a.m2 - 186.0 / 9.0).abs() < 1e-12, "{}", a.m2);
     }
 }

@@ -1,8 +1,8 @@
 //! The seed's method as a test oracle: every raw sample kept with the pane it was assigned, and
 //! each window computed from scratch at each boundary. The property tests feed the same random
 //! streams (random keys, values, stamps late and early, random emission times) to it and to
-//! [`Windows`], and require the same aggregates: count, min, max and last exactly, sum, sum of
-//! squares and mean up to float summation order. A second property kills the implementation at
+//! [`Windows`], and require the same aggregates: count, min, max, last and `last_ms` exactly,
+//! sum, mean and M2 (two-pass, here) up to float rounding. A second property kills the implementation at
 //! random points (every `kill_point!` of `fold.rs`, `emit.rs` and `journal.rs`), reopens its store as a restarted process
 //! would, and still requires exactly the crash-free oracle's aggregates: no reading lost or
 //! folded twice, no aggregate lost or emitted twice.
@@ -28,12 +28,15 @@ struct Agg {
     key: String,
     count: u64,
     sum: f64,
-    sum_sq: f64,
+    m2: f64,
     min: f64,
     max: f64,
     last: f64,
+    last_ms: u64,
     /// Σ|v| (oracle only): the scale of the summation error.
     abs: f64,
+    /// Σv² (oracle only): the scale of M2's rounding.
+    sq: f64,
 }
 
 impl Agg {
@@ -44,11 +47,13 @@ impl Agg {
             key: a.device().text().into_owned(),
             count: a.count,
             sum: a.sum,
-            sum_sq: a.sum_sq,
+            m2: a.m2,
             min: a.min,
             max: a.max,
             last: a.last,
+            last_ms: a.last_ms,
             abs: f64::NAN,
+            sq: f64::NAN,
         }
     }
 }
@@ -57,8 +62,8 @@ impl Agg {
 struct Oracle {
     panes: Panes,
     sealed: u64,
-    /// (key, assigned pane, value), in arrival order.
-    samples: Vec<(u8, u64, f64)>,
+    /// (key, assigned pane, value, time), in arrival order.
+    samples: Vec<(u8, u64, f64, u64)>,
     out: Vec<Agg>,
 }
 
@@ -83,7 +88,7 @@ impl Oracle {
             p = p.min((now / e).max(self.sealed));
             self.advance(p);
         }
-        self.samples.push((key, p, value));
+        self.samples.push((key, p, value, t));
     }
 
     fn drain(&mut self, now: u64) {
@@ -103,13 +108,17 @@ impl Oracle {
         keys.sort_unstable();
         keys.dedup();
         for key in keys {
-            let vals: Vec<f64> = self
+            let in_window: Vec<(f64, u64)> = self
                 .samples
                 .iter()
                 .filter(|s| s.0 == key && lo <= s.1 && s.1 < b)
-                .map(|s| s.2)
+                .map(|s| (s.2, s.3))
                 .collect();
-            let Some(&last) = vals.last() else { continue };
+            let Some(&(last, last_ms)) = in_window.last() else {
+                continue;
+            };
+            let vals: Vec<f64> = in_window.iter().map(|s| s.0).collect();
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
             let (start, end) = self.panes.window_at(b);
             self.out.push(Agg {
                 end,
@@ -117,11 +126,13 @@ impl Oracle {
                 key: format!("k{key}"),
                 count: vals.len() as u64,
                 sum: vals.iter().sum(),
-                sum_sq: vals.iter().map(|v| v * v).sum(),
+                m2: vals.iter().map(|v| (v - mean) * (v - mean)).sum(),
                 min: vals.iter().copied().fold(f64::INFINITY, f64::min),
                 max: vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 last,
+                last_ms,
                 abs: vals.iter().map(|v| v.abs()).sum(),
+                sq: vals.iter().map(|v| v * v).sum(),
             });
         }
     }
@@ -247,7 +258,7 @@ fn same_chosen(mut got: Vec<Agg>, mut want: Vec<Agg>, chosen: Statistics) -> Res
         prop_assert!(
             (!has(Statistics::MIN) || g.min == w.min)
                 && (!has(Statistics::MAX) || g.max == w.max)
-                && (!has(Statistics::LAST) || g.last == w.last),
+                && (!has(Statistics::LAST) || (g.last, g.last_ms) == (w.last, w.last_ms)),
             "{:?} vs {:?}",
             g,
             w
@@ -263,8 +274,8 @@ fn same_chosen(mut got: Vec<Agg>, mut want: Vec<Agg>, chosen: Statistics) -> Res
             );
         }
         if has(Statistics::STDDEV) {
-            let tol_sq = 1e-12 * (w.count as f64) * (w.sum_sq + 1.0);
-            prop_assert!((g.sum_sq - w.sum_sq).abs() <= tol_sq, "sum_sq {:?} vs {:?}", g, w);
+            let tol_sq = 1e-12 * (w.count as f64) * (w.sq + 1.0);
+            prop_assert!(g.m2 >= 0.0 && (g.m2 - w.m2).abs() <= tol_sq, "m2 {:?} vs {:?}", g, w);
         }
     }
     Ok(())
@@ -369,21 +380,17 @@ fn run_with_kills(cfg: WindowConfig, start: u64, ops: &[Op], kills: Vec<u64>) ->
 fn every_kill_point_of_a_fold_is_recovered_exactly() {
     quiet_kills();
     let cfg = config((10, 3, 0, 0));
-    let read = |value| Op::Read {
-        key: 1,
-        value,
-        offset: 0,
-    };
+    let read = |value, offset| Op::Read { key: 1, value, offset };
     let mut undone = 0;
     let mut points = 0;
     for n in 1..100 {
         let mut w = open(cfg, T0);
         let mut out = Vec::new();
         let mut now = T0;
-        apply(&mut w, &read(2.0), &mut now, Some(0), &mut out);
+        apply(&mut w, &read(2.0, 0), &mut now, Some(0), &mut out);
         kill::arm(n);
         let hit = catch_unwind(AssertUnwindSafe(|| {
-            apply(&mut w, &read(5.0), &mut now, Some(1), &mut out)
+            apply(&mut w, &read(5.0, 1), &mut now, Some(1), &mut out)
         }))
         .is_err();
         kill::arm(0);
@@ -393,14 +400,26 @@ fn every_kill_point_of_a_fold_is_recovered_exactly() {
         points += 1;
         let (mut w, opened) = Windows::open(w.into_store(), cfg, now).ok().unwrap();
         undone += usize::from(opened.journal_undone);
+        if opened.journal_undone {
+            let rm = crate::row::RowMut::new(crate::store::Store::words_mut(&mut w.store), 0, w.shape);
+            assert_eq!(
+                (
+                    rm.panes.get(cfg.panes.slot_of(cfg.panes.pane_of(T0))).count,
+                    rm.header.last,
+                    rm.last_ms.as_deref().copied()
+                ),
+                (1, 2.0, Some(T0)),
+                "the journal puts back the pane, last and its time (kill point {n})"
+            );
+        }
         if w.folded() == 1 {
-            apply(&mut w, &read(5.0), &mut now, Some(1), &mut out);
+            apply(&mut w, &read(5.0, 1), &mut now, Some(1), &mut out);
         }
         w.emit_due(now + 10, &mut out);
         let a = out.pop().unwrap();
         assert_eq!(
-            (a.count, a.sum, a.min, a.max, a.last),
-            (2, 7.0, 2.0, 5.0, 5.0),
+            (a.count, a.sum, a.min, a.max, a.last, a.last_ms),
+            (2, 7.0, 2.0, 5.0, 5.0, T0 + 1),
             "after a kill at point {n}"
         );
     }

@@ -1,13 +1,14 @@
 //! A key's row in the windows table: a 24-byte header (the ids of its key's text in the string
-//! table, its newest pane and its latest value) followed by its pane columns (see
-//! [`crate::pane`]).
+//! table, its newest pane and its latest value), the time of that value when `last` is chosen,
+//! and its pane columns (see [`crate::pane`]).
 //!
 //! | word | bits | contents |
 //! |---|---|---|
 //! | 0, `key` | 0–23, 24–47, 48–63 | device text id, sensor text id ([`crate::strings`]), 16-bit check of the key's hash; the whole word 0 = free row |
 //! | 1 | 0–39, 40–63 | `head`: the newest pane this key has touched, modulo 2⁴⁰; the unit text's id (0: empty) |
 //! | 2 | | `last`: the key's most recent value |
-//! | 3… | | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
+//! | 3 | | `last_ms`: the `received_ms` of the key's most recent value, only if `last` is chosen ([`Columns::LAST_MS`]) |
+//! | 3… or 4… | | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
 //!
 //! The key word is the row's validity marker. A row is filled with everything else first and
 //! its key word written last, with one store (after a compiler fence), and a row is freed by
@@ -67,7 +68,13 @@ impl RowShape {
     /// Words of one row.
     #[inline]
     pub const fn words(self) -> usize {
-        HEADER_WORDS + pane_words(self.panes, self.columns)
+        self.panes_at() + pane_words(self.panes, self.columns)
+    }
+
+    /// Where the pane columns start in a row (after the header and the per-row words).
+    #[inline]
+    pub const fn panes_at(self) -> usize {
+        HEADER_WORDS + self.columns.row_words()
     }
 }
 
@@ -208,6 +215,8 @@ impl RowHeader {
 pub struct RowMut<'a> {
     /// The header.
     pub header: &'a mut RowHeader,
+    /// The time of the key's latest value, if stored ([`Columns::LAST_MS`]).
+    pub last_ms: Option<&'a mut u64>,
     /// The pane columns.
     pub panes: Panes<'a>,
 }
@@ -219,8 +228,10 @@ impl<'a> RowMut<'a> {
         let len = shape.words();
         let (head, rest) = words[row * len..(row + 1) * len].split_at_mut(HEADER_WORDS);
         let head: &mut [u64; HEADER_WORDS] = head.try_into().expect("header words");
+        let (per_row, rest) = rest.split_at_mut(shape.columns.row_words());
         RowMut {
             header: bytemuck::cast_mut(head),
+            last_ms: per_row.first_mut(),
             panes: Panes::new(rest, shape.panes, shape.columns),
         }
     }
@@ -239,7 +250,7 @@ pub fn header(words: &[u64], row: usize, shape: RowShape) -> &RowHeader {
 #[inline]
 pub fn prefetch(words: &[u64], row: usize, shape: RowShape, slot: usize) {
     let start = row * shape.words();
-    let (panes, counts) = (shape.panes, start + HEADER_WORDS);
+    let (panes, counts) = (shape.panes, start + shape.panes_at());
     let f64s = counts + panes.div_ceil(2);
     let mut lines = [
         start,
@@ -314,7 +325,7 @@ mod tests {
     fn a_row_round_trips_and_validates() {
         let panes = RowShape::full(12);
         let mut words = vec![0u64; 3 * row_words(panes)];
-        assert_eq!(row_words(panes), 3 + 54, "the full set: 456 bytes");
+        assert_eq!(row_words(panes), 3 + 1 + 54, "the full set: 464 bytes");
         let mean = RowShape {
             panes: 12,
             columns: Columns::SUM,

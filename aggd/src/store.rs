@@ -16,7 +16,7 @@
 //! | `FOLDED` | readings-ring position: every reading before it is folded into the windows |
 //! | `COUNTED` | readings-ring position: every reading before it is counted in the stats page |
 //! | `EMIT_CURSOR` | `(boundary as u32) << 32 \| row`: how far the emission of that boundary got |
-//! | `J_POS` … `J_LAST` | the undo journal of the fold in progress (see [`crate::journal`]) |
+//! | `J_POS` … `J_LAST_MS` | the undo journal of the fold in progress (see [`crate::journal`]) |
 //! | `ROWS_USED` | high-water mark of rows ever used; rows above it are zero |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +34,9 @@ impl shm_ring::Record for Word {
     // old layout is then replaced instead of misread.
     // 2: the row header holds text ids (the text is in the `strings` segment).
     // 3: a 24-byte row header (24-bit ids and a check in the key word, a 40-bit head).
-    const TYPE_NAME: &'static str = "aggd.WindowsWord/3";
+    // 4: panes keep M2 in place of the sum of squares; rows keep `last_ms` when `last` is
+    //    chosen; the journal packs the pane's count with its slot and keeps `last_ms`.
+    const TYPE_NAME: &'static str = "aggd.WindowsWord/4";
 }
 
 /// `"aggdwin"` and the layout version.
@@ -56,16 +58,34 @@ pub const COUNTED: usize = 5;
 pub const EMIT_CURSOR: usize = 6;
 /// User word: `position + 1` of the reading whose fold the journal below can undo (0: none).
 pub const J_POS: usize = 7;
-/// User word: `row << 8 | slot` of the journaled pane.
+/// User word: `row << 40 | slot << 32 | count` of the journaled pane ([`j_slot`]).
 pub const J_SLOT: usize = 8;
-/// User words: the journaled pane's count, sum, sum_sq, min, max (five words).
+/// User words: the journaled pane's sum, M2, min, max (four words).
 pub const J_PANE: usize = 9;
 /// User word: the journaled row's previous `last` value.
-pub const J_LAST: usize = 14;
+pub const J_LAST: usize = 13;
+/// User word: the journaled row's previous `last_ms`.
+pub const J_LAST_MS: usize = 14;
 /// User word: rows from this one up have never been used (so a restart need not read them).
 pub const ROWS_USED: usize = 15;
 
-const _: () = assert!(J_PANE + 5 == J_LAST && ROWS_USED < USER_WORDS);
+const _: () = assert!(J_PANE + 4 == J_LAST && J_LAST_MS < ROWS_USED && ROWS_USED < USER_WORDS);
+// A row number fits the 24 bits `j_slot` gives it.
+const _: () = assert!((crate::row::MAX_KEYS as u64) < 1 << 24);
+
+/// The `J_SLOT` word of the journaled pane: its row (below 2²⁴), its slot (below 2⁸) and its
+/// count (a `u32`).
+#[inline]
+pub fn j_slot(row: u64, slot: u64, count: u64) -> u64 {
+    debug_assert!(row < 1 << 24 && slot < 1 << 8 && count <= u64::from(u32::MAX));
+    row << 40 | slot << 32 | count
+}
+
+/// The row, slot and count of a `J_SLOT` word.
+#[inline]
+pub fn j_slot_parts(word: u64) -> (u64, u64, u64) {
+    (word >> 40, (word >> 32) & 0xff, word & 0xffff_ffff)
+}
 
 /// The two tables of the windows state: the rows (with the bookkeeping words) and the key text
 /// they name ([`crate::strings`]).

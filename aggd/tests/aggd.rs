@@ -1,7 +1,7 @@
 //! The real `aggd` binary against segments this test creates under its own prefix: exact
 //! aggregates per key, a SIGKILL in the middle of a window, repeated SIGKILLs while readings
-//! stream in, a full aggregates ring, SIGTERM, a bad configuration, and a change of
-//! `[aggd] statistics`.
+//! stream in, a full aggregates ring, SIGTERM, a bad configuration, a change of
+//! `[aggd] statistics`, and a windows table of the previous layout.
 //!
 //! Timeouts are hang guards only. Where a check depends on the machine being fast enough (a
 //! window must still hold samples from before a kill), the test checks that precondition from
@@ -517,7 +517,8 @@ fn bytes_per_key_of_the_default_shape() {
         cfg.max_keys,
         table + heap
     );
-    assert!((456.0..457.0).contains(&table), "{table}");
+    // 24 + 8 (the time of last) + 12·(4 + 4·8) bytes per row.
+    assert!((464.0..465.0).contains(&table), "{table}");
     let reserved = std::fs::metadata(strings.path()).unwrap().len();
     assert_eq!(reserved as usize, windows.strings_bytes());
     // Count and mean only: 24 + 12·(4 + 8) bytes per row.
@@ -532,6 +533,37 @@ fn bytes_per_key_of_the_default_shape() {
     eprintln!("with statistics = [\"count\", \"mean\"]: {table:.1} B/key in /dev/shm");
     assert!((168.0..169.0).contains(&table), "{table}");
     assert!(heap < 16.0, "{heap}");
+}
+
+#[test]
+fn a_windows_table_of_the_previous_layout_is_replaced_on_first_start() {
+    // A table left by a build before M2 and `last_ms` (record type `aggd.WindowsWord/3`), of the
+    // very size this build's rows take: its windows cannot be read, so it is replaced, not
+    // adopted (the stage logs it and counts `windows.replaced`).
+    #[derive(Clone, Copy, bytemuck::Pod, Zeroable)]
+    #[repr(transparent)]
+    struct OldWord(u64);
+    impl shm_ring::Record for OldWord {
+        const TYPE_NAME: &'static str = "aggd.WindowsWord/3";
+    }
+    let prefix = format!("test-aggd-layout-{}", std::process::id());
+    let _guard = PrefixGuard::new(&prefix);
+    let name = SegmentName::new(&prefix, segment::WINDOWS).unwrap();
+    let strings = SegmentName::new(&prefix, segment::STRINGS).unwrap();
+    let cfg = aggd::WindowConfig::from_config(&telemetry_config::Aggd {
+        max_keys: 64,
+        ..telemetry_config::Aggd::default()
+    })
+    .unwrap();
+    shm_ring::create_table::<OldWord>(&name, cfg.words(), shm_ring::IfExists::Fail).unwrap();
+    let (windows, opened) = aggd::stage::open_windows(&name, &strings, cfg).unwrap();
+    assert!(opened.fresh && opened.replaced, "{opened:?}");
+    drop(windows);
+    let (_, opened) = aggd::stage::open_windows(&name, &strings, cfg).unwrap();
+    assert!(
+        !opened.fresh && !opened.replaced,
+        "this build's table is adopted: {opened:?}"
+    );
 }
 
 #[test]

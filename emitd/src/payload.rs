@@ -8,9 +8,11 @@
 //! | `window_start_ms`, `window_end_ms` | integer | the window, ms since the epoch, start inclusive |
 //! | `count` | integer | samples in the window |
 //! | `sum`, `mean`, `min`, `max`, `stddev`, `last` | number | over the window (`stddev`: population) |
+//! | `last_ms` | integer | when `last` was received, ms since the epoch: what a merge of several pipelines' partials orders `last` by |
 //!
 //! `count` to `last` appear only if `[aggd] statistics` chose them (all by default): each
-//! aggregate says which it carries ([`Aggregate::statistics`]).
+//! aggregate says which it carries ([`Aggregate::statistics`]); `last_ms` comes with `last`.
+//! How partial aggregates of several pipelines merge is `records::merge`.
 //!
 //! A number that is not finite (only an empty or damaged aggregate has one) is `null` in JSON
 //! and a CBOR float in CBOR. Ids that are not UTF-8 (only a damaged record holds such bytes)
@@ -62,6 +64,9 @@ pub struct Body<'a> {
     /// Most recent sample.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last: Option<f64>,
+    /// When the most recent sample was received (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ms: Option<u64>,
 }
 
 /// Encodes aggregates in one format for one pipeline instance.
@@ -105,6 +110,7 @@ impl PayloadEncoder {
             max: chosen(Statistics::MAX).then_some(agg.max),
             stddev: chosen(Statistics::STDDEV).then(|| agg.stddev()),
             last: chosen(Statistics::LAST).then_some(agg.last),
+            last_ms: chosen(Statistics::LAST).then_some(agg.last_ms),
         };
         out.reserve(320);
         let writer = out.writer();
@@ -126,12 +132,9 @@ mod tests {
         let mut a = Aggregate::new(device, sensor, unit).unwrap();
         a.window_start_ms = 1_700_000_000_000;
         a.window_end_ms = 1_700_000_060_000;
-        a.count = 4;
-        a.sum = 10.0;
-        a.sum_sq = 30.0;
-        a.min = 1.0;
-        a.max = 4.0;
-        a.last = 4.0;
+        for (i, v) in [1.0, 2.0, 3.0, 4.0].into_iter().enumerate() {
+            a.fold(v, 1_700_000_059_990 + i as u64);
+        }
         a
     }
 
@@ -156,6 +159,7 @@ mod tests {
         assert_eq!(v["min"], 1.0);
         assert_eq!(v["max"], 4.0);
         assert_eq!(v["last"], 4.0);
+        assert_eq!(v["last_ms"], 1_700_000_059_993u64);
         let sd = v["stddev"].as_f64().unwrap();
         assert!((sd - 1.25f64.sqrt()).abs() < 1e-12, "{sd}");
     }
@@ -182,7 +186,7 @@ mod tests {
                 assert_eq!(v["device"], d);
                 assert_eq!(v["sensor"], s);
                 assert_eq!(v["unit"], "\"u\"");
-                assert_eq!(v.as_object().unwrap().len(), 13, "an id injected keys: {v}");
+                assert_eq!(v.as_object().unwrap().len(), 14, "an id injected keys: {v}");
             }
         }
     }
@@ -218,12 +222,15 @@ mod tests {
                 .map(|(_, v)| v.clone())
                 .unwrap()
         };
-        assert_eq!(map.len(), 13);
+        assert_eq!(map.len(), 14);
         assert_eq!(get("device").as_text(), Some("a.b\""));
         assert_eq!(get("instance").as_text(), Some("edge-1"));
         assert_eq!(get("count").as_integer(), Some(4.into()));
         assert_eq!(get("window_end_ms").as_integer(), Some(1_700_000_060_000u64.into()));
         assert_eq!(get("mean").as_float(), Some(2.5));
+        assert_eq!(get("last_ms").as_integer(), Some(1_700_000_059_993u64.into()));
+        let sd = get("stddev").as_float().unwrap();
+        assert!((sd - 1.25f64.sqrt()).abs() < 1e-12, "{sd}");
     }
 
     #[test]
@@ -262,6 +269,7 @@ mod tests {
             "device",
             "instance",
             "last",
+            "last_ms",
             "max",
             "min",
             "sensor",

@@ -37,6 +37,7 @@ fn publishes_every_aggregate_on_its_subject_with_every_field() {
         assert_eq!(v["max"], a.max);
         assert_eq!(v["stddev"], a.stddev());
         assert_eq!(v["last"], a.last);
+        assert_eq!(v["last_ms"], a.last_ms);
     }
     let s = p.wait_released(300);
     assert_eq!(s.counter("forwarded"), Some(300));
@@ -68,7 +69,8 @@ fn cbor_payloads_carry_the_same_fields() {
     assert_eq!(get("device").unwrap().as_text(), Some("dev1"));
     assert_eq!(get("window_end_ms").unwrap().as_integer(), Some(a.window_end_ms.into()));
     assert_eq!(get("mean").unwrap().as_float(), Some(a.mean()));
-    assert_eq!(map.len(), 13);
+    assert_eq!(get("last_ms").unwrap().as_integer(), Some(a.last_ms.into()));
+    assert_eq!(map.len(), 14);
     stop(&mut p);
 }
 

@@ -80,6 +80,7 @@ fn every_aggregate_lands_once_keyed_partitioned_in_order_with_headers() {
             format!("{instance}.{device}.{sensor}.{window_end}")
         );
         assert_eq!(r.json()["instance"], instance.as_str());
+        assert_eq!(r.json()["last_ms"], window_end - 1, "the time of last travels too");
         // One partition per key, and the key's aggregates in window order within it.
         assert_eq!(
             *partition_of.entry(&r.key).or_insert(r.partition),

@@ -2,23 +2,24 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::moments::Moments;
 use crate::reading::{Field, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
 use crate::statistics::Statistics;
 use crate::text;
 
-/// The summary of one key's samples in one window. 168 bytes.
+/// The summary of one key's samples in one window. 176 bytes.
 ///
-/// Count, sum, min and max are exact over the window; sum and sum of squares are what a merge of
-/// partial aggregates (several pipelines in one shared-subscription group) needs. Only the
-/// [`Aggregate::statistics`] chosen by `[aggd] statistics` are meaningful and published; a new
-/// aggregate carries them all.
+/// Count, min, max and last are exact over the window. Count, sum, M2 and `last_ms` are what a
+/// merge of partial aggregates (several pipelines in one shared-subscription group) needs; the
+/// merge and its rule per statistic are in [`crate::merge`]. Only the [`Aggregate::statistics`]
+/// chosen by `[aggd] statistics` are meaningful and published; a new aggregate carries them all.
 ///
 /// ```
 /// use records::{Aggregate, FixedText};
 /// let mut a = Aggregate::new(b"dev1", b"temp", b"C").unwrap();
-/// a.count = 2;
-/// a.sum = 43.0;
-/// assert_eq!(a.mean(), 21.5);
+/// a.fold(21.0, 1_000);
+/// a.fold(22.0, 1_005);
+/// assert_eq!((a.count, a.mean(), a.stddev(), a.last, a.last_ms), (2, 21.5, 0.5, 22.0, 1_005));
 /// assert_eq!(a.device().text(), "dev1");
 /// ```
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -32,29 +33,33 @@ pub struct Aggregate {
     pub count: u64,
     /// Sum of the samples.
     pub sum: f64,
-    /// Sum of the squares of the samples.
-    pub sum_sq: f64,
+    /// Σ (x − mean)² over the samples (M2: see [`Moments`]; never a sum of squares).
+    pub m2: f64,
     /// Smallest sample.
     pub min: f64,
     /// Largest sample.
     pub max: f64,
     /// The most recent sample.
     pub last: f64,
-    device: [u8; DEVICE_MAX],
-    sensor: [u8; SENSOR_MAX],
-    unit: [u8; UNIT_MAX],
-    device_len: u8,
-    sensor_len: u8,
-    unit_len: u8,
-    statistics: u8,
+    /// When `last` was received (its reading's `received_ms`, ms since the epoch): what a merge
+    /// orders partials' `last` by.
+    pub last_ms: u64,
+    pub(crate) device: [u8; DEVICE_MAX],
+    pub(crate) sensor: [u8; SENSOR_MAX],
+    pub(crate) unit: [u8; UNIT_MAX],
+    pub(crate) device_len: u8,
+    pub(crate) sensor_len: u8,
+    pub(crate) unit_len: u8,
+    pub(crate) statistics: u8,
     _pad: [u8; 4],
 }
 
-const _: () = assert!(std::mem::size_of::<Aggregate>() == 168);
+const _: () = assert!(std::mem::size_of::<Aggregate>() == 176);
 
 impl shm_ring::Record for Aggregate {
     // 2: the statistics byte (was padding).
-    const TYPE_NAME: &'static str = "Aggregate/2";
+    // 3: M2 in place of the sum of squares, and `last_ms`.
+    const TYPE_NAME: &'static str = "Aggregate/3";
 }
 
 impl Aggregate {
@@ -80,21 +85,38 @@ impl Aggregate {
 
     /// The mean, or NaN for an empty aggregate.
     pub fn mean(&self) -> f64 {
-        if self.count == 0 {
-            f64::NAN
-        } else {
-            self.sum / self.count as f64
-        }
+        self.moments().mean()
     }
 
-    /// The population standard deviation, clamped at 0 against rounding.
+    /// The population standard deviation, `√(M2/count)`, or NaN for an empty aggregate.
     pub fn stddev(&self) -> f64 {
-        if self.count == 0 {
-            return f64::NAN;
+        self.moments().stddev()
+    }
+
+    /// Count, sum and M2.
+    #[inline]
+    pub fn moments(&self) -> Moments {
+        Moments::new(self.count, self.sum, self.m2)
+    }
+
+    /// Sets count, sum and M2.
+    #[inline]
+    pub fn set_moments(&mut self, m: Moments) {
+        (self.count, self.sum, self.m2) = (m.count, m.sum, m.m2);
+    }
+
+    /// Adds one sample received at `t_ms`, the key's latest (what aggd does per pane, on one
+    /// record: for tests and for consumers that rebuild aggregates from samples).
+    pub fn fold(&mut self, value: f64, t_ms: u64) {
+        let first = self.count == 0;
+        self.set_moments(self.moments().folded(value));
+        if first || value < self.min {
+            self.min = value;
         }
-        let n = self.count as f64;
-        let mean = self.sum / n;
-        (self.sum_sq / n - mean * mean).max(0.0).sqrt()
+        if first || value > self.max {
+            self.max = value;
+        }
+        (self.last, self.last_ms) = (value, t_ms);
     }
 
     /// The device id.

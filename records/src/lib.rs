@@ -8,6 +8,9 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+pub mod exp_histogram;
+pub mod merge;
+mod moments;
 pub mod names;
 mod raw;
 mod reading;
@@ -15,6 +18,9 @@ mod statistics;
 mod text;
 
 pub use aggregate::Aggregate;
+pub use exp_histogram::ExpHistogram;
+pub use merge::{is_later, merge_partials, NotMergeable};
+pub use moments::Moments;
 pub use raw::{ContentType, RawRecord, TooLarge, RAW_PAYLOAD_MAX, RAW_TOPIC_MAX};
 pub use reading::{Field, Reading, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
 pub use statistics::Statistics;

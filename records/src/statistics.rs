@@ -84,6 +84,13 @@ impl std::ops::BitOr for Statistics {
     }
 }
 
+impl std::ops::BitAnd for Statistics {
+    type Output = Statistics;
+    fn bitand(self, rhs: Statistics) -> Statistics {
+        Statistics(self.0 & rhs.0)
+    }
+}
+
 impl std::fmt::Display for Statistics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.names().collect();
@@ -105,5 +112,9 @@ mod tests {
         assert_eq!(Statistics::from_bits(0xff), Statistics::ALL);
         assert_eq!((Statistics::MIN | Statistics::LAST).to_string(), "[min, last]");
         assert!(!Statistics::NONE.intersects(Statistics::ALL));
+        assert_eq!(
+            Statistics::ALL & (Statistics::MIN | Statistics::LAST),
+            Statistics::MIN | Statistics::LAST
+        );
     }
 }

@@ -310,12 +310,20 @@ fn a_table_of_other_pane_columns_is_refused_naming_the_statistics() {
         Ok(_) => panic!("a table of other columns was accepted"),
     }
     // Sets that need the same columns share a table.
+    let same = WindowConfig {
+        statistics: Statistics::MIN,
+        ..min
+    };
+    let store = open(min, T0).into_store();
+    assert!(Windows::open(store, same, T0).is_ok());
+    // Last keeps its time in every row: another layout.
     let last = WindowConfig {
         statistics: Statistics::LAST | Statistics::MIN,
         ..min
     };
+    assert_eq!(last.words(), min.words() + 4, "one word per row");
     let store = open(min, T0).into_store();
-    assert!(Windows::open(store, last, T0).is_ok());
+    assert!(Windows::open(store, last, T0).is_err());
 }
 
 #[test]

@@ -28,10 +28,11 @@ pub fn aggregate(device: &str, sensor: &str, i: u64) -> Aggregate {
     a.window_end_ms = a.window_start_ms + 60_000;
     a.count = i + 1;
     a.sum = 2.0 * (i + 1) as f64;
-    a.sum_sq = 4.0 * (i + 1) as f64;
+    a.m2 = 0.0;
     a.min = 2.0;
     a.max = 2.0;
     a.last = 2.0;
+    a.last_ms = a.window_end_ms - 1;
     a
 }
 

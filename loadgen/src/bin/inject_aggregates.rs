@@ -107,10 +107,11 @@ fn run(a: &Args) -> Result<(), String> {
             agg.window_end_ms = agg.window_start_ms + 60_000;
             agg.count = 12;
             agg.sum = 12.0 * 21.5;
-            agg.sum_sq = 12.0 * 21.5 * 21.5;
+            agg.m2 = 0.0;
             agg.min = 21.5;
             agg.max = 21.5;
             agg.last = 21.5;
+            agg.last_ms = agg.window_end_ms - 1;
             *slot = agg;
         }
         chunk.commit_all();
