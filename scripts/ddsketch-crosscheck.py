@@ -7,9 +7,14 @@ holds (gamma^(k-1), gamma^k]: OpenTelemetry's bucket k - 1 at the same gamma), a
 1-based rank in argv[2:], the value DDSketch reads for the sample of that rank.
 """
 import json
+import os
 import sys
 
-from ddsketch import DDSketch
+# scripts/install-deps.sh installs ddsketch into target/test-python (pip --target works on a
+# Debian python that refuses system-wide pip installs, PEP 668); one installed elsewhere works too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "test-python"))
+
+from ddsketch import DDSketch  # noqa: E402
 
 
 def main():

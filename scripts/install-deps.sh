@@ -50,12 +50,16 @@ PY
 
 # Datadog's DDSketch (pure Python, with `six`): the reference records/tests/ddsketch.rs checks
 # the exponential histogram against (scripts/ddsketch-crosscheck.py).
+# Installed into target/test-python (scripts/ddsketch-crosscheck.py looks there), not system-wide:
+# Debian's python refuses `pip install` into itself (PEP 668), and --target needs no root.
 install_ddsketch() {
-  if python3 -c 'import ddsketch' >/dev/null 2>&1; then
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/target/test-python"
+  if PYTHONPATH="$dir" python3 -c 'import ddsketch' >/dev/null 2>&1; then
     return 0
   fi
-  echo "install-deps: installing the Python package ddsketch" >&2
-  python3 -m pip install --quiet ddsketch==3.0.1
+  echo "install-deps: installing the Python package ddsketch into $dir" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$dir" ddsketch==3.0.1
 }
 
 need=()
