@@ -15,18 +15,13 @@ use std::time::Duration;
 use bytemuck::Zeroable;
 use records::names::{segment, stage};
 use records::{Aggregate, FixedText, Reading, Statistics};
-use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, Producer, RingOptions, SegmentName, StatsReader};
+use shm_ring::{
+    create, create_stats_page, unix_ms, Consumer, PrefixGuard, Producer, RingOptions, SegmentName, StatsReader,
+};
 use test_brokers::{wait_for, Process, TempDir};
 
 const SIGTERM: i32 = 15;
 const HANG: Duration = Duration::from_secs(60);
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 struct Shape {
     window_ms: u64,

@@ -4,9 +4,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::clock::monotonic_ms;
 use crate::error::{Error, Result};
 use crate::segment::SegmentName;
-use crate::stats::{monotonic_ms, Page, StageSlot, StageState};
+use crate::stats::{Page, StageSlot, StageState};
 #[cfg(doc)]
 use crate::stats::{StageSnapshot, StatsReader, CONTROL_WORDS};
 

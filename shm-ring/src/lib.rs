@@ -95,6 +95,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod clock;
 mod consumer;
 mod control;
 mod dir;
@@ -111,6 +112,7 @@ mod stats;
 mod table;
 mod wait;
 
+pub use clock::unix_ms;
 pub use consumer::{Consumer, PopError, ReadChunk};
 pub use control::{ControlSlot, StatsControl};
 pub use dir::{prepare_dir, SHM_DIR};

@@ -41,6 +41,7 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+use crate::clock::{monotonic_ms, unix_ms};
 use crate::error::{Error, Result};
 use crate::layout::{self, CheckError, HeaderFields, KIND_STATS, LINE};
 use crate::segment::{Access, Mapping, SegmentName};
@@ -184,19 +185,6 @@ fn read_name(n: &Name) -> Name {
     // SAFETY: `n` is a valid reference to initialised bytes; volatile because another process
     // could (wrongly) be writing it, and a torn name is harmless to us.
     unsafe { std::ptr::read_volatile(n) }
-}
-
-pub(crate) fn monotonic_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
-        .unwrap_or(0)
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A checked mapping of a stats page.

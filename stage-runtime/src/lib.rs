@@ -18,12 +18,6 @@ pub use counters::StageCounters;
 pub use logging::init_logging;
 pub use ready::READY_FD_ENV;
 pub use rings::{attach_consumer, attach_producer, patiently, segment, wait_strategy};
+/// The wall clock every stage stamps with, defined once in the lowest crate.
+pub use shm_ring::unix_ms;
 pub use shutdown::Shutdown;
-
-/// Milliseconds since the Unix epoch, by the wall clock.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -36,7 +36,9 @@ use loadgen::{cbor, readings};
 use records::names::{counter, segment, stage};
 use records::{Aggregate, ContentType, RawRecord, Reading};
 use shm_ring::bytemuck::Zeroable;
-use shm_ring::{create, create_stats_page, IfExists, Producer, RingOptions, SegmentName, StatsReader, WaitStrategy};
+use shm_ring::{
+    create, create_stats_page, unix_ms, IfExists, Producer, RingOptions, SegmentName, StatsReader, WaitStrategy,
+};
 use telemetry_config::Config;
 
 struct Args {
@@ -135,13 +137,6 @@ fn cpu_s(pid: u32) -> f64 {
 
 fn self_cpu_s() -> f64 {
     cpu_s(std::process::id())
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Builds raw records for key `k` at sequence number `seq`.
