@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::error::Error;
+
 /// `"SHMRING1"`, little-endian: the value of `magic` once a segment is ready.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// Bumped whenever any offset or field in this file changes meaning.
@@ -239,6 +241,26 @@ pub(crate) enum CheckError {
     Corrupt(String),
     /// Carries the description of what the segment holds.
     Mismatch(String),
+}
+
+impl CheckError {
+    /// The public [`Error`] for this rejection of the segment named `segment`. `mismatch` turns
+    /// the segment's own description into the `(found, expected)` pair the message shows, so
+    /// each kind of segment words a mismatch in its own terms.
+    pub(crate) fn into_error(self, segment: String, mismatch: impl FnOnce(String) -> (String, String)) -> Error {
+        match self {
+            CheckError::NotReady => Error::NotReady { segment },
+            CheckError::Corrupt(reason) => Error::Corrupt { segment, reason },
+            CheckError::Mismatch(description) => {
+                let (found, expected) = mismatch(description);
+                Error::Mismatch {
+                    segment,
+                    found,
+                    expected,
+                }
+            }
+        }
+    }
 }
 
 /// Total bytes of a table with this record size and row count, or `None` if it overflows.

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, CheckError, ConsumerLine, HeaderFields, ProducerLine, RingGeometry, RingShape, WaitLine, KIND_RING, LINE,
-    MAX_CAPACITY, MAX_RECORD_SIZE, RING_SLOTS_OFFSET,
+    self, ConsumerLine, HeaderFields, ProducerLine, RingGeometry, RingShape, WaitLine, KIND_RING, LINE, MAX_CAPACITY,
+    MAX_RECORD_SIZE, RING_SLOTS_OFFSET,
 };
 use crate::record::Record;
 use crate::segment::{Access, Mapping, SegmentName};
@@ -319,15 +319,7 @@ pub(crate) fn check(map: &Mapping, shape: Option<&RingShape<'_>>) -> Result<Ring
         Some(shape) => header.check_ring(shape, map.len()),
         None => header.check_ring_any(map.len()),
     };
-    result.map_err(|e| match e {
-        CheckError::NotReady => Error::NotReady { segment: seg },
-        CheckError::Corrupt(reason) => Error::Corrupt { segment: seg, reason },
-        CheckError::Mismatch(found) => Error::Mismatch {
-            segment: seg,
-            found,
-            expected: shape.map(RingShape::describe).unwrap_or_default(),
-        },
-    })
+    result.map_err(|e| e.into_error(seg, |found| (found, shape.map(RingShape::describe).unwrap_or_default())))
 }
 
 /// `write - read`, or [`Error::Corrupt`] if that is more than the capacity (which only a foreign

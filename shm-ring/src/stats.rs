@@ -43,7 +43,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::clock::{monotonic_ms, unix_ms};
 use crate::error::{Error, Result};
-use crate::layout::{self, CheckError, HeaderFields, KIND_STATS, LINE};
+use crate::layout::{self, HeaderFields, KIND_STATS, LINE};
 use crate::segment::{Access, Mapping, SegmentName};
 #[cfg(doc)]
 use crate::StatsControl;
@@ -202,17 +202,13 @@ impl Page {
         }
         // SAFETY: at least LINE bytes, page-aligned.
         let header = unsafe { layout::read_header(map.ptr()) };
-        header.check_common(KIND_STATS, map.len()).map_err(|e| match e {
-            CheckError::NotReady => Error::NotReady { segment: seg.clone() },
-            CheckError::Corrupt(reason) => Error::Corrupt {
-                segment: seg.clone(),
-                reason,
-            },
-            CheckError::Mismatch(found) => Error::Mismatch {
-                segment: seg.clone(),
-                found: format!("stats page of {found}"),
-                expected: format!("stats page of layout {}", layout::LAYOUT_VERSION),
-            },
+        header.check_common(KIND_STATS, map.len()).map_err(|e| {
+            e.into_error(seg.clone(), |found| {
+                (
+                    format!("stats page of {found}"),
+                    format!("stats page of layout {}", layout::LAYOUT_VERSION),
+                )
+            })
         })?;
         if map.len() != PAGE_BYTES || header.capacity as usize != MAX_STAGES {
             return Err(Error::corrupt(

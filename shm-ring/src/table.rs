@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::layout::{self, CheckError, HeaderFields, KIND_TABLE, LINE, TABLE_ROWS_OFFSET};
+use crate::layout::{self, HeaderFields, KIND_TABLE, LINE, TABLE_ROWS_OFFSET};
 use crate::record::Record;
 use crate::ring::{shape_of, Created, IfExists};
 use crate::segment::{Access, Mapping, SegmentName};
@@ -108,18 +108,9 @@ impl<T: Record> Table<T> {
         }
         // SAFETY: the mapping is at least TABLE_ROWS_OFFSET ≥ LINE bytes and page-aligned.
         let header = unsafe { layout::read_header(map.ptr()) };
-        let rows = header.check_table(&shape, map.len()).map_err(|e| match e {
-            CheckError::NotReady => Error::NotReady { segment: seg.clone() },
-            CheckError::Corrupt(reason) => Error::Corrupt {
-                segment: seg.clone(),
-                reason,
-            },
-            CheckError::Mismatch(found) => Error::Mismatch {
-                segment: seg.clone(),
-                found,
-                expected: shape.describe(),
-            },
-        })?;
+        let rows = header
+            .check_table(&shape, map.len())
+            .map_err(|e| e.into_error(seg.clone(), |found| (found, shape.describe())))?;
         Ok(Table {
             map,
             rows,
