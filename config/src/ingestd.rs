@@ -55,7 +55,7 @@ pub struct Ingestd {
     /// Keep-alive in seconds.
     pub keep_alive_s: u64,
     /// Largest payload accepted, in bytes; larger ones are dropped as `payload_too_large`. At
-    /// most 384 (what a raw record holds).
+    /// most [`records::RAW_PAYLOAD_MAX`] (what a raw record holds), which is also the default.
     pub max_payload: usize,
     /// First reconnect delay in ms; doubles per failed attempt up to `reconnect_max_ms`, with jitter.
     pub reconnect_min_ms: u64,
@@ -234,7 +234,7 @@ impl Default for Ingestd {
             session_expiry_s: 3_600,
             when_ring_full: WhenRingFull::Hold,
             keep_alive_s: 30,
-            max_payload: 384,
+            max_payload: records::RAW_PAYLOAD_MAX,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
             batch_budget_us: 2_000,
@@ -359,8 +359,12 @@ impl Ingestd {
                 "must not contain / + or #",
             ));
         }
-        if i.max_payload == 0 || i.max_payload > 384 {
-            return Err(bad("ingestd.max_payload", i.max_payload, "must be from 1 to 384 bytes"));
+        if i.max_payload == 0 || i.max_payload > records::RAW_PAYLOAD_MAX {
+            return Err(bad(
+                "ingestd.max_payload",
+                i.max_payload,
+                &format!("must be from 1 to {} bytes", records::RAW_PAYLOAD_MAX),
+            ));
         }
         if i.reconnect_min_ms == 0 || i.reconnect_min_ms > i.reconnect_max_ms {
             return Err(bad(
