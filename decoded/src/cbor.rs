@@ -21,6 +21,7 @@
 //!   its shape; a count larger than the bytes left (every item takes at least one byte) is
 //!   malformed at once.
 
+use crate::cursor::Cursor;
 use crate::fields::{Fields, Key, Text, Value};
 use crate::reason::Reason;
 
@@ -34,20 +35,22 @@ use crate::reason::Reason;
 /// assert!(matches!(fields.value, Some(decoded::fields::Value::Float(v)) if v == 21.5));
 /// ```
 pub fn parse(payload: &[u8]) -> Result<Fields<'_>, Reason> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        bytes: Cursor::new(payload),
+    };
     let head = r.head()?;
     if head.major != MAP {
         return Err(Reason::Malformed);
     }
     // Each pair takes at least two bytes.
-    if head.arg > (r.left() / 2) as u64 {
+    if head.arg > (r.bytes.left() / 2) as u64 {
         return Err(Reason::Malformed);
     }
     let mut fields = Fields::default();
     for _ in 0..head.arg {
         let key = r.head()?;
         let known = if key.major == TEXT {
-            Key::from_name(r.take(key.arg)?)
+            Key::from_name(r.bytes.take(key.arg)?)
         } else {
             r.skip_rest_of(key)?;
             None
@@ -57,7 +60,7 @@ pub fn parse(payload: &[u8]) -> Result<Fields<'_>, Reason> {
             None => r.skip(1)?,
         }
     }
-    if r.left() != 0 {
+    if r.bytes.left() != 0 {
         return Err(Reason::Malformed);
     }
     Ok(fields)
@@ -104,39 +107,23 @@ struct Head {
     arg: u64,
 }
 
+/// The CBOR grammar over a [`Cursor`].
 struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    bytes: Cursor<'a>,
 }
 
 impl<'a> Reader<'a> {
     #[inline]
-    fn left(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    /// The next `n` bytes; malformed if fewer are left.
-    #[inline]
-    fn take(&mut self, n: u64) -> Result<&'a [u8], Reason> {
-        if n > self.left() as u64 {
-            return Err(Reason::Malformed);
-        }
-        let start = self.pos;
-        self.pos += n as usize;
-        Ok(&self.buf[start..self.pos])
-    }
-
-    #[inline]
     fn head(&mut self) -> Result<Head, Reason> {
-        let initial = self.take(1)?[0];
+        let initial = self.bytes.byte()?;
         let major = initial >> 5;
         let info = initial & 0x1f;
         let arg = match info {
             0..=23 => u64::from(info),
-            24 => u64::from(self.take(1)?[0]),
-            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes"))),
-            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes"))),
-            27 => u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")),
+            24 => u64::from(self.bytes.byte()?),
+            25 => u64::from(u16::from_be_bytes(self.bytes.take(2)?.try_into().expect("2 bytes"))),
+            26 => u64::from(u32::from_be_bytes(self.bytes.take(4)?.try_into().expect("4 bytes"))),
+            27 => u64::from_be_bytes(self.bytes.take(8)?.try_into().expect("8 bytes")),
             // 28–30 are reserved; 31 is an indefinite length, or a break outside one.
             _ => return Err(Reason::Malformed),
         };
@@ -154,7 +141,7 @@ impl<'a> Reader<'a> {
             UINT => Value::Uint(head.arg),
             NINT => Value::Nint(head.arg),
             TEXT => {
-                let bytes = self.take(head.arg)?;
+                let bytes = self.bytes.take(head.arg)?;
                 Value::Text(Text::Borrowed(
                     std::str::from_utf8(bytes).map_err(|_| Reason::Malformed)?,
                 ))
@@ -176,7 +163,7 @@ impl<'a> Reader<'a> {
     /// Skips what follows an item's head: a string's bytes, or a container's or tag's items.
     fn skip_rest_of(&mut self, head: Head) -> Result<(), Reason> {
         match head.major {
-            BYTES | TEXT => self.take(head.arg).map(|_| ()),
+            BYTES | TEXT => self.bytes.take(head.arg).map(|_| ()),
             ARRAY | MAP | TAG => self.skip(items_after(head).ok_or(Reason::Malformed)?),
             _ => Ok(()),
         }
@@ -186,14 +173,14 @@ impl<'a> Reader<'a> {
     fn skip(&mut self, mut pending: u64) -> Result<(), Reason> {
         while pending > 0 {
             // Every item takes at least one byte: a larger count can only be truncated input.
-            if pending > self.left() as u64 {
+            if pending > self.bytes.left() as u64 {
                 return Err(Reason::Malformed);
             }
             pending -= 1;
             let head = self.head()?;
             match head.major {
                 BYTES | TEXT => {
-                    self.take(head.arg)?;
+                    self.bytes.take(head.arg)?;
                 }
                 ARRAY | MAP | TAG => {
                     let more = items_after(head).ok_or(Reason::Malformed)?;

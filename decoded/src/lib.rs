@@ -10,6 +10,7 @@
 //! | [`cbor`] | a non-allocating CBOR reader for the reading document |
 //! | [`json`] | the same document as JSON, through serde_json without a `Value` tree |
 //! | [`proto`] | the same reading as protobuf (`telemetry.v1.Reading`), a non-allocating wire-format reader |
+//! | `cursor` | the checked read position in a payload that the CBOR and protobuf readers share |
 //! | [`fields`] | what every parser produces: the document's keys, typed as the wire says |
 //! | [`decode`](mod@decode) | payload → [`records::Reading`] or one [`Reason`] |
 //! | [`reason`] | the reasons and their counters |
@@ -22,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod cbor;
+mod cursor;
 pub mod decode;
 pub mod fault;
 pub mod fields;

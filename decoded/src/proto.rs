@@ -39,6 +39,7 @@
 //! bytes rarely are) and otherwise, with no field 2, `missing_field`. Batches are split by the
 //! source that receives them (ingestd's HTTP door); decoded turns one raw record into one reading.
 
+use crate::cursor::Cursor;
 use crate::fields::{Fields, Text, Value};
 use crate::reason::Reason;
 
@@ -54,12 +55,14 @@ use crate::reason::Reason;
 /// assert!(matches!(fields.seq, Some(decoded::fields::Value::Uint(7))));
 /// ```
 pub fn parse(payload: &[u8]) -> Result<Fields<'_>, Reason> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        bytes: Cursor::new(payload),
+    };
     let mut fields = Fields {
         value: Some(Value::Float(0.0)),
         ..Fields::default()
     };
-    while r.left() > 0 {
+    while r.bytes.left() > 0 {
         let tag = r.varint()?;
         let number = tag >> 3;
         if number == 0 || number > MAX_FIELD_NUMBER {
@@ -116,35 +119,18 @@ fn typed(number: u64, wire: Wire<'_>) -> Result<Value<'_>, Reason> {
     })
 }
 
+/// The protobuf grammar over a [`Cursor`].
 struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    bytes: Cursor<'a>,
 }
 
 impl<'a> Reader<'a> {
-    #[inline]
-    fn left(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    /// The next `n` bytes; malformed if fewer are left.
-    #[inline]
-    fn take(&mut self, n: u64) -> Result<&'a [u8], Reason> {
-        if n > self.left() as u64 {
-            return Err(Reason::Malformed);
-        }
-        let start = self.pos;
-        self.pos += n as usize;
-        Ok(&self.buf[start..self.pos])
-    }
-
     /// A base-128 varint of at most 10 bytes, least significant group first.
     #[inline]
     fn varint(&mut self) -> Result<u64, Reason> {
         let mut value = 0u64;
         for i in 0..10 {
-            let byte = *self.buf.get(self.pos).ok_or(Reason::Malformed)?;
-            self.pos += 1;
+            let byte = self.bytes.byte()?;
             // The tenth byte holds bit 63 only: anything more would overflow 64 bits.
             if i == 9 && byte > 1 {
                 return Err(Reason::Malformed);
@@ -162,13 +148,13 @@ impl<'a> Reader<'a> {
     fn value(&mut self, number: u32, wire: u8) -> Result<Wire<'a>, Reason> {
         Ok(match wire {
             VARINT => Wire::Varint(self.varint()?),
-            I64 => Wire::I64(self.take(8)?.try_into().expect("8 bytes")),
+            I64 => Wire::I64(self.bytes.take(8)?.try_into().expect("8 bytes")),
             LEN => {
                 let len = self.varint()?;
-                Wire::Len(self.take(len)?)
+                Wire::Len(self.bytes.take(len)?)
             }
             I32 => {
-                self.take(4)?;
+                self.bytes.take(4)?;
                 Wire::Skipped
             }
             START_GROUP => {
