@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on loopback, for a newcomer:
-#   1. installs what is missing (scripts/install-deps.sh) and builds the release binaries;
+#   1. installs what the demo needs if it is missing (scripts/install-deps.sh --demo) and builds
+#      the release binaries;
 #   2. starts its own mosquitto, nats-server and Tansu (Kafka protocol) on free loopback ports;
 #   3. starts telemetry-supervisor, which creates the rings and starts the four stages;
 #   4. publishes a stream of readings with loadgen (DEVICES x SENSORS keys, RATE msg/s, LOAD_SECONDS s),
@@ -18,7 +19,7 @@ SENSORS="${SENSORS:-5}"
 RATE="${RATE:-5000}"
 SECONDS_OF_LOAD="${LOAD_SECONDS:-10}"
 
-./scripts/install-deps.sh
+./scripts/install-deps.sh --demo
 echo "== building (release)"
 cargo build --release --workspace --bins -q
 bin="$PWD/target/release"
