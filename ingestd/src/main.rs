@@ -18,12 +18,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let setup = || -> Result<ingestd::ring::SharedRing, shm_ring::Error> {
+    let setup = || -> Result<ingestd::sources::raw_ring::SharedRing, shm_ring::Error> {
         let raw = stage_runtime::segment(&config, segment::RAW)?;
         let stats = stage_runtime::segment(&config, segment::STATS)?;
         let producer = attach_producer::<RawRecord>(&raw, Duration::from_secs(10))?;
         let counters = StageCounters::attach_patiently(&stats, stage::INGESTD, Duration::from_secs(10))?;
-        ingestd::ring::SharedRing::new(producer, counters)
+        ingestd::sources::raw_ring::SharedRing::new(producer, counters)
     };
     let ring = match setup() {
         Ok(r) => r,
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match ingestd::stage::run(ring, ingestd::stage::sources(&config)) {
+    match ingestd::stage::run(ring, ingestd::sources::configured(&config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "stopped on an error");

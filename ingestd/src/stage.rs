@@ -6,30 +6,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use shm_ring::StageState;
-use telemetry_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
-use crate::http_source::HttpSource;
-use crate::liveness::Liveness;
-use crate::mqtt_source::MqttSource;
-use crate::ring::SharedRing;
-use crate::source::{stop_channel, Source, SourceError};
+use crate::sources::liveness::Liveness;
+use crate::sources::raw_ring::SharedRing;
+use crate::sources::{stop_channel, Source, SourceError};
 
 /// How often the heartbeat is beaten while every source is healthy.
 const BEAT: Duration = Duration::from_millis(500);
-
-/// The sources `config` turns on: MQTT when a broker is set, HTTP when it listens.
-pub fn sources(config: &Config) -> Vec<Box<dyn Source>> {
-    let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    if !config.ingestd.broker.is_empty() {
-        sources.push(Box::new(MqttSource::new(config.clone())));
-    }
-    if config.ingestd.http.enabled() {
-        sources.push(Box::new(HttpSource::new(config.ingestd.clone())));
-    }
-    sources
-}
 
 /// Runs `sources` until SIGTERM/SIGINT (`Ok`) or until one of them fails (its error).
 pub fn run(ring: SharedRing, sources: Vec<Box<dyn Source>>) -> Result<(), SourceError> {

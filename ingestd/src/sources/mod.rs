@@ -1,14 +1,32 @@
-//! A source: something that takes readings in from the outside and hands them, in batches of raw
-//! records, to the one raw ring ([`SharedRing`]), learning from the commit when they are safe
+//! The sources, one folder each, what they share, and [`configured`], which picks the ones the
+//! config turns on. A source takes readings in from the outside and hands them, in batches of
+//! raw records, to the one raw ring ([`SharedRing`]), learning from the commit when they are safe
 //! (MQTT then acks them, HTTP answers 2xx). ingestd runs each configured source on a thread of
-//! its own ([`crate::stage`]); adding a door is adding an implementation of [`Source`].
+//! its own ([`crate::stage`]); adding a door is adding a folder that implements [`Source`] and one
+//! line in [`configured`].
+//!
+//! | source | folder | turned on by | delivery |
+//! |---|---|---|---|
+//! | MQTT 5 | [`mqtt`] | `[ingestd] broker` | at QoS 1, acked once in the ring or counted as dropped |
+//! | HTTP | [`http`] | `[ingestd.http] listen` | 2xx once the whole request is in the ring, else refused whole |
+//!
+//! Shared by both: [`raw_ring`] (the raw ring's one producer and the stage's counters, behind
+//! one lock) and [`liveness`] (whether a source's loop is healthy, for the heartbeat).
+
+pub mod http;
+pub mod liveness;
+pub mod mqtt;
+pub mod raw_ring;
 
 use std::error::Error;
 
+use telemetry_config::Config;
 use tokio::sync::watch;
 
-use crate::liveness::Liveness;
-use crate::ring::SharedRing;
+use self::http::HttpSource;
+use self::liveness::Liveness;
+use self::mqtt::MqttSource;
+use self::raw_ring::SharedRing;
 
 /// A source's fatal error (a problem with the ring, or a listener it cannot open).
 pub type SourceError = Box<dyn Error + Send + Sync>;
@@ -22,6 +40,18 @@ pub trait Source: Send {
     /// its own runtime). Reports progress on `liveness`, which the heartbeat follows, and sets
     /// the stage `Running` once it takes input.
     fn run(self: Box<Self>, ring: SharedRing, liveness: Liveness, stop: Stop) -> Result<(), SourceError>;
+}
+
+/// The sources `config` turns on: MQTT when a broker is set, HTTP when it listens.
+pub fn configured(config: &Config) -> Vec<Box<dyn Source>> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !config.ingestd.broker.is_empty() {
+        sources.push(Box::new(MqttSource::new(config.clone())));
+    }
+    if config.ingestd.http.enabled() {
+        sources.push(Box::new(HttpSource::new(config.ingestd.clone())));
+    }
+    sources
 }
 
 /// The stage's order to stop, seen by every source.

@@ -1,14 +1,33 @@
 //! The HTTP source (`[ingestd.http]`): a listener on its own thread and runtime, HTTP/1.1 with
 //! keep-alive (hyper 1, docs/decisions.md D15), optionally over TLS (rustls with the ring
-//! provider, as MQTT). Each connection is a task (`http_connection`), bounded in time in every
-//! phase and in number (`http_slots`: at `max_connections`, a new client takes the place of the
+//! provider, as MQTT). Each connection is a task (`connection`), bounded in time in every
+//! phase and in number (`slots`: at `max_connections`, a new client takes the place of the
 //! quietest connection without a request, or is answered 503); each request is answered by
-//! [`crate::http_request`], whose readings go to the raw ring through [`crate::http_commit`].
+//! [`request`], whose readings go to the raw ring through [`commit`].
 //!
 //! Stopping: new requests are answered 503 (`http.rejected.stopping`), no new connection is
 //! accepted, and the source waits (up to [`DRAIN`]) for the requests already handed over to be
 //! committed and answered. A client whose request got no answer may retry it: its readings may
 //! then be in the ring twice (at-least-once, as for MQTT QoS 1).
+//!
+//! | file | what it is |
+//! |---|---|
+//! | this one | the listener (accept, the connection cap, shutdown) |
+//! | [`slots`] | the connection cap, which connection makes room for a new client, and the open-file limit the cap must fit in |
+//! | [`connection`] | one connection's life (TLS handshake, hyper, its time bounds) |
+//! | [`phase`] | a connection's phase, shared by its socket, requests and task, and the socket wrapper that closes lingering after a refusal |
+//! | [`request`] | one request to an answer: token, content type, size, status |
+//! | [`auth`] | the bearer token, compared in constant time |
+//! | [`framing`] | splitting a body into one payload per reading, without decoding them (one file per format) |
+//! | [`commit`] | the requests' batches on their way to the raw ring, many per commit |
+
+pub mod auth;
+pub mod commit;
+pub mod connection;
+pub mod framing;
+pub mod phase;
+pub mod request;
+pub mod slots;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,14 +41,14 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::http_auth::BearerToken;
-use crate::http_commit::{Committer, HttpCounters};
-use crate::http_connection::{self, Door, Limits};
-use crate::http_request::Handler;
-use crate::http_slots::{self, Admission};
-use crate::liveness::Liveness;
-use crate::ring::SharedRing;
-use crate::source::{Source, SourceError, Stop};
+use self::auth::BearerToken;
+use self::commit::{Committer, HttpCounters};
+use self::connection::{Door, Limits};
+use self::request::Handler;
+use self::slots::Admission;
+use crate::sources::liveness::Liveness;
+use crate::sources::raw_ring::SharedRing;
+use crate::sources::{Source, SourceError, Stop};
 
 /// Longest wait, when stopping, for requests already taken to be answered.
 pub const DRAIN: Duration = Duration::from_secs(2);
@@ -91,7 +110,7 @@ fn committer_failed(ended: Result<Result<(), shm_ring::Error>, tokio::task::Join
 
 async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: Stop) -> Result<(), SourceError> {
     let http = &config.http;
-    let open_files = http_slots::fit_open_file_limit(http.max_connections)?;
+    let open_files = slots::fit_open_file_limit(http.max_connections)?;
     let tls = tls_acceptor(&http.cert_file, &http.key_file)?;
     let listener = TcpListener::bind(&http.listen)
         .await
@@ -147,13 +166,13 @@ async fn serve(config: Ingestd, ring: SharedRing, liveness: Liveness, mut stop: 
                 if evicted {
                     counters.count_connection(&ring, http::CONNECTIONS_EVICTED);
                 }
-                tokio::spawn(http_connection::serve(door.clone(), stream, peer, conn));
+                tokio::spawn(connection::serve(door.clone(), stream, peer, conn));
             }
             Admission::Full => {
                 counters.count_connection(&ring, http::CONNECTIONS_REFUSED);
                 if let Ok(permit) = refusing.clone().try_acquire_owned() {
                     tokio::spawn(async move {
-                        http_connection::refuse(stream).await;
+                        connection::refuse(stream).await;
                         drop(permit);
                     });
                 }

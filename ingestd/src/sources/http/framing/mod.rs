@@ -18,7 +18,7 @@
 //! parameter (also accepted as `proto`), a convention of protobuf-over-HTTP tools.
 //!
 //! ```
-//! use ingestd::framing::{split, Framing};
+//! use ingestd::sources::http::framing::{split, Framing};
 //! let body = br#"[{"d":"a","s":"t","v":1}, {"d":"b","s":"t","v":2}]"#;
 //! let mut items = Vec::new();
 //! split(Framing::of("application/json").unwrap().unwrap(), body, &mut items).unwrap();

@@ -163,7 +163,7 @@ mod tests {
             let other = std::process::Command::new(exe)
                 .args([
                     "--exact",
-                    "redelivery::tests::print_a_digest",
+                    "sources::mqtt::redelivery::tests::print_a_digest",
                     "--nocapture",
                     "--ignored",
                 ])

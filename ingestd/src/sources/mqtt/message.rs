@@ -22,7 +22,7 @@ pub struct Staged {
     /// Its ack (QoS 1), sent once the record is in the ring.
     pub ack: Option<Ack>,
     /// Its identity for recognising a redelivery (QoS 1; set by the caller).
-    pub digest: Option<crate::redelivery::Digest>,
+    pub digest: Option<super::redelivery::Digest>,
     /// Its arrival number among QoS 1 messages (set by the caller; orders the acks).
     pub seq: u64,
 }

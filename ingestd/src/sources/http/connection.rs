@@ -1,8 +1,8 @@
 //! One HTTP connection's life, from accept to close, bounded in time in every phase
-//! (`http_phase` has the table): the TLS handshake within `tls_handshake_timeout_s`, each head
+//! (`phase` has the table): the TLS handshake within `tls_handshake_timeout_s`, each head
 //! within `header_timeout_s`, an idle keep-alive connection closed after `idle_timeout_s`, a
-//! lingering close after `linger_timeout_s`, and an eviction (`http_slots`) obeyed at once. The
-//! body's own bound (`body_timeout_s`) is the handler's (`http_request`), which answers 408.
+//! lingering close after `linger_timeout_s`, and an eviction (`slots`) obeyed at once. The
+//! body's own bound (`body_timeout_s`) is the handler's (`request`), which answers 408.
 //!
 //! The timer is one sleep per connection, re-armed only when it fires: it sleeps until the
 //! current phase's deadline, or at most the shortest of the bounds, so that a phase that began
@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use crate::http_phase::{Conn, ConnIo, Phase};
-use crate::http_request::Handler;
-use crate::http_slots::Slots;
+use super::phase::{Conn, ConnIo, Phase};
+use super::request::Handler;
+use super::slots::Slots;
 
 /// Largest request head (request line and headers); hyper answers 431 beyond.
 pub const MAX_HEAD_BYTES: usize = 16 << 10;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use crate::http_phase::{Conn, Phase};
+use super::phase::{Conn, Phase};
 
 /// Open files ingestd needs besides its HTTP connections (rings, stats page, MQTT, the
 /// runtime's own descriptors, connections being closed or refused), on top of

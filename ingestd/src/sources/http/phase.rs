@@ -13,7 +13,7 @@
 //!
 //! The phase and its start are one atomic word, written by the connection's own socket and
 //! requests (a few atomic stores per request, no lock) and read by its task's timer and by the
-//! slots when a new client needs room (`http_slots`).
+//! slots when a new client needs room (`slots`).
 
 use std::io;
 use std::mem::MaybeUninit;

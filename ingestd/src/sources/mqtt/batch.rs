@@ -37,15 +37,15 @@ use shm_ring::CounterId;
 use telemetry_config::WhenRingFull;
 use tracing::{info, warn};
 
-use crate::intake::{self, Ack, Staged};
-use crate::mqtt;
-use crate::redelivery::{Digest, Redelivered};
-pub use crate::ring::MAX_BATCH;
-use crate::ring::{RawRing, SharedRing};
+use super::message::{self, Ack, Staged};
+use super::redelivery::{Digest, Redelivered};
+use super::session::{RECEIVE_MAXIMUM, REQUEST_CAPACITY};
+pub use crate::sources::raw_ring::MAX_BATCH;
+use crate::sources::raw_ring::{RawRing, SharedRing};
 
 /// Held messages past which the loop stops reading its socket until the ring has room: well
 /// above what a broker honouring our Receive Maximum can have in flight.
-pub const HOLD_LIMIT: usize = 4 * mqtt::RECEIVE_MAXIMUM as usize;
+pub const HOLD_LIMIT: usize = 4 * RECEIVE_MAXIMUM as usize;
 
 struct Counters {
     received: CounterId,
@@ -72,7 +72,7 @@ pub struct Ingest {
     ring: SharedRing,
     ids: Counters,
     /// Messages taken and not settled yet, oldest first, as slices of rumqttc's read buffers:
-    /// written into their ring slots only when handed over (see `intake`). With
+    /// written into their ring slots only when handed over (see `message`). With
     /// `WhenRingFull::Hold` its head may be messages the ring could not take yet.
     batch: Vec<Staged>,
     /// Messages taken since the last flush (the tail of `batch`).
@@ -196,7 +196,7 @@ impl Ingest {
             }
             return;
         }
-        match intake::stage(publish, received_ms, self.max_payload) {
+        match message::stage(publish, received_ms, self.max_payload) {
             Ok(mut staged) => {
                 if let Some(d) = digest {
                     self.redelivered.remember(d);
@@ -357,7 +357,7 @@ impl Ingest {
             self.unsent.pop_front();
             handed += 1;
         }
-        if self.unsent.len() > mqtt::REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
+        if self.unsent.len() > REQUEST_CAPACITY && self.unsent.len().is_power_of_two() {
             warn!(waiting = self.unsent.len(), "acks are falling behind the reads");
         }
         handed

@@ -50,8 +50,8 @@ pub fn options(config: &Ingestd, instance: &str) -> Result<MqttOptions, String> 
         .set_manual_acks(true)
         .set_max_packet_size(Some(MAX_PACKET))
         .set_receive_maximum(Some(RECEIVE_MAXIMUM))
-        // Announced explicitly, and enforced by the MQTT loop (`crate::topic_alias`).
-        .set_topic_alias_max(Some(crate::topic_alias::TOPIC_ALIAS_MAX))
+        // Announced explicitly, and enforced by the MQTT loop (`topic_alias`).
+        .set_topic_alias_max(Some(super::topic_alias::TOPIC_ALIAS_MAX))
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if config.session_expiry_s > 0 {
         opts.set_session_expiry_interval(Some(config.session_expiry_s));

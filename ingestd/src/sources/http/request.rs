@@ -14,7 +14,7 @@
 //! `GET /healthz` answers 200 while the stage runs (503 once it stops) and is not counted.
 //!
 //! A refusal that leaves the body unread (all but 400 and 503, when the request has a body)
-//! carries `Connection: close` and asks for a lingering close (`http_phase::ConnIo`): the rest
+//! carries `Connection: close` and asks for a lingering close (`phase::ConnIo`): the rest
 //! of the body is read and dropped, within `linger_max_bytes` and `linger_timeout_s`, so that a
 //! client that writes its whole body before reading (no `Expect: 100-continue`) reads the
 //! refusal instead of a connection reset.
@@ -34,12 +34,12 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use records::names::http;
 
-use crate::framing::{self, Framing};
-use crate::http_auth::BearerToken;
-use crate::http_commit::{Committer, HttpCounters, Outcome};
-use crate::http_phase::{Conn, Phase};
-use crate::ring::{SharedRing, MAX_BATCH};
-use crate::source::Stop;
+use super::auth::BearerToken;
+use super::commit::{Committer, HttpCounters, Outcome};
+use super::framing::{self, Framing};
+use super::phase::{Conn, Phase};
+use crate::sources::raw_ring::{SharedRing, MAX_BATCH};
+use crate::sources::Stop;
 
 /// The path readings are posted to.
 pub const READINGS_PATH: &str = "/v1/readings";

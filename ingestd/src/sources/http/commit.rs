@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::ring::{SharedRing, MAX_BATCH};
+use crate::sources::raw_ring::{SharedRing, MAX_BATCH};
 
 /// The topic every HTTP reading's raw record carries (decoded picks the format from the
 /// record's content type, so it only shows where the record came from).

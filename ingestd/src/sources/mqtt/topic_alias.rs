@@ -7,7 +7,7 @@
 //!
 //! ingestd announces 0: it wants full topics. rumqttc 0.25.1 sends the maximum we set, but does
 //! not enforce it on what arrives: it remembers every alias a broker sends (the topic as a slice
-//! of the packet's buffer, which keeps the whole frame, up to [`crate::mqtt::MAX_PACKET`], in
+//! of the packet's buffer, which keeps the whole frame, up to [`super::session::MAX_PACKET`], in
 //! memory), and never forgets them, not even across reconnects. A hostile broker could so pin
 //! 65,535 frames of 1 MiB each. ingestd therefore checks each PUBLISH rumqttc hands over: one
 //! that carries an alias is refused (never taken into the ring, never acked), counted

@@ -1,21 +1,39 @@
-//! The MQTT source. Its loop: take every message rumqttc can hand over without waiting, give them to the raw
-//! ring as one chunk (or count them as dropped), publish the counters, ack them, and pause a
-//! short latency budget so that the next read brings a batch rather than a few messages.
+//! The MQTT source. Its loop: take every message rumqttc can hand over without waiting, give them
+//! to the raw ring as one chunk (or count them as dropped), publish the counters, ack them, and
+//! pause a short latency budget so that the next read brings a batch rather than a few messages.
 //!
-//! Batching without cancelling anything: rumqttc's `EventLoop::poll()` is not safe to drop
-//! half-way (it may be writing an ack or a ping), so a `poll()` future, once started, is always
-//! driven to completion. The loop polls it once; if it is ready, that event joins the batch;
-//! if not, the socket is drained for now, so the batch is handed over, the loop pauses (for how
-//! long: [`crate::pacing`]), and then awaits *the same* future. Acks queued by the hand-over
-//! are written by that same future before the pause (rumqttc, as patched in `vendor/rumqttc`,
-//! writes every queued ack with one flush), so the broker's in-flight window does not wait on
-//! the pause.
+//! Batching without cancelling anything: rumqttc's `EventLoop::poll()` is not safe to drop half-way
+//! (it may be writing an ack or a ping), so a `poll()` future, once started, is always driven to
+//! completion. The loop polls it once; if it is ready, that event joins the batch; if not, the
+//! socket is drained for now, so the batch is handed over, the loop pauses (for how long:
+//! [`pacing`]), and then awaits *the same* future. Acks queued by the hand-over are written by that
+//! same future before the pause (rumqttc, as patched in `vendor/rumqttc`, writes every queued ack
+//! with one flush), so the broker's in-flight window does not wait on the pause.
 //!
 //! The pause blocks the thread on purpose (`std::thread::sleep`, not a tokio timer): a tokio
 //! sleep would still wake the thread for every TCP segment that arrives meanwhile, since the
 //! socket stays registered with epoll. Nothing else on this thread minds a pause of a few
 //! milliseconds: the source has its own thread (see [`crate::stage`]), and the order to stop is
 //! seen after the pause.
+//!
+//! | file | what it is |
+//! |---|---|
+//! | this one | the loop |
+//! | [`session`] | connection options (TLS, credentials) and subscription filters from the config |
+//! | [`connect_failure`] | why a connection attempt failed (TLS, credentials, network) |
+//! | [`topic_alias`] | the broker's topic aliases ingestd never announced, refused |
+//! | [`message`] | one message to a raw record or a drop reason |
+//! | [`batch`] | the batch on its way to the raw ring, held or dropped when the ring is full, and the acks of what is settled |
+//! | [`redelivery`] | which of the broker's redeliveries ingestd already took |
+//! | [`pacing`] | how long the loop pauses once its socket is drained |
+
+pub mod batch;
+pub mod connect_failure;
+pub mod message;
+pub mod pacing;
+pub mod redelivery;
+pub mod session;
+pub mod topic_alias;
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -30,14 +48,12 @@ use stage_runtime::Backoff;
 use telemetry_config::Config;
 use tracing::{error, info, warn};
 
-use crate::failure::Failure;
-use crate::ingest::{Ingest, MAX_BATCH};
-use crate::liveness::Liveness;
-use crate::mqtt;
-use crate::pacing::Pacing;
-use crate::ring::SharedRing;
-use crate::source::{Source, SourceError, Stop};
-use crate::topic_alias;
+use self::batch::{Ingest, MAX_BATCH};
+use self::connect_failure::Failure;
+use self::pacing::Pacing;
+use crate::sources::liveness::Liveness;
+use crate::sources::raw_ring::SharedRing;
+use crate::sources::{Source, SourceError, Stop};
 
 /// How often messages held for a full ring are offered to it again while the socket is quiet.
 const HOLD_RETRY: Duration = Duration::from_millis(2);
@@ -69,9 +85,9 @@ impl Source for MqttSource {
 
 /// Runs until `stop`. Errors are fatal problems with the ring; MQTT errors are retried.
 async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: Stop) -> Result<(), SourceError> {
-    let opts = mqtt::options(&config.ingestd, &config.pipeline.instance)?;
-    let filters = mqtt::filters(&config.ingestd);
-    let (client, mut eventloop) = AsyncClient::new(opts, mqtt::REQUEST_CAPACITY);
+    let opts = session::options(&config.ingestd, &config.pipeline.instance)?;
+    let filters = session::filters(&config.ingestd);
+    let (client, mut eventloop) = AsyncClient::new(opts, session::REQUEST_CAPACITY);
     let mut backoff = Backoff::new(
         Duration::from_millis(config.ingestd.reconnect_min_ms),
         Duration::from_millis(config.ingestd.reconnect_max_ms),
@@ -127,7 +143,7 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
             }
         };
         // A PUBLISH with a topic alias ingestd never announced is the broker's protocol error:
-        // refused whole and the connection dropped (crate::topic_alias).
+        // refused whole and the connection dropped (`topic_alias`).
         let event = match event {
             Ok(Event::Incoming(Packet::Publish(p))) if topic_alias::unannounced(&p).is_some() => {
                 let alias = topic_alias::unannounced(&p).unwrap_or_default();
@@ -146,7 +162,7 @@ async fn run(config: &Config, mut ingest: Ingest, liveness: Liveness, mut stop: 
                 })
             }
             Ok(event) => Ok(event),
-            Err(e) => Err(crate::failure::classify(&e)),
+            Err(e) => Err(connect_failure::classify(&e)),
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
