@@ -43,7 +43,10 @@ use std::time::{Duration, Instant};
 
 use records::names::segment;
 use records::{Aggregate, Reading};
-use shm_ring::{create_table, Consumer, Created, IfExists, Producer, SegmentName, StageState, Table, WaitStrategy};
+use shm_ring::{
+    create_table, create_table_with, Consumer, Created, IfExists, Pages, Producer, SegmentName, StageState, Table,
+    WaitStrategy,
+};
 use stage_runtime::{attach_consumer, attach_producer, unix_ms, wait_strategy};
 use telemetry_config::Config;
 use tracing::{info, warn};
@@ -381,9 +384,12 @@ pub fn open_windows(
             Created::Adopted { .. } => {}
         }
         // The text no valid row names is free, whatever the table held: a new strings table
-        // under adopted rows only invalidates those rows (counted on start).
+        // under adopted rows only invalidates those rows (counted on start). Its pages are left
+        // to first touch: it is sized for three distinct texts per key, and real keys share
+        // most of theirs (a device's sensors), so reserving it would cost ~168 B per key of
+        // max_keys that is never written (docs/decisions.md D1).
         if let Created::Replaced { reason } =
-            retry(|| create_table::<Word>(strings, cfg.string_words(), IfExists::Adopt))?
+            retry(|| create_table_with::<Word>(strings, cfg.string_words(), IfExists::Adopt, Pages::OnFirstTouch))?
         {
             warn!(segment = %strings, reason, "replaced the key text table");
         }

@@ -122,12 +122,12 @@ pub use observer::RingObserver;
 pub use producer::{Producer, PushError, WriteChunk};
 pub use record::Record;
 pub use ring::{create, Created, IfExists, RingOptions};
-pub use segment::{list, remove, remove_all, remove_segments, Access, PrefixGuard, SegmentName};
+pub use segment::{list, remove, remove_all, remove_segments, Access, Pages, PrefixGuard, SegmentName};
 pub use stats::{
     create_stats_page, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState, StageWriter,
     StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
 };
-pub use table::{create_table, Table, USER_WORDS};
+pub use table::{create_table, create_table_with, Table, USER_WORDS};
 pub use wait::WaitStrategy;
 
 pub use bytemuck;

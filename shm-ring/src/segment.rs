@@ -144,6 +144,12 @@ impl Mapping {
     /// created `O_CREAT|O_EXCL|O_NOFOLLOW` in it and its mode set with `fchmod`, so that the
     /// umask cannot widen or narrow it.
     pub(crate) fn create(name: &SegmentName, len: usize, access: Access) -> Result<Mapping> {
+        Self::create_with(name, len, access, Pages::Reserved)
+    }
+
+    /// [`Mapping::create`], with the pages reserved or left to be allocated on first touch
+    /// (see [`Pages`]).
+    pub(crate) fn create_with(name: &SegmentName, len: usize, access: Access, pages: Pages) -> Result<Mapping> {
         let seg = name.to_string();
         let dir = PrefixDir::open(&name.prefix, Purpose::Create)?.expect("Create makes the directory");
         let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -154,7 +160,10 @@ impl Mapping {
         };
         let init = || -> Result<Mapping> {
             fchmod(fd.as_fd(), access.mode()).map_err(|e| Error::os(&seg, "fchmod", e))?;
-            reserve(&fd, &seg, len)?;
+            match pages {
+                Pages::Reserved => reserve(&fd, &seg, len)?,
+                Pages::OnFirstTouch => size_sparse(&fd, &seg, len)?,
+            }
             Self::map(
                 fd.try_clone().map_err(|e| io_errno(&seg, "dup", e))?,
                 name.clone(),
@@ -269,6 +278,29 @@ impl Drop for Mapping {
 
 fn io_errno(seg: &str, op: &'static str, e: std::io::Error) -> Error {
     Error::os(seg, op, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// How a new segment's pages are allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pages {
+    /// Every page at creation (`posix_fallocate`): a full `/dev/shm` is an error then, never a
+    /// SIGBUS later. What rings, the stats page and tables get unless they ask otherwise.
+    Reserved,
+    /// On first touch (a sparse file, `ftruncate`): for a table sized for the worst case and
+    /// used by a small part of it (aggd's interned key text), where reserving would pay memory
+    /// for pages that are never written. A page that cannot be allocated when first written
+    /// is a SIGBUS in the writer: only for tables whose writer survives a restart (a poison
+    /// record is skipped, the table adopted).
+    OnFirstTouch,
+}
+
+/// Gives the new file its size without allocating its pages (they are allocated, zeroed, on
+/// first touch).
+fn size_sparse(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
+    let off_len = libc::off_t::try_from(len).map_err(|_| Error::InvalidParameter {
+        reason: format!("segment length {len} is too large"),
+    })?;
+    nix::unistd::ftruncate(fd, off_len).map_err(|e| Error::os(seg, "ftruncate", e))
 }
 
 /// Gives the new file its size with every page allocated (`posix_fallocate`). tmpfs allocates

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::layout::{self, HeaderFields, KIND_TABLE, LINE, TABLE_ROWS_OFFSET};
 use crate::record::Record;
 use crate::ring::{shape_of, Created, IfExists};
-use crate::segment::{Access, Mapping, SegmentName};
+use crate::segment::{Access, Mapping, Pages, SegmentName};
 
 /// Number of user words in a table's second line.
 pub const USER_WORDS: usize = LINE / 8;
@@ -49,6 +49,27 @@ const WRITER_LOCK_BYTE: u64 = 0;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn create_table<T: Record>(name: &SegmentName, rows: u64, if_exists: IfExists) -> Result<Created> {
+    create_table_with::<T>(name, rows, if_exists, Pages::Reserved)
+}
+
+/// [`create_table`] with its pages allocated as `pages` says: [`Pages::OnFirstTouch`] for a
+/// table sized for a worst case that is rarely reached.
+///
+/// ```
+/// # use shm_ring::*;
+/// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Row { key: u64 }
+/// # impl Record for Row { const TYPE_NAME: &'static str = "SparseRow/1"; }
+/// let name = SegmentName::new(&format!("doc-sparse-{}", std::process::id()), "text")?;
+/// let _guard = PrefixGuard::new(name.prefix());
+/// create_table_with::<Row>(&name, 1 << 16, IfExists::Fail, Pages::OnFirstTouch)?;
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
+pub fn create_table_with<T: Record>(
+    name: &SegmentName,
+    rows: u64,
+    if_exists: IfExists,
+    pages: Pages,
+) -> Result<Created> {
     let shape = shape_of::<T>()?;
     if rows == 0 || rows > layout::MAX_CAPACITY {
         return Err(Error::InvalidParameter {
@@ -59,7 +80,7 @@ pub fn create_table<T: Record>(name: &SegmentName, rows: u64, if_exists: IfExist
         reason: format!("{rows} rows of {} bytes do not fit in memory", shape.record_size),
     })?;
     let mut outcome = Created::New;
-    let map = match Mapping::create(name, len, Access::OwnerOnly) {
+    let map = match Mapping::create_with(name, len, Access::OwnerOnly, pages) {
         Ok(m) => m,
         Err(Error::AlreadyExists { .. }) if if_exists != IfExists::Fail => {
             let reason = match Table::<T>::open(name) {
@@ -81,7 +102,7 @@ pub fn create_table<T: Record>(name: &SegmentName, rows: u64, if_exists: IfExist
             };
             crate::segment::remove(name)?;
             outcome = Created::Replaced { reason };
-            Mapping::create(name, len, Access::OwnerOnly)?
+            Mapping::create_with(name, len, Access::OwnerOnly, pages)?
         }
         Err(e) => return Err(e),
     };

@@ -223,6 +223,30 @@ fn a_segment_larger_than_dev_shm_is_no_space_at_creation_and_leaves_nothing() {
 }
 
 #[test]
+fn a_table_asked_to_allocate_on_first_touch_is_sparse() {
+    let (_g, name) = scratch("sparse");
+    shm_ring::create_table_with::<Rec>(&name, 1 << 16, shm_ring::IfExists::Fail, shm_ring::Pages::OnFirstTouch)
+        .unwrap();
+    let meta = std::fs::metadata(name.path()).unwrap();
+    // Only the header's page was written.
+    assert!(
+        meta.blocks() * 512 < meta.len() / 4,
+        "{} allocated of {}",
+        meta.blocks() * 512,
+        meta.len()
+    );
+    let reserved = SegmentName::new(name.prefix(), "reserved").unwrap();
+    shm_ring::create_table::<Rec>(&reserved, 1 << 16, shm_ring::IfExists::Fail).unwrap();
+    let meta = std::fs::metadata(reserved.path()).unwrap();
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} allocated of {}",
+        meta.blocks() * 512,
+        meta.len()
+    );
+}
+
+#[test]
 fn created_segments_have_every_page_reserved() {
     let (_g, name) = scratch("reserved");
     create::<Rec>(&name, &RingOptions::new(1 << 16)).unwrap();
