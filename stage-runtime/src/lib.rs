@@ -8,6 +8,8 @@
 
 pub mod backoff;
 mod counters;
+#[cfg(feature = "net")]
+pub mod linger;
 mod logging;
 mod ready;
 mod rings;

@@ -15,7 +15,6 @@
 
 mod answer;
 mod connection;
-mod linger;
 mod refusal;
 
 use std::sync::Arc;

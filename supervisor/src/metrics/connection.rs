@@ -3,16 +3,24 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use stage_runtime::linger::{self, Linger};
 use telemetry_config::Config;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
-use super::{answer, linger, Limits, MAX_HEAD_BYTES};
+use super::{answer, Limits, MAX_HEAD_BYTES};
+
+/// After an answer (or a timeout): a client that read its answer closes at once.
+const AFTER_ANSWER: Linger = Linger {
+    time: Duration::from_secs(2),
+    bytes: 64 * 1024,
+};
 
 /// Serves one request on `stream`, then closes it.
 pub(super) async fn serve(mut stream: TcpStream, config: Arc<Config>, limits: Limits, _slot: OwnedSemaphorePermit) {
@@ -44,5 +52,5 @@ pub(super) async fn serve(mut stream: TcpStream, config: Arc<Config>, limits: Li
             ),
         }
     }
-    linger::close(stream, linger::AFTER_ANSWER).await;
+    linger::close(stream, AFTER_ANSWER).await;
 }

@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use stage_runtime::linger::{self, Linger};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-
-use super::linger::{self, Linger};
 
 /// Refusals in progress at most.
 pub(super) const AT_ONCE: usize = 64;
@@ -17,22 +15,18 @@ pub(super) const AT_ONCE: usize = 64;
 /// The refusal's text.
 const BODY: &str = "too many metrics connections at once; try again\n";
 
-/// The refused client has this long to take the answer (it fits any socket buffer at once).
-const WRITE_TIME: Duration = Duration::from_secs(1);
-
-/// A refused client's request is a few hundred bytes: read it and go.
+/// The whole refusal: the answer (it fits any socket buffer at once), then the client's request
+/// (a few hundred bytes) read and dropped.
 const LINGER: Linger = Linger {
-    time: Duration::from_secs(1),
+    time: Duration::from_secs(2),
     bytes: 16 * 1024,
 };
 
 /// Answers 503 on `stream` and closes it; the permit counts it among the refusals until then.
-pub(super) async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+pub(super) async fn refuse(stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
         BODY.len()
     );
-    if let Ok(Ok(())) = tokio::time::timeout(WRITE_TIME, stream.write_all(response.as_bytes())).await {
-        linger::close(stream, LINGER).await;
-    }
+    linger::answer_and_close(stream, response.as_bytes(), LINGER).await;
 }

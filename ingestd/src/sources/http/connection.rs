@@ -17,8 +17,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use records::names::http;
+use stage_runtime::linger::Linger;
 use telemetry_config::Http;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -251,21 +251,12 @@ fn set_socket_options(stream: &TcpStream, limits: &Limits) {
 
 /// Answers a newcomer 503 (every open connection is inside a request) and closes, reading and
 /// dropping its request meanwhile, all within [`REFUSAL_LINGER`].
-pub async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        stream.write_all(FULL_ANSWER).await?;
-        stream.shutdown().await?;
-        let mut scratch = [0u8; 4096];
-        let mut dropped = 0;
-        while dropped < REFUSAL_LINGER_BYTES {
-            match stream.read(&mut scratch).await? {
-                0 => break,
-                n => dropped += n,
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    })
-    .await;
+pub async fn refuse(stream: TcpStream) {
+    let linger = Linger {
+        time: REFUSAL_LINGER,
+        bytes: REFUSAL_LINGER_BYTES,
+    };
+    stage_runtime::linger::answer_and_close(stream, FULL_ANSWER, linger).await;
 }
 
 #[cfg(test)]
