@@ -6,6 +6,8 @@
 //! (and rumqttc's alias map with it), count it, reconnect with a growing backoff, take the sound
 //! messages, and stay small and alive.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use loadgen::mqtt::varint;
 use records::names::{counter, segment, session, stage};
 use records::RawRecord;
-use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, RingOptions, SegmentName, StatsReader};
+use shm_ring::{Consumer, SegmentName, StatsReader};
 use test_brokers::{wait_for, Process, TempDir};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -178,11 +180,9 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 #[test]
 fn unannounced_topic_aliases_are_refused_counted_and_cost_no_memory() {
     let prefix = format!("test-ingestd-hostile-{}", std::process::id());
-    let _guard = PrefixGuard::new(&prefix);
+    let _guard = support::raw_segments(&prefix, 1024);
     let raw = SegmentName::new(&prefix, segment::RAW).unwrap();
-    create::<RawRecord>(&raw, &RingOptions::new(1024)).unwrap();
     let stats = SegmentName::new(&prefix, segment::STATS).unwrap();
-    create_stats_page(&stats, &stage::ALL, &[(segment::RAW, 1024)]).unwrap();
     let counter = |name: &str| {
         StatsReader::open(&stats)
             .unwrap()

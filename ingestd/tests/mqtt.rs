@@ -3,12 +3,14 @@
 //! configured so), a restart into a large redelivery takes every message exactly once, a broker
 //! restart is survived with no later message missed, and SIGTERM exits 0.
 
+mod support;
+
 use std::process::Command;
 use std::time::Duration;
 
 use records::names::{counter, drop_reason, segment, session, stage};
 use records::{RawRecord, RAW_TOPIC_MAX};
-use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, RingOptions, SegmentName, StatsReader};
+use shm_ring::{Consumer, PrefixGuard, SegmentName, StatsReader};
 use test_brokers::{wait_for, Mosquitto, Process, TempDir};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -22,18 +24,7 @@ struct Pipeline {
 impl Pipeline {
     fn new(test: &str, raw_capacity: u64) -> Pipeline {
         let prefix = format!("test-ingestd-{test}-{}", std::process::id());
-        let guard = PrefixGuard::new(&prefix);
-        create::<RawRecord>(
-            &SegmentName::new(&prefix, segment::RAW).unwrap(),
-            &RingOptions::new(raw_capacity),
-        )
-        .unwrap();
-        create_stats_page(
-            &SegmentName::new(&prefix, segment::STATS).unwrap(),
-            &stage::ALL,
-            &[(segment::RAW, raw_capacity)],
-        )
-        .unwrap();
+        let guard = support::raw_segments(&prefix, raw_capacity);
         Pipeline {
             _guard: guard,
             prefix,

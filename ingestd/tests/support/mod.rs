@@ -1,4 +1,5 @@
-//! ingestd's HTTP door under test, shared by `tests/http.rs` and `tests/hostile_http.rs`: its
+//! ingestd under test, shared by its test files: the segments it attaches to ([`raw_segments`],
+//! for every test), and for `tests/http.rs` and `tests/hostile_http.rs` the HTTP door: its
 //! own raw ring and stats page under a prefix of the test's (removed when the test ends, even
 //! when it fails), ingestd started on a free loopback port and killed when dropped, curl, and a
 //! certificate made by openssl.
@@ -20,6 +21,24 @@ use test_brokers::{free_port, wait_for, Process, TempDir};
 pub const LONG: Duration = Duration::from_secs(60);
 /// The token in `token_file` (see [`Ingestd::prepare`]).
 pub const TOKEN: &str = "s3cret-token";
+
+/// What ingestd attaches to under `prefix`: a raw ring of `capacity` records and the stats page,
+/// removed (with the prefix's directory) when the guard drops, even when the test fails.
+pub fn raw_segments(prefix: &str, capacity: u64) -> PrefixGuard {
+    let guard = PrefixGuard::new(prefix);
+    create::<RawRecord>(
+        &SegmentName::new(prefix, segment::RAW).unwrap(),
+        &RingOptions::new(capacity),
+    )
+    .unwrap();
+    create_stats_page(
+        &SegmentName::new(prefix, segment::STATS).unwrap(),
+        &stage::ALL,
+        &[(segment::RAW, capacity)],
+    )
+    .unwrap();
+    guard
+}
 
 /// One ingestd, its segments and its files.
 pub struct Ingestd {
@@ -49,18 +68,7 @@ impl Ingestd {
     /// `[ingestd.http]` (after `listen`), where `{token_file}` names a file holding [`TOKEN`].
     pub fn prepare(test: &str, capacity: u64, ingestd: &str, http: &str) -> Ingestd {
         let prefix = format!("test-ingestd-http-{test}-{}", std::process::id());
-        let guard = PrefixGuard::new(&prefix);
-        create::<RawRecord>(
-            &SegmentName::new(&prefix, segment::RAW).unwrap(),
-            &RingOptions::new(capacity),
-        )
-        .unwrap();
-        create_stats_page(
-            &SegmentName::new(&prefix, segment::STATS).unwrap(),
-            &stage::ALL,
-            &[(segment::RAW, capacity)],
-        )
-        .unwrap();
+        let guard = raw_segments(&prefix, capacity);
         let dir = TempDir::new("ingestd-http");
         let token = dir.path().join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
