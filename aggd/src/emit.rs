@@ -5,7 +5,8 @@
 //! At boundary `b` every key with samples in panes `b−P ..= b−1` gets one aggregate: the merge
 //! of those panes by the rules of [`records::merge`] (count, min and max exact; the sum a sum of
 //! pane sums, so it equals the sample-by-sample sum up to float rounding; M2 by Chan et al.'s
-//! update) and the key's latest value and its time, exact too. The aggregate says which statistics it carries (`[aggd] statistics`); the fields
+//! update), the panes' histograms merged by `records::exp_histogram`'s rule (exact: the
+//! histogram of the window's samples) and the key's latest value and its time, exact too. The aggregate says which statistics it carries (`[aggd] statistics`); the fields
 //! of the others are not meaningful (their columns are not stored). Keys with no sample in the window are skipped. Work is one pass over the rows in
 //! use (`O(keys × P)`). A key with no sample for `idle_ttl_ms` is evicted during that pass
 //! (`evicted.idle`); since `idle_ttl_ms ≥ window_ms`, its window is empty by then and nothing is
@@ -30,7 +31,7 @@
 
 use std::sync::atomic::{compiler_fence, Ordering};
 
-use records::{Aggregate, FixedText};
+use records::{Aggregate, ExpHistogram, FixedText};
 
 use crate::pane::Partial;
 use crate::row::{self, key_hash, RowMut};
@@ -177,8 +178,11 @@ impl<S: Store> Windows<S> {
             }
             let rm = RowMut::new(self.store.words_mut(), row, self.shape);
             let mut w = Partial::EMPTY;
+            let mut histogram = ExpHistogram::new(self.cfg.histogram_buckets);
             for q in lo..=head.min(b - 1) {
-                w.merge(&rm.panes.get(self.cfg.panes.slot_of(q)));
+                let slot = self.cfg.panes.slot_of(q);
+                w.merge(&rm.panes.get(slot));
+                rm.panes.merge_histogram(slot, &mut histogram);
             }
             if w.count == 0 {
                 continue;
@@ -198,6 +202,7 @@ impl<S: Store> Windows<S> {
             agg.max = w.max;
             agg.last = h.last;
             agg.last_ms = rm.last_ms.as_deref().copied().unwrap_or(0);
+            agg.histogram = histogram;
             self.batch.push(agg);
             if self.batch.len() == EMIT_BATCH {
                 self.hand_on(b, r + 1, sink);

@@ -43,6 +43,7 @@ use std::sync::atomic::{compiler_fence, Ordering};
 
 use records::{FixedText, Reading};
 
+use crate::pane_histogram::words_per_pane;
 use crate::row::{self, RowHeader, RowMut};
 use crate::store::{self, Store};
 use crate::strings;
@@ -123,6 +124,7 @@ impl<S: Store> Windows<S> {
             None => self.insert(tag, device, sensor, unit, p),
         } as usize;
         let slot = self.cfg.panes.slot_of(p);
+        let mut histogram = [0u64; words_per_pane(records::exp_histogram::CAPACITY)];
         let (saved, last) = {
             let mut rm = RowMut::new(self.store.words_mut(), row, self.shape);
             // A head that cannot be read (never: no head is after the open pane) reads as
@@ -137,9 +139,12 @@ impl<S: Store> Windows<S> {
                 rm.header.set_head(p);
             }
             let last_ms = rm.last_ms.as_deref().copied().unwrap_or(0);
+            let kept = rm.panes.save_histogram(slot);
+            histogram[..kept.len()].copy_from_slice(kept);
             (rm.panes.save(slot), (rm.header.last, last_ms))
         };
-        self.journal(pos, row, slot, saved, last);
+        let kept = words_per_pane(self.shape.buckets);
+        self.journal(pos, (row, slot), saved, &histogram[..kept], last);
         let mut rm = RowMut::new(self.store.words_mut(), row, self.shape);
         if !rm.panes.fold(slot, r.value) {
             return Err(Reject::PaneFull);

@@ -9,8 +9,10 @@
 //!    word is cleared before the row is reused);
 //! 2. advance the key's newest pane: clear the panes that fall out of its ring, then store
 //!    `head` (idempotent: redoing it changes nothing);
-//! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields and the
-//!    key's `last` and `last_ms`, then `J_POS = position + 1`;
+//! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields, its
+//!    histogram's words if histograms are stored (a fold may downscale and so rewrite all of
+//!    them; they go to the table's last words, after the rows) and the key's `last` and
+//!    `last_ms`, then `J_POS = position + 1`;
 //! 4. fold the value into the pane, `last` and `last_ms`;
 //! 5. store `FOLDED = position + 1` (`Windows::set_folded`).
 //!
@@ -24,16 +26,26 @@
 use std::sync::atomic::{compiler_fence, Ordering};
 
 use crate::pane::PaneWords;
+use crate::pane_histogram::words_per_pane;
 use crate::row::RowMut;
 use crate::store::{self, Store};
 use crate::window::{WindowConfig, Windows};
 
 impl<S: Store> Windows<S> {
     /// Step 3: records how to undo the fold of the reading at ring position `pos` into pane
-    /// slot `slot` of `row`, whose fields are `saved` and whose `last` and `last_ms` are `last`
-    /// now.
-    pub(crate) fn journal(&self, pos: u64, row: usize, slot: usize, saved: PaneWords, last: (f64, u64)) {
+    /// slot `slot` of `row`, whose fields are `saved`, whose histogram's words are `histogram`
+    /// and whose `last` and `last_ms` are `last` now.
+    pub(crate) fn journal(
+        &mut self,
+        pos: u64,
+        (row, slot): (usize, usize),
+        saved: PaneWords,
+        histogram: &[u64],
+        last: (f64, u64),
+    ) {
         compiler_fence(Ordering::SeqCst);
+        let at = self.cfg.rows_words() as usize;
+        self.store.words_mut()[at..at + histogram.len()].copy_from_slice(histogram);
         // The pane's count is a u32 (`crate::pane`), a row below 2²⁴ and a slot below 2⁸.
         self.store
             .set_word(store::J_SLOT, store::j_slot(row as u64, slot as u64, saved[0]));
@@ -96,8 +108,12 @@ pub(crate) fn undo<S: Store>(store: &mut S, cfg: &WindowConfig) -> bool {
         });
         let last = f64::from_bits(store.word(store::J_LAST));
         let last_ms = store.word(store::J_LAST_MS);
+        let (at, n) = (cfg.rows_words() as usize, words_per_pane(shape.buckets));
+        let mut histogram = [0u64; words_per_pane(records::exp_histogram::CAPACITY)];
+        histogram[..n].copy_from_slice(&store.words()[at..at + n]);
         let mut rm = RowMut::new(store.words_mut(), row as usize, shape);
         rm.panes.restore(slot as usize, pane);
+        rm.panes.restore_histogram(slot as usize, &histogram[..n]);
         rm.header.last = last;
         if let Some(t) = rm.last_ms {
             *t = last_ms;

@@ -55,6 +55,7 @@ pub mod journal;
 pub mod key_index;
 pub mod keys;
 pub mod pane;
+pub mod pane_histogram;
 mod prefetch;
 mod probe;
 pub mod row;

@@ -13,10 +13,14 @@
 //!
 //! Only the columns the chosen statistics need are stored ([`Columns`], from `[aggd]
 //! statistics`): the counts always (a pane's count says whether it is empty); the sums for sum,
-//! mean and stddev; M2 for stddev; the minima for min; the maxima for max. A
-//! column that is not stored reads as its empty value (0 for sums, ±∞ for the extremes).
+//! mean and stddev; M2 for stddev; the minima for min; the maxima for max; an exponential
+//! histogram per pane for quantiles and the histogram ([`crate::pane_histogram`], after the
+//! other columns). A column that is not stored reads as its empty value (0 for sums, ±∞ for the
+//! extremes).
 
-use records::{Moments, Statistics};
+use records::{ExpHistogram, Moments, Statistics};
+
+use crate::pane_histogram::{words_per_pane, Histograms};
 
 /// One pane's or one window's partial aggregate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,8 +83,10 @@ impl Columns {
     /// Not a pane column: one word per row, the time of the key's latest value (`last_ms`,
     /// what a merge of partial aggregates orders `last` by), stored when `last` is chosen.
     pub const LAST_MS: Columns = Columns(1 << 4);
+    /// Per-pane exponential histograms (`[aggd] histogram_buckets` buckets each).
+    pub const HISTOGRAM: Columns = Columns(1 << 5);
     /// Every column: what the full set of statistics needs.
-    pub const ALL: Columns = Columns(0x1f);
+    pub const ALL: Columns = Columns(0x3f);
     /// The `f64` pane columns.
     const PANE_F64: u8 = 0xf;
 
@@ -101,6 +107,9 @@ impl Columns {
         }
         if statistics.contains(Statistics::LAST) {
             c |= Columns::LAST_MS.0;
+        }
+        if statistics.intersects(Statistics::QUANTILES | Statistics::HISTOGRAM) {
+            c |= Columns::HISTOGRAM.0;
         }
         Columns(c)
     }
@@ -141,6 +150,7 @@ impl std::fmt::Display for Columns {
             (Columns::MIN, "min"),
             (Columns::MAX, "max"),
             (Columns::LAST_MS, "time of last"),
+            (Columns::HISTOGRAM, "histogram"),
         ];
         f.write_str("count")?;
         for (c, name) in names {
@@ -160,19 +170,26 @@ pub struct Panes<'a> {
     m2s: &'a mut [f64],
     mins: &'a mut [f64],
     maxs: &'a mut [f64],
+    histograms: Histograms<'a>,
 }
 
 /// A pane's fields as raw words, for the undo journal: count, sum, M2, min, max.
 pub type PaneWords = [u64; 5];
 
-/// Words the pane columns of `panes` panes take in a row.
-pub const fn pane_words(panes: usize, columns: Columns) -> usize {
-    panes.div_ceil(2) + columns.f64_columns() * panes
+/// Words the pane columns of `panes` panes take in a row, with histograms of `buckets` buckets
+/// if [`Columns::HISTOGRAM`] is stored.
+pub const fn pane_words(panes: usize, columns: Columns, buckets: usize) -> usize {
+    let histograms = if columns.has(Columns::HISTOGRAM) {
+        words_per_pane(buckets) * panes
+    } else {
+        0
+    };
+    panes.div_ceil(2) + columns.f64_columns() * panes + histograms
 }
 
 impl<'a> Panes<'a> {
-    /// Carves the columns out of the `pane_words(panes, columns)` words `words`.
-    pub fn new(words: &'a mut [u64], panes: usize, columns: Columns) -> Panes<'a> {
+    /// Carves the columns out of the `pane_words(panes, columns, buckets)` words `words`.
+    pub fn new(words: &'a mut [u64], panes: usize, columns: Columns, buckets: usize) -> Panes<'a> {
         let (counts, mut rest) = words.split_at_mut(panes.div_ceil(2));
         let mut column = |c: Columns| -> &'a mut [f64] {
             let len = if columns.has(c) { panes } else { 0 };
@@ -184,12 +201,14 @@ impl<'a> Panes<'a> {
         let m2s = column(Columns::M2);
         let mins = column(Columns::MIN);
         let maxs = column(Columns::MAX);
+        let buckets = if columns.has(Columns::HISTOGRAM) { buckets } else { 0 };
         Panes {
             counts: &mut bytemuck::cast_slice_mut::<u64, u32>(counts)[..panes],
             sums,
             m2s,
             mins,
             maxs,
+            histograms: Histograms::new(rest, buckets),
         }
     }
 
@@ -224,6 +243,7 @@ impl<'a> Panes<'a> {
                 *m = v;
             }
         }
+        self.histograms.fold(slot, v, first);
         self.counts[slot] = n + 1;
         true
     }
@@ -253,6 +273,25 @@ impl<'a> Panes<'a> {
             min: self.mins.get(slot).copied().unwrap_or(e.min),
             max: self.maxs.get(slot).copied().unwrap_or(e.max),
         }
+    }
+
+    /// Merges slot `slot`'s histogram into `into` (nothing if the slot is empty or no
+    /// histogram is stored).
+    #[inline]
+    pub fn merge_histogram(&self, slot: usize, into: &mut ExpHistogram) {
+        if self.counts[slot] != 0 {
+            self.histograms.merge_into(slot, u64::from(self.counts[slot]), into);
+        }
+    }
+
+    /// Slot `slot`'s histogram words, for the undo journal (empty if none is stored).
+    pub fn save_histogram(&self, slot: usize) -> &[u64] {
+        self.histograms.save(slot)
+    }
+
+    /// Puts back what [`Panes::save_histogram`] returned.
+    pub fn restore_histogram(&mut self, slot: usize, saved: &[u64]) {
+        self.histograms.restore(slot, saved)
     }
 
     /// Slot `slot`'s fields as raw words (for the undo journal; 0 for columns not stored).
@@ -287,15 +326,15 @@ mod tests {
 
     #[test]
     fn columns_pack_without_padding() {
-        assert_eq!(pane_words(12, Columns::ALL), 6 + 48);
-        assert_eq!(pane_words(1, Columns::ALL), 1 + 4);
-        assert_eq!(pane_words(64, Columns::ALL), 32 + 256);
+        assert_eq!(pane_words(12, Columns::ALL, 0), 6 + 48);
+        assert_eq!(pane_words(1, Columns::ALL, 0), 1 + 4);
+        assert_eq!(pane_words(64, Columns::ALL, 0), 32 + 256);
     }
 
     #[test]
     fn fold_get_clear_and_journal_round_trip() {
-        let mut words = vec![0u64; pane_words(3, Columns::ALL)];
-        let mut p = Panes::new(&mut words, 3, Columns::ALL);
+        let mut words = vec![0u64; pane_words(3, Columns::ALL, 0)];
+        let mut p = Panes::new(&mut words, 3, Columns::ALL, 0);
         assert_eq!(p.get(1), Partial::EMPTY);
         for v in [2.0, -1.5, 4.0] {
             assert!(p.fold(1, v));
@@ -327,8 +366,8 @@ mod tests {
 
     #[test]
     fn a_full_pane_refuses() {
-        let mut words = vec![0u64; pane_words(1, Columns::ALL)];
-        let mut p = Panes::new(&mut words, 1, Columns::ALL);
+        let mut words = vec![0u64; pane_words(1, Columns::ALL, 0)];
+        let mut p = Panes::new(&mut words, 1, Columns::ALL, 0);
         p.fold(0, 1.0);
         let mut w = p.save(0);
         w[0] = u64::from(u32::MAX);
@@ -341,21 +380,37 @@ mod tests {
     fn only_the_needed_columns_are_stored() {
         let mean = Columns::needed_by(Statistics::COUNT | Statistics::MEAN);
         assert_eq!(mean, Columns::SUM);
-        assert_eq!(pane_words(12, mean), 6 + 12);
+        assert_eq!(pane_words(12, mean, 0), 6 + 12);
         assert_eq!(Columns::needed_by(Statistics::ALL), Columns::ALL);
+        assert_eq!(
+            Columns::needed_by(Statistics::DEFAULT),
+            Columns(Columns::ALL.0 & !Columns::HISTOGRAM.0)
+        );
+        let quantiles = Columns::needed_by(Statistics::COUNT | Statistics::QUANTILES);
+        assert_eq!(quantiles, Columns::HISTOGRAM);
+        assert_eq!(
+            pane_words(12, quantiles, 16),
+            6 + 12 * 9,
+            "count and quantiles: 912 bytes"
+        );
+        assert_eq!(
+            pane_words(12, Columns::SUM, 16),
+            6 + 12,
+            "no histogram, no histogram words"
+        );
         let last = Columns::needed_by(Statistics::COUNT | Statistics::LAST);
         assert_eq!((last.f64_columns(), last.row_words()), (0, 1));
         assert_eq!((mean.row_words(), Columns::ALL.f64_columns()), (0, 4));
         assert_eq!(Columns::needed_by(Statistics::STDDEV), Columns(3));
         assert_eq!(Columns::ALL.omitted_bits(), 0, "a full table reads as before");
-        for c in 0..32 {
+        for c in 0..64 {
             assert_eq!(Columns::from_omitted_bits(Columns(c).omitted_bits()), Columns(c));
         }
         // Min and max only: the other columns read as empty, and the journal round-trips.
         let extremes = Columns(Columns::MIN.0 | Columns::MAX.0);
-        let mut words = vec![0u64; pane_words(3, extremes)];
+        let mut words = vec![0u64; pane_words(3, extremes, 0)];
         assert_eq!(words.len(), 2 + 6);
-        let mut p = Panes::new(&mut words, 3, extremes);
+        let mut p = Panes::new(&mut words, 3, extremes, 0);
         for v in [21.123456789, -3.0, 8.5] {
             p.fold(2, v);
         }

@@ -1,8 +1,9 @@
 //! The seed's method as a test oracle: every raw sample kept with the pane it was assigned, and
 //! each window computed from scratch at each boundary. The property tests feed the same random
 //! streams (random keys, values, stamps late and early, random emission times) to it and to
-//! [`Windows`], and require the same aggregates: count, min, max, last and `last_ms` exactly,
-//! sum, mean and M2 (two-pass, here) up to float rounding. A second property kills the implementation at
+//! [`Windows`], and require the same aggregates: count, min, max, last, `last_ms` and every
+//! histogram count (the window's samples folded into one histogram) exactly, sum, mean and M2
+//! (two-pass, here) up to float rounding. A second property kills the implementation at
 //! random points (every `kill_point!` of `fold.rs`, `emit.rs` and `journal.rs`), reopens its store as a restarted process
 //! would, and still requires exactly the crash-free oracle's aggregates: no reading lost or
 //! folded twice, no aggregate lost or emitted twice.
@@ -10,7 +11,7 @@
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
-use records::{Aggregate, FixedText, Reading, Statistics};
+use records::{Aggregate, ExpHistogram, FixedText, Reading, Statistics};
 
 use crate::clock::Panes;
 use crate::kill;
@@ -33,6 +34,7 @@ struct Agg {
     max: f64,
     last: f64,
     last_ms: u64,
+    histogram: ExpHistogram,
     /// Σ|v| (oracle only): the scale of the summation error.
     abs: f64,
     /// Σv² (oracle only): the scale of M2's rounding.
@@ -52,6 +54,7 @@ impl Agg {
             max: a.max,
             last: a.last,
             last_ms: a.last_ms,
+            histogram: a.histogram,
             abs: f64::NAN,
             sq: f64::NAN,
         }
@@ -61,6 +64,7 @@ impl Agg {
 /// The raw-sample oracle.
 struct Oracle {
     panes: Panes,
+    buckets: u32,
     sealed: u64,
     /// (key, assigned pane, value, time), in arrival order.
     samples: Vec<(u8, u64, f64, u64)>,
@@ -68,9 +72,10 @@ struct Oracle {
 }
 
 impl Oracle {
-    fn new(panes: Panes, now: u64) -> Oracle {
+    fn new(panes: Panes, buckets: u32, now: u64) -> Oracle {
         Oracle {
             panes,
+            buckets,
             sealed: now / panes.emit_every_ms,
             samples: Vec::new(),
             out: Vec::new(),
@@ -120,6 +125,8 @@ impl Oracle {
             let vals: Vec<f64> = in_window.iter().map(|s| s.0).collect();
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
             let (start, end) = self.panes.window_at(b);
+            let mut histogram = ExpHistogram::new(self.buckets);
+            vals.iter().for_each(|&v| histogram.fold(v));
             self.out.push(Agg {
                 end,
                 start,
@@ -131,6 +138,7 @@ impl Oracle {
                 max: vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 last,
                 last_ms,
+                histogram,
                 abs: vals.iter().map(|v| v.abs()).sum(),
                 sq: vals.iter().map(|v| v * v).sum(),
             });
@@ -182,6 +190,7 @@ fn config((e, p, extra, _): (u64, u64, u64, u64)) -> WindowConfig {
         max_keys: 5,
         idle_ttl_ms: e * (p + extra),
         statistics: Statistics::ALL,
+        histogram_buckets: 8,
     }
 }
 
@@ -211,7 +220,7 @@ fn apply(w: &mut Windows<MemStore>, op: &Op, now: &mut u64, pos: Option<u64>, ou
 }
 
 fn oracle(cfg: &WindowConfig, start: u64, ops: &[Op]) -> Vec<Agg> {
-    let mut o = Oracle::new(cfg.panes, start);
+    let mut o = Oracle::new(cfg.panes, cfg.histogram_buckets, start);
     let mut now = start;
     for op in ops {
         match *op {
@@ -263,6 +272,9 @@ fn same_chosen(mut got: Vec<Agg>, mut want: Vec<Agg>, chosen: Statistics) -> Res
             g,
             w
         );
+        if chosen.intersects(Statistics::QUANTILES | Statistics::HISTOGRAM) {
+            prop_assert_eq!(g.histogram, w.histogram, "histograms of {:?} vs {:?}", g, w);
+        }
         let tol = 1e-12 * (w.count as f64) * (w.abs + 1.0);
         if has(Statistics::SUM) || has(Statistics::MEAN) || has(Statistics::STDDEV) {
             prop_assert!((g.sum - w.sum).abs() <= tol, "sum {:?} vs {:?}", g, w);
@@ -333,9 +345,14 @@ proptest! {
     fn any_statistics_survive_kills_exactly(
         (shape, ops) in case(),
         kills in proptest::collection::vec(1u64..80, 0..4),
-        bits in 1u8..=0x7f,
+        bits in 1u16..=0x1ff,
+        buckets in prop_oneof![Just(8u32), Just(16), Just(32)],
     ) {
-        let cfg = WindowConfig { statistics: Statistics::from_bits(bits), ..config(shape) };
+        let cfg = WindowConfig {
+            statistics: Statistics::from_bits(bits),
+            histogram_buckets: buckets,
+            ..config(shape)
+        };
         let start = T0 + shape.3;
         let out = run_with_kills(cfg, start, &ops, kills);
         prop_assert!(out.iter().all(|a| a.statistics() == cfg.statistics));

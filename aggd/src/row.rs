@@ -8,7 +8,7 @@
 //! | 1 | 0–39, 40–63 | `head`: the newest pane this key has touched, modulo 2⁴⁰; the unit text's id (0: empty) |
 //! | 2 | | `last`: the key's most recent value |
 //! | 3 | | `last_ms`: the `received_ms` of the key's most recent value, only if `last` is chosen ([`Columns::LAST_MS`]) |
-//! | 3… or 4… | | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need |
+//! | 3… or 4… | | pane columns: `⌈P/2⌉ + k·P` words, `k` the `f64` columns the statistics need, then `(1 + ⌈B/2⌉)·P` words of histograms if quantiles or the histogram are chosen ([`crate::pane_histogram`]) |
 //!
 //! The key word is the row's validity marker. A row is filled with everything else first and
 //! its key word written last, with one store (after a compiler fence), and a row is freed by
@@ -54,21 +54,34 @@ pub struct RowShape {
     pub panes: usize,
     /// The optional pane columns stored.
     pub columns: Columns,
+    /// Buckets of each pane's histogram, if [`Columns::HISTOGRAM`] is stored.
+    pub buckets: usize,
 }
 
 impl RowShape {
-    /// Rows of `panes` panes with every column.
+    /// Rows of `panes` panes with every column, histograms of 16 buckets.
     pub const fn full(panes: usize) -> RowShape {
         RowShape {
             panes,
             columns: Columns::ALL,
+            buckets: 16,
+        }
+    }
+
+    /// Rows of `panes` panes with the columns of `columns`, histograms of `buckets` buckets
+    /// if stored.
+    pub const fn of(panes: usize, columns: Columns, buckets: usize) -> RowShape {
+        RowShape {
+            panes,
+            columns,
+            buckets: if columns.has(Columns::HISTOGRAM) { buckets } else { 0 },
         }
     }
 
     /// Words of one row.
     #[inline]
     pub const fn words(self) -> usize {
-        self.panes_at() + pane_words(self.panes, self.columns)
+        self.panes_at() + pane_words(self.panes, self.columns, self.buckets)
     }
 
     /// Where the pane columns start in a row (after the header and the per-row words).
@@ -232,7 +245,7 @@ impl<'a> RowMut<'a> {
         RowMut {
             header: bytemuck::cast_mut(head),
             last_ms: per_row.first_mut(),
-            panes: Panes::new(rest, shape.panes, shape.columns),
+            panes: Panes::new(rest, shape.panes, shape.columns, shape.buckets),
         }
     }
 }
@@ -252,6 +265,7 @@ pub fn prefetch(words: &[u64], row: usize, shape: RowShape, slot: usize) {
     let start = row * shape.words();
     let (panes, counts) = (shape.panes, start + shape.panes_at());
     let f64s = counts + panes.div_ceil(2);
+    let f64_columns = shape.columns.f64_columns();
     let mut lines = [
         start,
         start + 8,
@@ -260,9 +274,15 @@ pub fn prefetch(words: &[u64], row: usize, shape: RowShape, slot: usize) {
         usize::MAX,
         usize::MAX,
         usize::MAX,
+        usize::MAX,
     ];
-    for (i, line) in lines[3..3 + shape.columns.f64_columns()].iter_mut().enumerate() {
+    for (i, line) in lines[3..3 + f64_columns].iter_mut().enumerate() {
         *line = f64s + i * panes + slot;
+    }
+    if shape.buckets > 0 {
+        // The pane's histogram: its frame word (its counts follow, on the same or next line).
+        let per_pane = crate::pane_histogram::words_per_pane(shape.buckets);
+        lines[3 + f64_columns] = f64s + f64_columns * panes + slot * per_pane;
     }
     for w in lines {
         if let Some(x) = words.get(w) {
@@ -325,12 +345,13 @@ mod tests {
     fn a_row_round_trips_and_validates() {
         let panes = RowShape::full(12);
         let mut words = vec![0u64; 3 * row_words(panes)];
-        assert_eq!(row_words(panes), 3 + 1 + 54, "the full set: 464 bytes");
-        let mean = RowShape {
-            panes: 12,
-            columns: Columns::SUM,
-        };
+        assert_eq!(row_words(panes), 3 + 1 + 54 + 12 * 9, "every statistic: 1328 bytes");
+        let mean = RowShape::of(12, Columns::SUM, 16);
         assert_eq!(row_words(mean), 3 + 6 + 12, "count and mean: 168 bytes");
+        let quantiles = RowShape::of(12, Columns::HISTOGRAM, 16);
+        assert_eq!(row_words(quantiles), 3 + 6 + 12 * 9, "count and quantiles: 936 bytes");
+        let default = RowShape::of(12, Columns::needed_by(records::Statistics::DEFAULT), 16);
+        assert_eq!(row_words(default), 3 + 1 + 54, "the default set: 464 bytes");
         let mut texts = vec![0u64; strings::words_for(3) as usize];
         let mut interner = strings::Interner::rebuild(&texts, strings::slots_for(3), std::iter::empty());
         let (d, s, u) = (

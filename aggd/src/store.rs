@@ -5,13 +5,15 @@
 //! The key text is in a second table segment, `strings` ([`crate::strings`]), of the same
 //! words; [`Tables`] holds both.
 //!
-//! The table is `max_keys` rows of [`crate::row::row_words`]`(P)` words. Its 16 user words:
+//! The table is `max_keys` rows of [`crate::row::row_words`]`(P)` words, then, if histograms
+//! are stored, the undo journal of one pane's histogram (`1 + ⌈B/2⌉` words, see
+//! [`crate::journal`]). Its 16 user words:
 //!
 //! | word | meaning |
 //! |---|---|
 //! | `MAGIC` | [`MAGIC_VALUE`] once the words below are initialised (written last) |
 //! | `EMIT_EVERY` | pane length in ms |
-//! | `SHAPE` | `omitted << 40 \| panes << 32 \| max_keys`: the row layout; `omitted` is the pane columns *not* stored ([`crate::pane::Columns`], derived from `[aggd] statistics`; 0 = all, the layout of tables made before columns were optional) |
+//! | `SHAPE` | `buckets << 48 \| omitted << 40 \| panes << 32 \| max_keys`: the row layout; `omitted` is the pane columns *not* stored ([`crate::pane::Columns`], derived from `[aggd] statistics`), `buckets` each pane's histogram buckets (0 if none are stored) |
 //! | `SEALED` | the open pane: every boundary up to `SEALED·E` has been emitted |
 //! | `FOLDED` | readings-ring position: every reading before it is folded into the windows |
 //! | `COUNTED` | readings-ring position: every reading before it is counted in the stats page |
@@ -36,7 +38,9 @@ impl shm_ring::Record for Word {
     // 3: a 24-byte row header (24-bit ids and a check in the key word, a 40-bit head).
     // 4: panes keep M2 in place of the sum of squares; rows keep `last_ms` when `last` is
     //    chosen; the journal packs the pane's count with its slot and keeps `last_ms`.
-    const TYPE_NAME: &'static str = "aggd.WindowsWord/4";
+    // 5: per-pane histograms (quantiles), their buckets in the shape word, and the journal of a
+    //    pane's histogram after the rows.
+    const TYPE_NAME: &'static str = "aggd.WindowsWord/5";
 }
 
 /// `"aggdwin"` and the layout version.

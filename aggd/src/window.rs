@@ -19,6 +19,7 @@ use crate::clock::Panes;
 use crate::emit::EMIT_BATCH;
 use crate::keys::{Keys, Rebuilt};
 use crate::pane::Columns;
+use crate::pane_histogram::words_per_pane;
 use crate::row::{self, key_hash, row_words, RowShape};
 use crate::store::{self, Store, Tables};
 use crate::strings::{self, Interner};
@@ -34,6 +35,9 @@ pub struct WindowConfig {
     pub idle_ttl_ms: u64,
     /// The statistics each aggregate carries; the rows store only the pane columns they need.
     pub statistics: Statistics,
+    /// Buckets of each pane's and window's histogram (`[aggd] histogram_buckets`; stored only
+    /// if the statistics need histograms).
+    pub histogram_buckets: u32,
 }
 
 impl WindowConfig {
@@ -48,25 +52,36 @@ impl WindowConfig {
                 .iter()
                 .filter_map(|s| Statistics::from_name(s.name()))
                 .fold(Statistics::NONE, |set, s| set | s),
+            histogram_buckets: aggd.histogram_buckets,
         })
     }
 
     /// The layout of the table's rows, derived from the panes and the statistics.
     pub fn row_shape(&self) -> RowShape {
-        RowShape {
-            panes: self.panes.panes as usize,
-            columns: Columns::needed_by(self.statistics),
-        }
+        RowShape::of(
+            self.panes.panes as usize,
+            Columns::needed_by(self.statistics),
+            self.histogram_buckets as usize,
+        )
     }
 
-    /// The table's `SHAPE` word: the pane columns *not* stored, panes, rows (see
-    /// [`crate::store`]).
+    /// The table's `SHAPE` word: histogram buckets (0 if none are stored), the pane columns
+    /// *not* stored, panes, rows (see [`crate::store`]).
     pub fn shape_word(&self) -> u64 {
-        (self.row_shape().columns.omitted_bits() << 40) | (self.panes.panes << 32) | u64::from(self.max_keys)
+        let shape = self.row_shape();
+        ((shape.buckets as u64) << 48)
+            | (shape.columns.omitted_bits() << 40)
+            | (self.panes.panes << 32)
+            | u64::from(self.max_keys)
     }
 
-    /// Words of the table's rows.
+    /// Words of the table: the rows, then the undo journal of a pane's histogram (if stored).
     pub fn words(&self) -> u64 {
+        self.rows_words() + words_per_pane(self.row_shape().buckets) as u64
+    }
+
+    /// Words of the rows.
+    pub fn rows_words(&self) -> u64 {
         u64::from(self.max_keys) * row_words(self.row_shape()) as u64
     }
 
@@ -198,16 +213,22 @@ impl<S: Store> Windows<S> {
             ))
         } else if magic != 0 && store.word(store::SHAPE) != shape {
             let found = store.word(store::SHAPE);
-            let columns = Columns::from_omitted_bits(found >> 40);
+            let columns = Columns::from_omitted_bits((found >> 40) & 0xff);
+            let described = |columns: Columns, buckets: u64| match buckets {
+                0 => columns.to_string(),
+                b => format!("{columns} of {b} buckets"),
+            };
             Some(format!(
-                "{} panes × {} keys of pane columns ({columns}) where {} × {} of ({}) are configured \
-                 (aggd.statistics = {})",
+                "{} panes × {} keys of pane columns ({}) where {} × {} of ({}) are configured \
+                 (aggd.statistics = {}, aggd.histogram_buckets = {})",
                 (found >> 32) & 0xff,
                 found as u32,
+                described(columns, found >> 48),
                 cfg.panes.panes,
                 cfg.max_keys,
-                cfg.row_shape().columns,
-                cfg.statistics
+                described(cfg.row_shape().columns, cfg.row_shape().buckets as u64),
+                cfg.statistics,
+                cfg.histogram_buckets
             ))
         } else {
             None

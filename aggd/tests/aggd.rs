@@ -588,7 +588,7 @@ fn only_the_chosen_statistics_are_carried_and_another_set_replaces_the_table() {
         a
     };
     let all = run(&mut p, "dev-all");
-    assert_eq!(all.statistics(), Statistics::ALL);
+    assert_eq!(all.statistics(), Statistics::DEFAULT);
     assert_exact(&all, &values, &p.shape);
     assert_eq!(p.counter("windows.replaced"), 0);
 

@@ -2,7 +2,7 @@
 //! pipelines (a shared subscription), each folding its share into its own windows and emitting
 //! partial aggregates; `records::merge_partials` over each (key, window)'s partials gives the
 //! aggregate one aggd emits over the whole stream. Count, sum (grid values: every float sum is
-//! exact), min, max, last and `last_ms` identical; stddev within 1e-12 of the samples' largest
+//! exact), min, max, last, `last_ms` and every histogram count (so every quantile) identical; stddev within 1e-12 of the samples' largest
 //! magnitude. The single aggd sees readings of equal time in the order of their pipelines'
 //! instance names, the tie rule of `last`.
 
@@ -22,6 +22,7 @@ fn config() -> WindowConfig {
         max_keys: 8,
         idle_ttl_ms: 400,
         statistics: Statistics::ALL,
+        histogram_buckets: 16,
     }
 }
 
@@ -98,6 +99,12 @@ proptest! {
             );
             prop_assert_eq!((m.window_start_ms, m.statistics()), (s.window_start_ms, s.statistics()));
             prop_assert!((m.stddev() - s.stddev()).abs() <= 1e-12 * scale, "{:?} vs {:?}", m, s);
+            // Every histogram count, so every quantile: identical.
+            prop_assert_eq!(m.histogram, s.histogram);
+            prop_assert_eq!(s.histogram.count(), s.count);
+            for q in [0.5, 0.9, 0.99] {
+                prop_assert_eq!(m.histogram.quantile(q).to_bits(), s.histogram.quantile(q).to_bits());
+            }
         }
     }
 }

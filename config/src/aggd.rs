@@ -22,11 +22,17 @@ pub enum Statistic {
     Stddev,
     /// The most recent sample (needs one value per key).
     Last,
+    /// The quantiles `[aggd] quantiles` names, read from the window's exponential histogram
+    /// (needs per-pane histograms).
+    Quantiles,
+    /// The window's exponential histogram itself, in OTLP's form (needs per-pane histograms).
+    Histogram,
 }
 
 impl Statistic {
-    /// Every statistic, in the documented order (the default set).
-    pub const ALL: [Statistic; 7] = [
+    /// The default set, in the documented order (everything but quantiles and the histogram,
+    /// which cost memory per pane).
+    pub const DEFAULT: [Statistic; 7] = [
         Statistic::Count,
         Statistic::Sum,
         Statistic::Mean,
@@ -46,6 +52,8 @@ impl Statistic {
             Statistic::Max => "max",
             Statistic::Stddev => "stddev",
             Statistic::Last => "last",
+            Statistic::Quantiles => "quantiles",
+            Statistic::Histogram => "histogram",
         }
     }
 }
@@ -64,6 +72,14 @@ pub struct Aggd {
     pub idle_ttl_ms: u64,
     /// The statistics each aggregate carries; the windows store only what these need.
     pub statistics: Vec<Statistic>,
+    /// The quantiles published when `statistics` has `"quantiles"`, each 0 ≤ q ≤ 1, as fields
+    /// `p` + 100·q (`p50`, `p99.9`).
+    pub quantiles: Vec<f64>,
+    /// The most buckets a pane's and a window's histogram keep, both signs together (8 ..= 32):
+    /// each pane of each key stores 8 + 4 × this many bytes when `statistics` has `"quantiles"`
+    /// or `"histogram"`. A window whose values span a wider range than the buckets cover at
+    /// the finest scale is downscaled (see the README's "Quantiles").
+    pub histogram_buckets: u32,
 }
 
 impl Aggd {
@@ -71,9 +87,19 @@ impl Aggd {
     /// per row (about 2.3 GB of windows with every statistic).
     pub const MAX_KEYS: u32 = 5_000_000;
 
+    /// The most quantiles `quantiles` may name.
+    pub const MAX_QUANTILES: usize = 16;
+
     /// Panes per window: one partial aggregate per emission interval.
     pub fn panes(&self) -> u64 {
         self.window_ms / self.emit_every_ms.max(1)
+    }
+
+    /// True if the windows keep histograms (quantiles or the histogram are chosen).
+    pub fn keeps_histograms(&self) -> bool {
+        self.statistics
+            .iter()
+            .any(|s| matches!(s, Statistic::Quantiles | Statistic::Histogram))
     }
 }
 
@@ -84,7 +110,9 @@ impl Default for Aggd {
             emit_every_ms: 5_000,
             max_keys: 100_000,
             idle_ttl_ms: 600_000,
-            statistics: Statistic::ALL.to_vec(),
+            statistics: Statistic::DEFAULT.to_vec(),
+            quantiles: vec![0.5, 0.9, 0.99],
+            histogram_buckets: 16,
         }
     }
 }
@@ -129,6 +157,31 @@ impl Aggd {
         for (i, s) in a.statistics.iter().enumerate() {
             if a.statistics[..i].contains(s) {
                 return Err(bad("aggd.statistics", s.name(), "is listed twice"));
+            }
+        }
+        if !(8..=32).contains(&a.histogram_buckets) {
+            return Err(bad(
+                "aggd.histogram_buckets",
+                a.histogram_buckets,
+                "must be between 8 and 32",
+            ));
+        }
+        if a.quantiles.is_empty() && a.statistics.contains(&Statistic::Quantiles) {
+            return Err(bad("aggd.quantiles", "[]", "must name at least one quantile"));
+        }
+        if a.quantiles.len() > Aggd::MAX_QUANTILES {
+            return Err(bad(
+                "aggd.quantiles",
+                a.quantiles.len(),
+                "must name at most 16 quantiles",
+            ));
+        }
+        for (i, &q) in a.quantiles.iter().enumerate() {
+            if !(0.0..=1.0).contains(&q) {
+                return Err(bad("aggd.quantiles", q, "must be between 0 and 1"));
+            }
+            if a.quantiles[..i].contains(&q) {
+                return Err(bad("aggd.quantiles", q, "is listed twice"));
             }
         }
         Ok(())

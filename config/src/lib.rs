@@ -176,6 +176,24 @@ mod tests {
         );
         assert!(err("[aggd]\nstatistics = [\"median\"]\n").contains("median"));
         assert_eq!(
+            err("[aggd]\nhistogram_buckets = 64\n"),
+            "config: aggd.histogram_buckets = 64: must be between 8 and 32"
+        );
+        assert_eq!(
+            err("[aggd]\nquantiles = [0.5, 1.5]\n"),
+            "config: aggd.quantiles = 1.5: must be between 0 and 1"
+        );
+        assert_eq!(
+            err("[aggd]\nquantiles = [0.99, 0.99]\n"),
+            "config: aggd.quantiles = 0.99: is listed twice"
+        );
+        assert_eq!(
+            err("[aggd]\nstatistics = [\"quantiles\"]\nquantiles = []\n"),
+            "config: aggd.quantiles = []: must name at least one quantile"
+        );
+        let q = Config::from_toml("[aggd]\nstatistics = [\"count\", \"quantiles\"]\nquantiles = [0.999]\n").unwrap();
+        assert!(q.aggd.keeps_histograms() && !Config::default().aggd.keeps_histograms());
+        assert_eq!(
             err("[aggd]\nmax_keys = 5000001\n"),
             "config: aggd.max_keys = 5000001: must be at most 5000000"
         );

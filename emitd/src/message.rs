@@ -45,7 +45,7 @@ impl MessageBuilder {
     pub fn new(config: &Config) -> Self {
         MessageBuilder {
             subjects: SubjectWriter::new(&config.emitd.subject_prefix),
-            payloads: PayloadEncoder::new(config.emitd.format, &config.pipeline.instance),
+            payloads: PayloadEncoder::of(config),
             instance: config.pipeline.instance.clone(),
             with_msg_id: config.emitd.jetstream,
             arena: BytesMut::new(),

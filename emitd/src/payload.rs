@@ -24,12 +24,14 @@
 //! ids come out as valid JSON.
 
 use bytes::{BufMut, BytesMut};
-use records::{Aggregate, FixedText, Statistics};
+use records::statistics::quantile_field;
+use records::{Aggregate, ExpHistogram, FixedText, Statistics};
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use telemetry_config::AggregateFormat;
 
 /// The payload's fields, borrowed from an aggregate.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Body<'a> {
     /// Device id.
     pub device: &'a str,
@@ -44,29 +46,113 @@ pub struct Body<'a> {
     /// Window end, ms since the epoch (exclusive).
     pub window_end_ms: u64,
     /// Samples.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Sum.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sum: Option<f64>,
     /// Mean.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
     /// Smallest sample.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
     /// Largest sample.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
     /// Population standard deviation.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stddev: Option<f64>,
     /// Most recent sample.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last: Option<f64>,
     /// When the most recent sample was received (ms since the epoch).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_ms: Option<u64>,
+    /// The quantiles, as (field, value), if chosen.
+    pub quantiles: Option<(&'a [(String, f64)], &'a ExpHistogram)>,
+    /// The histogram, if chosen.
+    pub histogram: Option<Otlp>,
+}
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let numbers = [
+            ("sum", self.sum),
+            ("mean", self.mean),
+            ("min", self.min),
+            ("max", self.max),
+            ("stddev", self.stddev),
+            ("last", self.last),
+        ];
+        let quantiles = self.quantiles.map_or(&[][..], |(q, _)| q);
+        let len = 6
+            + usize::from(self.count.is_some())
+            + numbers.iter().filter(|(_, v)| v.is_some()).count()
+            + usize::from(self.last_ms.is_some())
+            + quantiles.len()
+            + usize::from(self.histogram.is_some());
+        // A definite length: CBOR readers get a sized map, as the derived form gave.
+        let mut map = serializer.serialize_map(Some(len))?;
+        map.serialize_entry("device", self.device)?;
+        map.serialize_entry("sensor", self.sensor)?;
+        map.serialize_entry("unit", self.unit)?;
+        map.serialize_entry("instance", self.instance)?;
+        map.serialize_entry("window_start_ms", &self.window_start_ms)?;
+        map.serialize_entry("window_end_ms", &self.window_end_ms)?;
+        if let Some(count) = self.count {
+            map.serialize_entry("count", &count)?;
+        }
+        for (key, value) in numbers {
+            if let Some(v) = value {
+                map.serialize_entry(key, &v)?;
+            }
+            if key == "last" {
+                if let Some(t) = self.last_ms {
+                    map.serialize_entry("last_ms", &t)?;
+                }
+            }
+        }
+        if let Some((fields, h)) = self.quantiles {
+            for (field, q) in fields {
+                map.serialize_entry(field, &h.quantile(*q))?;
+            }
+        }
+        if let Some(h) = &self.histogram {
+            map.serialize_entry("histogram", h)?;
+        }
+        map.end()
+    }
+}
+
+/// An exponential histogram in OTLP's `ExponentialHistogramDataPoint` form.
+#[derive(Debug, Serialize)]
+pub struct Otlp {
+    /// `γ = 2^(2^-scale)`.
+    pub scale: i8,
+    /// Samples within this of 0 are counted in `zero_count` (0: exactly 0).
+    pub zero_threshold: f64,
+    /// Samples equal to 0.
+    pub zero_count: u64,
+    /// Positive buckets.
+    pub positive: OtlpBuckets,
+    /// Negative buckets, by magnitude.
+    pub negative: OtlpBuckets,
+}
+
+/// One sign's buckets: `counts[k]` is bucket `offset + k`, `(γ^i, γ^(i+1)]`.
+#[derive(Debug, Serialize)]
+pub struct OtlpBuckets {
+    /// The first bucket's index.
+    pub offset: i32,
+    /// Consecutive buckets' counts.
+    pub counts: Vec<u64>,
+}
+
+impl Otlp {
+    /// The OTLP form of `h`.
+    pub fn of(h: &ExpHistogram) -> Otlp {
+        let sign = |(offset, counts)| OtlpBuckets { offset, counts };
+        Otlp {
+            scale: h.scale(),
+            zero_threshold: 0.0,
+            zero_count: h.zero_count,
+            positive: sign(h.positive()),
+            negative: sign(h.negative()),
+        }
+    }
 }
 
 /// Encodes aggregates in one format for one pipeline instance.
@@ -74,15 +160,24 @@ pub struct Body<'a> {
 pub struct PayloadEncoder {
     format: AggregateFormat,
     instance: String,
+    /// `[aggd] quantiles`, each with its field name.
+    quantiles: Vec<(String, f64)>,
 }
 
 impl PayloadEncoder {
-    /// An encoder for `format`, stamping `instance` into every payload.
-    pub fn new(format: AggregateFormat, instance: &str) -> Self {
+    /// An encoder for `format`, stamping `instance` into every payload and publishing
+    /// `quantiles` (`[aggd] quantiles`) when an aggregate carries quantiles.
+    pub fn new(format: AggregateFormat, instance: &str, quantiles: &[f64]) -> Self {
         PayloadEncoder {
             format,
             instance: instance.to_owned(),
+            quantiles: quantiles.iter().map(|&q| (quantile_field(q), q)).collect(),
         }
+    }
+
+    /// The encoder a pipeline's configuration describes.
+    pub fn of(config: &telemetry_config::Config) -> Self {
+        PayloadEncoder::new(config.emitd.format, &config.pipeline.instance, &config.aggd.quantiles)
     }
 
     /// The format.
@@ -111,6 +206,8 @@ impl PayloadEncoder {
             stddev: chosen(Statistics::STDDEV).then(|| agg.stddev()),
             last: chosen(Statistics::LAST).then_some(agg.last),
             last_ms: chosen(Statistics::LAST).then_some(agg.last_ms),
+            quantiles: chosen(Statistics::QUANTILES).then_some((&self.quantiles[..], &agg.histogram)),
+            histogram: chosen(Statistics::HISTOGRAM).then(|| Otlp::of(&agg.histogram)),
         };
         out.reserve(320);
         let writer = out.writer();
@@ -140,7 +237,7 @@ mod tests {
 
     fn json(agg: &Aggregate) -> Value {
         let mut out = BytesMut::new();
-        PayloadEncoder::new(AggregateFormat::Json, "edge-1").encode(agg, &mut out);
+        PayloadEncoder::new(AggregateFormat::Json, "edge-1", &[0.5, 0.99]).encode(agg, &mut out);
         serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
 
@@ -162,6 +259,30 @@ mod tests {
         assert_eq!(v["last_ms"], 1_700_000_059_993u64);
         let sd = v["stddev"].as_f64().unwrap();
         assert!((sd - 1.25f64.sqrt()).abs() < 1e-12, "{sd}");
+        // 1, 2, 3, 4: p50 is the 2nd, p99 the 4th, within the scale's error.
+        let h = &v["histogram"];
+        let scale = h["scale"].as_i64().unwrap() as i8;
+        let err = records::exp_histogram::relative_error(scale);
+        for (field, want) in [("p50", 2.0), ("p99", 4.0)] {
+            let got = v[field].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= err * want * (1.0 + 1e-12),
+                "{field} {got} at scale {scale}"
+            );
+        }
+        assert_eq!(
+            (h["zero_threshold"].as_f64(), h["zero_count"].as_u64()),
+            (Some(0.0), Some(0))
+        );
+        let counts: Vec<u64> = serde_json::from_value(h["positive"]["counts"].clone()).unwrap();
+        assert_eq!(
+            (counts.iter().sum::<u64>(), counts.first(), counts.last()),
+            (4, Some(&1), Some(&1))
+        );
+        assert_eq!(h["negative"]["counts"], serde_json::json!([]));
+        // 1 and 4 are two octaves apart (1 and 4, powers of two, close buckets −1 and 7 at scale
+        // 2): 17 buckets at scale 3, 9 at scale 2.
+        assert_eq!((scale, h["positive"]["offset"].as_i64()), (2, Some(-1)));
     }
 
     #[test]
@@ -186,7 +307,7 @@ mod tests {
                 assert_eq!(v["device"], d);
                 assert_eq!(v["sensor"], s);
                 assert_eq!(v["unit"], "\"u\"");
-                assert_eq!(v.as_object().unwrap().len(), 14, "an id injected keys: {v}");
+                assert_eq!(v.as_object().unwrap().len(), 17, "an id injected keys: {v}");
             }
         }
     }
@@ -213,7 +334,7 @@ mod tests {
     fn cbor_has_the_same_keys_and_values() {
         let agg = aggregate(b"a.b\"", b"temp", b"C");
         let mut out = BytesMut::new();
-        PayloadEncoder::new(AggregateFormat::Cbor, "edge-1").encode(&agg, &mut out);
+        PayloadEncoder::new(AggregateFormat::Cbor, "edge-1", &[0.5, 0.99]).encode(&agg, &mut out);
         let v: ciborium::Value = ciborium::from_reader(&out[..]).unwrap();
         let map = v.as_map().unwrap();
         let get = |k: &str| {
@@ -222,7 +343,14 @@ mod tests {
                 .map(|(_, v)| v.clone())
                 .unwrap()
         };
-        assert_eq!(map.len(), 14);
+        assert_eq!(map.len(), 17);
+        assert!(
+            (get("p99").as_float().unwrap() - 4.0).abs() <= 0.0865 * 4.0,
+            "scale 2's bound"
+        );
+        let h = get("histogram");
+        let h = h.as_map().unwrap();
+        assert_eq!(h.len(), 5, "scale, zero_threshold, zero_count, positive, negative");
         assert_eq!(get("device").as_text(), Some("a.b\""));
         assert_eq!(get("instance").as_text(), Some("edge-1"));
         assert_eq!(get("count").as_integer(), Some(4.into()));
@@ -254,9 +382,29 @@ mod tests {
             ]
         );
         assert_eq!((v["count"].as_u64(), v["mean"].as_f64()), (Some(4), Some(2.5)));
+        a.set_statistics(Statistics::COUNT | Statistics::QUANTILES);
+        let v = json(&a);
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let ids = [
+            "device",
+            "instance",
+            "sensor",
+            "unit",
+            "window_end_ms",
+            "window_start_ms",
+        ];
+        let mut want = vec!["count", "p50", "p99"];
+        want.extend(ids);
+        want.sort_unstable();
+        assert_eq!(keys, want, "quantiles without the histogram");
+        a.set_statistics(Statistics::HISTOGRAM);
+        let v = json(&a);
+        assert_eq!(v.as_object().unwrap().len(), ids.len() + 1, "the histogram alone: {v}");
+        assert_eq!(v["histogram"]["positive"]["counts"].as_array().unwrap().len(), 9);
         a.set_statistics(Statistics::MIN | Statistics::MAX | Statistics::STDDEV | Statistics::LAST);
         let mut out = BytesMut::new();
-        PayloadEncoder::new(AggregateFormat::Cbor, "edge-1").encode(&a, &mut out);
+        PayloadEncoder::new(AggregateFormat::Cbor, "edge-1", &[0.5, 0.99]).encode(&a, &mut out);
         let v: ciborium::Value = ciborium::from_reader(&out[..]).unwrap();
         let mut keys: Vec<String> = v
             .as_map()
@@ -283,7 +431,7 @@ mod tests {
 
     #[test]
     fn payloads_append_to_the_buffer() {
-        let enc = PayloadEncoder::new(AggregateFormat::Json, "i");
+        let enc = PayloadEncoder::new(AggregateFormat::Json, "i", &[]);
         let mut out = BytesMut::new();
         enc.encode(&aggregate(b"a", b"b", b""), &mut out);
         let first = out.split().freeze();

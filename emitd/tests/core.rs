@@ -70,7 +70,37 @@ fn cbor_payloads_carry_the_same_fields() {
     assert_eq!(get("window_end_ms").unwrap().as_integer(), Some(a.window_end_ms.into()));
     assert_eq!(get("mean").unwrap().as_float(), Some(a.mean()));
     assert_eq!(get("last_ms").unwrap().as_integer(), Some(a.last_ms.into()));
-    assert_eq!(map.len(), 14);
+    // Every statistic: the seven, the default quantiles (p50, p90, p99) and the histogram.
+    assert_eq!(map.len(), 18);
+    assert_eq!(get("p99").unwrap().as_float(), Some(a.histogram.quantile(0.99)));
+    let h = get("histogram").unwrap();
+    let field = |k: &str| {
+        h.as_map()
+            .unwrap()
+            .iter()
+            .find(|(key, _)| key.as_text() == Some(k))
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(field("scale").as_integer(), Some(a.histogram.scale().into()));
+    let positive = field("positive");
+    let counts = positive
+        .as_map()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("counts"))
+        .unwrap();
+    let total: u64 = counts
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| u64::try_from(c.as_integer().unwrap()).unwrap())
+        .sum();
+    assert_eq!(
+        total + u64::try_from(field("zero_count").as_integer().unwrap()).unwrap(),
+        a.count
+    );
     stop(&mut p);
 }
 

@@ -4,6 +4,7 @@
 
 use pipeline_tests::{assert_exact, expectations, field, loadgen, times, Collector, Pipeline, Published, PATIENCE};
 use records::names::{counter, error_reason, stage};
+use records::ExpHistogram;
 use test_brokers::{wait_for, Mosquitto, Nats, TempDir};
 
 #[test]
@@ -190,7 +191,7 @@ fn an_aggd_killed_mid_window_keeps_the_samples_from_before() {
 fn two_pipelines_in_one_shared_group_split_the_stream_and_merge_exactly() {
     let mqtt = Mosquitto::start();
     let nats = Nats::start();
-    let shared = "[ingestd]\nshare_group = \"e2e\"\n";
+    let shared = "[ingestd]\nshare_group = \"e2e\"\n[aggd]\nmax_keys = 1000\nstatistics = [\"count\", \"sum\", \"min\", \"max\", \"quantiles\", \"histogram\"]\n";
     let mut a = Pipeline::new("share-a", &mqtt, &nats, shared);
     let mut b = Pipeline::new("share-b", &mqtt, &nats, shared);
     let ca = Collector::start(&nats.url(), &a.subjects());
@@ -239,5 +240,56 @@ fn two_pipelines_in_one_shared_group_split_the_stream_and_merge_exactly() {
         );
         let s = want["sum"].as_f64().unwrap();
         assert!((sum - s).abs() <= 1e-9 * s.abs().max(1.0), "{key:?} sum");
+        // The partials' histograms merge into the histogram of every value sent for the key
+        // (loadgen's values, recomputed here), and so give its quantiles.
+        let mut merged = ExpHistogram::new(16);
+        for p in &parts {
+            merged.merge(&histogram_of(p));
+        }
+        let (d, s) = key_index(key);
+        let mut whole = ExpHistogram::new(16);
+        (0..count as u64).for_each(|seq| whole.fold(loadgen::readings::value(d, s, seq, 0.5)));
+        assert_eq!(merged, whole, "{key:?} histogram");
+        for p in &parts {
+            let h = histogram_of(p);
+            for (field, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+                // Within serde_json's parsing (not correctly rounded without `float_roundtrip`).
+                let (got, want) = (p.num(field), h.quantile(q));
+                assert!(
+                    (got - want).abs() <= 1e-15 * want.abs(),
+                    "{key:?} {field} {got} is its histogram's {want}"
+                );
+            }
+        }
     }
+}
+
+/// A published histogram (OTLP's form), of 16 buckets.
+fn histogram_of(p: &Published) -> ExpHistogram {
+    let h = &p.body["histogram"];
+    let sign = |name: &str| -> (i32, Vec<u64>) {
+        let counts = h[name]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .collect();
+        (h[name]["offset"].as_i64().unwrap() as i32, counts)
+    };
+    let (pos, neg) = (sign("positive"), sign("negative"));
+    let scale = h["scale"].as_i64().unwrap() as i8;
+    ExpHistogram::from_otlp(
+        scale,
+        h["zero_count"].as_u64().unwrap(),
+        (pos.0, &pos.1),
+        (neg.0, &neg.1),
+        16,
+    )
+    .unwrap_or_else(|| panic!("not a histogram of 16 buckets: {h}"))
+}
+
+/// loadgen's device and sensor numbers of a key.
+fn key_index((device, sensor): &(String, String)) -> (u32, u32) {
+    let number = |id: &str, prefix: &str| id.strip_prefix(prefix).unwrap().parse::<u32>().unwrap();
+    (number(device, "dev"), number(sensor, "sen"))
 }

@@ -2,16 +2,18 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::exp_histogram::ExpHistogram;
 use crate::moments::Moments;
 use crate::reading::{Field, DEVICE_MAX, SENSOR_MAX, UNIT_MAX};
 use crate::statistics::Statistics;
 use crate::text;
 
-/// The summary of one key's samples in one window. 176 bytes.
+/// The summary of one key's samples in one window. 448 bytes.
 ///
-/// Count, min, max and last are exact over the window. Count, sum, M2 and `last_ms` are what a
-/// merge of partial aggregates (several pipelines in one shared-subscription group) needs; the
-/// merge and its rule per statistic are in [`crate::merge`]. Only the [`Aggregate::statistics`]
+/// Count, min, max, last and the histogram's counts are exact over the window. Count, sum, M2,
+/// `last_ms` and the histogram are what a merge of partial aggregates (several pipelines in one
+/// shared-subscription group) needs; the merge and its rule per statistic are in
+/// [`crate::merge`]. Only the [`Aggregate::statistics`]
 /// chosen by `[aggd] statistics` are meaningful and published; a new aggregate carries them all.
 ///
 /// ```
@@ -44,34 +46,43 @@ pub struct Aggregate {
     /// When `last` was received (its reading's `received_ms`, ms since the epoch): what a merge
     /// orders partials' `last` by.
     pub last_ms: u64,
+    /// The samples' exponential histogram, the state quantiles are read from (meaningful when
+    /// [`Statistics::QUANTILES`] or [`Statistics::HISTOGRAM`] is carried).
+    pub histogram: ExpHistogram,
     pub(crate) device: [u8; DEVICE_MAX],
     pub(crate) sensor: [u8; SENSOR_MAX],
     pub(crate) unit: [u8; UNIT_MAX],
+    pub(crate) statistics: u16,
     pub(crate) device_len: u8,
     pub(crate) sensor_len: u8,
     pub(crate) unit_len: u8,
-    pub(crate) statistics: u8,
-    _pad: [u8; 4],
+    _pad: [u8; 3],
 }
 
-const _: () = assert!(std::mem::size_of::<Aggregate>() == 176);
+const _: () = assert!(std::mem::size_of::<Aggregate>() == 448);
 
 impl shm_ring::Record for Aggregate {
     // 2: the statistics byte (was padding).
     // 3: M2 in place of the sum of squares, and `last_ms`.
-    const TYPE_NAME: &'static str = "Aggregate/3";
+    // 4: the exponential histogram, and 16 bits of statistics.
+    const TYPE_NAME: &'static str = "Aggregate/4";
 }
 
 impl Aggregate {
-    /// An empty aggregate for one key, or `None` if an id does not fit.
+    /// An empty aggregate for one key, carrying every statistic, its histogram of the default
+    /// budget ([`Aggregate::HISTOGRAM_BUDGET`]); `None` if an id does not fit.
     pub fn new(device: &[u8], sensor: &[u8], unit: &[u8]) -> Option<Self> {
         let mut a = Aggregate::zeroed();
         a.device_len = text::store(&mut a.device, device)?;
         a.sensor_len = text::store(&mut a.sensor, sensor)?;
         a.unit_len = text::store(&mut a.unit, unit)?;
         a.statistics = Statistics::ALL.bits();
+        a.histogram = ExpHistogram::new(Aggregate::HISTOGRAM_BUDGET);
         Some(a)
     }
+
+    /// The histogram budget of a new aggregate: `[aggd] histogram_buckets`' default.
+    pub const HISTOGRAM_BUDGET: u32 = 16;
 
     /// The statistics this aggregate carries.
     pub fn statistics(&self) -> Statistics {
@@ -117,6 +128,7 @@ impl Aggregate {
             self.max = value;
         }
         (self.last, self.last_ms) = (value, t_ms);
+        self.histogram.fold(value);
     }
 
     /// The device id.

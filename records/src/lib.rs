@@ -14,7 +14,7 @@ mod moments;
 pub mod names;
 mod raw;
 mod reading;
-mod statistics;
+pub mod statistics;
 mod text;
 
 pub use aggregate::Aggregate;

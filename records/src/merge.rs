@@ -11,11 +11,14 @@
 //! | `stddev` | count, sum, M2 | Chan et al.: `M2 = M2ₐ + M2_b + δ²·nₐ·n_b/n`, `δ = mean_b − meanₐ` ([`Moments::merge`]); never a sum of squares |
 //! | `min`, `max` | min, max | the smaller, the larger: exact |
 //! | `last` | last, `last_ms`, instance | the partial whose `last_ms` is the latest; at equal `last_ms`, the one of the greater instance name (byte order) ([`is_later`]) |
+//! | `histogram` | the exponential histogram | the finer of two scales downscaled to the coarser (and further if the union needs it, by the rule of [`crate::exp_histogram`]), then counts added: exact |
+//! | `quantiles` | the histogram | read from the merged histogram: a pure function of its counts, so identical |
 //!
 //! Partials of no samples (count 0) carry nothing and are skipped. The merged aggregate carries
 //! the statistics that every partial carried, and the unit of its `last`'s partial (a key's
-//! unit is that of its latest reading). Merging is exact in count, min, max, last and
-//! `last_ms` whatever the order; sum, mean and stddev are what float arithmetic gives, within
+//! unit is that of its latest reading). Merging is exact in count, min, max, last, `last_ms`
+//! and every histogram count whatever the order (given partials of one histogram budget,
+//! `[aggd] histogram_buckets`); sum, mean and stddev are what float arithmetic gives, within
 //! 1e-12 of the single pipeline's relative to the samples' magnitude (`tests/merge.rs`).
 //!
 //! Downstream, from published payloads: a partial's `count`, `mean` and `stddev` give its
@@ -64,6 +67,7 @@ impl Aggregate {
                     (self.last, self.last_ms) = (other.last, other.last_ms);
                     (self.unit, self.unit_len) = (other.unit, other.unit_len);
                 }
+                self.histogram.merge(&other.histogram);
             }
         }
         self.set_statistics(statistics);

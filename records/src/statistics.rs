@@ -8,10 +8,11 @@
 /// let s = Statistics::COUNT | Statistics::MEAN;
 /// assert!(s.contains(Statistics::MEAN) && !s.contains(Statistics::SUM));
 /// assert_eq!(Statistics::from_name("stddev"), Some(Statistics::STDDEV));
-/// assert_eq!(Statistics::ALL.names().count(), 7);
+/// assert_eq!(Statistics::DEFAULT.names().count(), 7);
+/// assert_eq!(Statistics::ALL.names().count(), 9);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Statistics(u8);
+pub struct Statistics(u16);
 
 impl Statistics {
     /// Samples in the window.
@@ -28,12 +29,18 @@ impl Statistics {
     pub const STDDEV: Statistics = Statistics(1 << 5);
     /// The most recent sample.
     pub const LAST: Statistics = Statistics(1 << 6);
+    /// Quantiles (`[aggd] quantiles`), read from the window's exponential histogram.
+    pub const QUANTILES: Statistics = Statistics(1 << 7);
+    /// The window's exponential histogram itself (OTLP's form).
+    pub const HISTOGRAM: Statistics = Statistics(1 << 8);
     /// None.
     pub const NONE: Statistics = Statistics(0);
-    /// Every statistic (the default).
-    pub const ALL: Statistics = Statistics(0x7f);
+    /// The default set: count to last (no quantiles, no histogram).
+    pub const DEFAULT: Statistics = Statistics(0x7f);
+    /// Every statistic.
+    pub const ALL: Statistics = Statistics(0x1ff);
 
-    const NAMED: [(&'static str, Statistics); 7] = [
+    const NAMED: [(&'static str, Statistics); 9] = [
         ("count", Statistics::COUNT),
         ("sum", Statistics::SUM),
         ("mean", Statistics::MEAN),
@@ -41,15 +48,17 @@ impl Statistics {
         ("max", Statistics::MAX),
         ("stddev", Statistics::STDDEV),
         ("last", Statistics::LAST),
+        ("quantiles", Statistics::QUANTILES),
+        ("histogram", Statistics::HISTOGRAM),
     ];
 
     /// The set's bits.
-    pub const fn bits(self) -> u8 {
+    pub const fn bits(self) -> u16 {
         self.0
     }
 
     /// The set of `bits` (bits that name no statistic are dropped).
-    pub const fn from_bits(bits: u8) -> Statistics {
+    pub const fn from_bits(bits: u16) -> Statistics {
         Statistics(bits & Statistics::ALL.0)
     }
 
@@ -63,7 +72,8 @@ impl Statistics {
         self.0 & other.0 != 0
     }
 
-    /// The statistic called `name` (`count`, `sum`, `mean`, `min`, `max`, `stddev`, `last`).
+    /// The statistic called `name` (`count`, `sum`, `mean`, `min`, `max`, `stddev`, `last`,
+    /// `quantiles`, `histogram`).
     pub fn from_name(name: &str) -> Option<Statistics> {
         Statistics::NAMED.iter().find(|(n, _)| *n == name).map(|&(_, s)| s)
     }
@@ -74,6 +84,32 @@ impl Statistics {
             .into_iter()
             .filter(move |&(_, s)| self.contains(s))
             .map(|(n, _)| n)
+    }
+}
+
+/// The aggregate's field for quantile `q` (0 ≤ q ≤ 1): `p` and 100·q as the shortest decimal,
+/// shifted in the text of `q` rather than multiplied, so that no float rounding shows.
+///
+/// ```
+/// use records::statistics::quantile_field;
+/// let names: Vec<String> = [0.5, 0.9, 0.99, 0.999, 0.07, 0.0, 1.0, 0.00001].map(quantile_field).into();
+/// assert_eq!(names, ["p50", "p90", "p99", "p99.9", "p7", "p0", "p100", "p0.001"]);
+/// ```
+pub fn quantile_field(q: f64) -> String {
+    // Display of an f64 is its shortest round-trip decimal, never in exponent form.
+    let text = q.to_string();
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digits = format!("{int}{frac}");
+    let point = int.len() + 2;
+    let padded = format!("{digits:0<point$}");
+    let (whole, fraction) = padded.split_at(point);
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    if fraction.is_empty() {
+        format!("p{whole}")
+    } else {
+        format!("p{whole}.{fraction}")
     }
 }
 
@@ -109,7 +145,7 @@ mod tests {
             assert_eq!(s.names().collect::<Vec<_>>(), [name]);
         }
         assert_eq!(Statistics::from_name("median"), None);
-        assert_eq!(Statistics::from_bits(0xff), Statistics::ALL);
+        assert_eq!(Statistics::from_bits(0xffff), Statistics::ALL);
         assert_eq!((Statistics::MIN | Statistics::LAST).to_string(), "[min, last]");
         assert!(!Statistics::NONE.intersects(Statistics::ALL));
         assert_eq!(

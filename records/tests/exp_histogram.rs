@@ -2,7 +2,7 @@
 //! k = 1…8 histograms and merged in any order, the counts are identical to one histogram's.
 
 use proptest::prelude::*;
-use records::exp_histogram::{relative_error, MAX_SCALE};
+use records::exp_histogram::{relative_error, CAPACITY, MAX_SCALE};
 use records::ExpHistogram;
 
 const QUANTILES: [f64; 7] = [0.0, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0];
@@ -15,13 +15,18 @@ fn exact(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn narrow() -> impl Strategy<Value = f64> {
-    // Both signs, zeros, magnitudes within a ratio of 5 (at most 149 buckets at scale 6).
+    // Both signs, zeros, magnitudes within a ratio of 1.18 (at most 16 buckets a sign at scale 6).
     prop_oneof![
-        6 => 1.0f64..5.0,
-        2 => -5.0f64..-1.0,
+        6 => 1.0f64..1.18,
+        2 => -1.18f64..-1.0,
         1 => Just(0.0),
-        1 => Just(2.0),
+        1 => Just(1.125),
     ]
+}
+
+fn moderate() -> impl Strategy<Value = f64> {
+    // One sign, a ratio of 5: downscaled to scale 3 in 32 buckets, 2 in 16.
+    prop_oneof![9 => 20.0f64..100.0, 1 => Just(0.0)]
 }
 
 fn wide() -> impl Strategy<Value = f64> {
@@ -38,7 +43,7 @@ fn check(values: &[f64], h: &ExpHistogram) -> Result<(), TestCaseError> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     prop_assert_eq!(h.count(), values.len() as u64);
-    let bound = relative_error(h.scale) * (1.0 + 1e-9);
+    let bound = relative_error(h.scale()) * (1.0 + 1e-9);
     for q in QUANTILES {
         let (want, got) = (exact(&sorted, q), h.quantile(q));
         if want == 0.0 {
@@ -49,7 +54,7 @@ fn check(values: &[f64], h: &ExpHistogram) -> Result<(), TestCaseError> {
                 ((got - want) / want).abs() <= bound,
                 "q {} at scale {}: {} vs {}",
                 q,
-                h.scale,
+                h.scale(),
                 got,
                 want
             );
@@ -63,34 +68,42 @@ proptest! {
 
     #[test]
     fn quantiles_are_within_one_percent_where_the_range_allows(values in proptest::collection::vec(narrow(), 1..500)) {
-        let mut h = ExpHistogram::new(160);
+        let mut h = ExpHistogram::new(32);
         for &v in &values {
             h.fold(v);
         }
-        prop_assert_eq!(h.scale, MAX_SCALE, "a ratio of 5 fits 160 buckets at scale 6");
-        prop_assert!(relative_error(h.scale) <= 0.01);
+        prop_assert_eq!(h.scale(), MAX_SCALE, "a ratio of 1.18 a sign fits 32 buckets at scale 6");
+        prop_assert!(relative_error(h.scale()) <= 0.01);
         check(&values, &h)?;
     }
 
     #[test]
-    fn wide_ranges_downscale_and_keep_the_scales_bound(values in proptest::collection::vec(wide(), 1..300)) {
-        let mut h = ExpHistogram::new(160);
+    fn wider_ranges_downscale_and_keep_the_scales_bound(
+        values in prop_oneof![proptest::collection::vec(wide(), 1..300), proptest::collection::vec(moderate(), 1..300)],
+        budget in prop_oneof![Just(6u32), Just(16), Just(32)],
+    ) {
+        let mut h = ExpHistogram::new(budget);
         for &v in &values {
             h.fold(v);
         }
-        prop_assert!(h.positive.counts.len() <= 160 && h.negative.counts.len() <= 160);
+        let f = h.frame();
+        prop_assert!(f.positive.len + f.negative.len <= budget);
         check(&values, &h)?;
     }
 
     #[test]
     fn merged_partials_hold_one_histograms_counts(
-        values in prop_oneof![proptest::collection::vec(narrow(), 1..400), proptest::collection::vec(wide(), 1..400)],
+        values in prop_oneof![
+            proptest::collection::vec(narrow(), 1..400),
+            proptest::collection::vec(moderate(), 1..400),
+            proptest::collection::vec(wide(), 1..400),
+        ],
         k in 1usize..=8,
         seed in any::<u64>(),
-        max_buckets in prop_oneof![Just(4u32), Just(20), Just(160)],
+        budget in prop_oneof![Just(6u32), Just(16), Just(CAPACITY as u32)],
     ) {
-        let mut single = ExpHistogram::new(max_buckets);
-        let mut parts = vec![ExpHistogram::new(max_buckets); k];
+        let mut single = ExpHistogram::new(budget);
+        let mut parts = vec![ExpHistogram::new(budget); k];
         let mut x = seed | 1;
         for &v in &values {
             single.fold(v);
@@ -102,7 +115,7 @@ proptest! {
         // Merge in a seed-chosen order, into the first or into an empty one.
         let mut order: Vec<usize> = (0..k).collect();
         order.rotate_left((seed % k as u64) as usize);
-        let mut merged = ExpHistogram::new(max_buckets);
+        let mut merged = ExpHistogram::new(budget);
         for i in order {
             merged.merge(&parts[i]);
         }
@@ -115,19 +128,19 @@ proptest! {
 
 #[test]
 fn histograms_of_different_scales_merge_by_downscaling_the_finer() {
-    let (mut fine, mut coarse) = (ExpHistogram::new(160), ExpHistogram::new(160));
-    for v in [1.5, 1.6, 1.7] {
+    let (mut fine, mut coarse) = (ExpHistogram::new(32), ExpHistogram::new(32));
+    for v in [1.05, 1.06, 1.07] {
         fine.fold(v);
     }
     for v in [1.0e-3, 1.0, 1.0e3] {
         coarse.fold(v);
     }
-    assert_eq!(fine.scale, MAX_SCALE);
-    assert_eq!(coarse.scale, 3, "20 octaves in 160 buckets: 8 a power of two");
-    let mut m = fine.clone();
+    assert_eq!(fine.scale(), MAX_SCALE);
+    assert_eq!(coarse.scale(), 0, "20 octaves in 32 buckets: one a power of two");
+    let mut m = fine;
     m.merge(&coarse);
-    assert_eq!((m.scale, m.count()), (coarse.scale, 6));
-    let mut back = coarse.clone();
+    assert_eq!((m.scale(), m.count()), (coarse.scale(), 6));
+    let mut back = coarse;
     back.merge(&fine);
     assert_eq!(m, back, "either way round");
 }

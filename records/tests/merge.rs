@@ -156,6 +156,12 @@ proptest! {
             (single.count, single.min, single.max, single.last.to_bits(), single.last_ms)
         );
         prop_assert_eq!((single.count, single.last, single.last_ms), (all.len() as u64, last.0, last.1));
+        // Every histogram count, hence every quantile: identical.
+        prop_assert_eq!(merged.histogram, single.histogram);
+        prop_assert_eq!(single.histogram.count(), single.count);
+        for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+            prop_assert_eq!(merged.histogram.quantile(q).to_bits(), single.histogram.quantile(q).to_bits());
+        }
 
         let n = all.len() as f64;
         let mean_abs = all.iter().map(|s| s.0.abs()).sum::<f64>() / n;

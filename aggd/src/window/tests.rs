@@ -13,6 +13,7 @@ fn cfg(window_ms: u64, emit_every_ms: u64, max_keys: u32) -> WindowConfig {
         max_keys,
         idle_ttl_ms: window_ms,
         statistics: Statistics::ALL,
+        histogram_buckets: 16,
     }
 }
 
@@ -324,6 +325,42 @@ fn a_table_of_other_pane_columns_is_refused_naming_the_statistics() {
     assert_eq!(last.words(), min.words() + 4, "one word per row");
     let store = open(min, T0).into_store();
     assert!(Windows::open(store, last, T0).is_err());
+    // Histograms of another budget: another layout, named.
+    let quantiles = WindowConfig {
+        statistics: Statistics::COUNT | Statistics::QUANTILES,
+        histogram_buckets: 16,
+        ..min
+    };
+    assert_eq!(
+        quantiles.words(),
+        4 * (3 + 2 + 3 * 9) + 9,
+        "the rows and the histogram journal"
+    );
+    let finer = WindowConfig {
+        histogram_buckets: 32,
+        ..quantiles
+    };
+    let store = open(quantiles, T0).into_store();
+    match Windows::open(store, finer, T0) {
+        Err(m) => assert!(m.reason.contains("137 words, 241 expected"), "{}", m.reason),
+        Ok(_) => panic!("histograms of another budget were accepted"),
+    }
+    // The same size, other columns: named with the budget.
+    let sums = WindowConfig {
+        statistics: Statistics::SUM | Statistics::LAST,
+        max_keys: 33,
+        ..min
+    };
+    let nine = WindowConfig {
+        max_keys: 9,
+        ..quantiles
+    };
+    assert_eq!(sums.words(), nine.words(), "9 words × 33 rows = 32 × 9 + 9");
+    let store = open(sums, T0).into_store();
+    match Windows::open(store, nine, T0) {
+        Err(m) => assert!(m.reason.contains("(count, histogram of 16 buckets)"), "{}", m.reason),
+        Ok(_) => panic!("another layout of the same size was accepted"),
+    }
 }
 
 #[test]

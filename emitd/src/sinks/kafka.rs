@@ -210,10 +210,7 @@ impl Kafka {
             producer,
             shared,
             topic: k.topic.clone(),
-            records: RecordBuilder::new(
-                &config.pipeline.instance,
-                PayloadEncoder::new(config.emitd.format, &config.pipeline.instance),
-            ),
+            records: RecordBuilder::new(&config.pipeline.instance, PayloadEncoder::of(config)),
             held: HashMap::with_capacity(k.max_backlog.min(1 << 16)),
             max_backlog: k.max_backlog,
             retry: VecDeque::new(),

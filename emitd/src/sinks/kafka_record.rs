@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn records_carry_the_payload_and_the_dedup_id() {
-        let mut b = RecordBuilder::new("edge-1", PayloadEncoder::new(AggregateFormat::Json, "edge-1"));
+        let mut b = RecordBuilder::new("edge-1", PayloadEncoder::new(AggregateFormat::Json, "edge-1", &[]));
         let mut agg = Aggregate::new(b"d.1", b"t", b"C").unwrap();
         agg.window_end_ms = 42;
         let r = b.build(&agg).unwrap();

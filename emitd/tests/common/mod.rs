@@ -33,6 +33,7 @@ pub fn aggregate(device: &str, sensor: &str, i: u64) -> Aggregate {
     a.max = 2.0;
     a.last = 2.0;
     a.last_ms = a.window_end_ms - 1;
+    (0..a.count).for_each(|_| a.histogram.fold(2.0));
     a
 }
 
