@@ -24,7 +24,7 @@ use records::names::{counter, drop_reason, error_reason, gauge};
 use shm_ring::{CounterId, SegmentName};
 use stage_runtime::StageCounters;
 
-use crate::window::{Reject, Tally};
+use crate::events::{Reject, Tally};
 
 /// `error.pane_full` (aggd's own; not in `records::names`).
 pub const PANE_FULL: &str = "error.pane_full";

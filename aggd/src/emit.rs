@@ -24,7 +24,7 @@
 //!
 //! An emission stores `EMIT_CURSOR` (boundary, next row) after each batch handed to the ring and
 //! `SEALED = b` at the end. A restarted aggd finishes an interrupted emission before anything
-//! else ([`Windows::finish_interrupted_emission`]), starting after the cursor, and after the key
+//! else ([`Emission::finish_interrupted`]), starting after the cursor, and after the key
 //! of the last aggregate in the ring if that one belongs to the same boundary (a kill between
 //! the ring publish and the cursor store). So each (key, boundary) aggregate is handed on at
 //! most once.
@@ -33,36 +33,62 @@ use std::sync::atomic::{compiler_fence, Ordering};
 
 use records::{Aggregate, ExpHistogram, FixedText};
 
+use crate::events::Tally;
 use crate::pane::Partial;
-use crate::row::{self, key_hash, RowMut};
+use crate::row::{self, key_hash};
+use crate::rows::Rows;
 use crate::sink::Sink;
 use crate::store::{self, Store};
-use crate::strings;
-use crate::window::Windows;
+use crate::window_config::WindowConfig;
 
 /// Aggregates handed to the sink at once; also the granularity of the emission cursor.
 pub(crate) const EMIT_BATCH: usize = 256;
 
-impl<S: Store> Windows<S> {
+/// The emission side of the windows: the open pane (a copy of the `SEALED` word), the batch
+/// being handed on, and the events of emission (aggregates handed on or dropped, keys evicted
+/// idle or by a clock stepped back).
+pub struct Emission {
+    cfg: WindowConfig,
+    /// The open pane: every boundary up to it is emitted.
+    sealed: u64,
+    /// Boundaries a key may go without a sample before it is evicted.
+    idle_panes: u64,
+    /// Reused: no allocation per emission.
+    batch: Vec<Aggregate>,
+    tally: Tally,
+}
+
+impl Emission {
+    /// The emission of windows `cfg`, whose open pane is `sealed`.
+    pub fn new(cfg: WindowConfig, sealed: u64) -> Emission {
+        Emission {
+            cfg,
+            sealed,
+            idle_panes: cfg.panes.idle_panes(cfg.idle_ttl_ms).min(row::MAX_IDLE_PANES),
+            batch: Vec::with_capacity(EMIT_BATCH),
+            tally: Tally::default(),
+        }
+    }
+
     /// Emits every boundary up to the wall-clock time `now_ms`.
     ///
     /// If the wall clock is more than a window behind the open pane, it was stepped back: the
     /// windows are in its future and would emit nothing until it caught up. Every key is then
     /// forgotten (`evicted.clock`) and the open pane restarts at the clock's pane.
-    pub fn emit_due<K: Sink>(&mut self, now_ms: u64, sink: &mut K) {
+    pub fn emit_due<S: Store, K: Sink>(&mut self, rows: &mut Rows<S>, now_ms: u64, sink: &mut K) {
         let pane = self.cfg.panes.pane_of(now_ms);
         if pane.saturating_add(self.cfg.panes.panes) < self.sealed {
             tracing::warn!(
                 open_pane_ms = self.cfg.panes.boundary_ms(self.sealed),
                 now_ms,
-                keys = self.keys.live(),
+                keys = rows.live(),
                 "the wall clock went back by more than a window; forgetting every window"
             );
-            self.tally.evicted_clock += self.forget_every_key();
-            self.set_sealed(pane);
+            self.tally.evicted_clock += rows.forget_all();
+            self.set_sealed(rows, pane);
             return;
         }
-        self.emit_through(pane, sink);
+        self.emit_through(rows, pane, sink);
     }
 
     /// Emits everything due by `now_ms` and then, ahead of time, the boundary that closes the
@@ -70,78 +96,61 @@ impl<S: Store> Windows<S> {
     /// stop: after it the segments may be removed and nothing accepted is lost. A later aggd
     /// that re-adopts the table treats readings stamped in that pane as late (`late.clamped`,
     /// folded into the next pane), so no (key, boundary) aggregate is ever emitted twice.
-    pub fn flush<K: Sink>(&mut self, now_ms: u64, sink: &mut K) {
-        self.emit_due(now_ms, sink);
+    pub fn flush<S: Store, K: Sink>(&mut self, rows: &mut Rows<S>, now_ms: u64, sink: &mut K) {
+        self.emit_due(rows, now_ms, sink);
         let open = self.sealed;
-        self.emit_through(open + 1, sink);
+        self.emit_through(rows, open + 1, sink);
     }
 
     /// Emits boundaries `sealed+1 ..= target`, making `target` the open pane (nothing if it is
     /// not after the open pane). Boundaries more than P after the open pane have empty windows
     /// (nothing was folded in between) and are skipped in one step.
-    pub fn emit_through<K: Sink>(&mut self, target: u64, sink: &mut K) {
+    pub fn emit_through<S: Store, K: Sink>(&mut self, rows: &mut Rows<S>, target: u64, sink: &mut K) {
         let s = self.sealed;
         if target <= s {
             return;
         }
         let last = target.min(s.saturating_add(self.cfg.panes.panes));
         for b in s + 1..=last {
-            self.emit_boundary(b, sink);
+            self.emit_boundary(rows, b, sink);
         }
         if target > last {
             if target - s >= row::SKIP_FORGETS {
                 // Every row is idle by far (idle_ttl_ms is at most MAX_IDLE_PANES panes); after
                 // the skip their 40-bit heads could no longer be read back (see `crate::row`).
-                self.tally.evicted_idle += self.forget_every_key();
+                self.tally.evicted_idle += rows.forget_all();
             }
-            self.set_sealed(target);
+            self.set_sealed(rows, target);
         }
     }
 
-    /// Evicts every key (each row's key word cleared first, so a kill part-way leaves the rest
-    /// for the next start to forget), returning how many.
-    fn forget_every_key(&mut self) -> u64 {
-        let mut forgotten = 0;
-        for r in 0..self.keys.high_water() as usize {
-            if row::in_use(self.store.words(), r, self.shape) {
-                self.evict(r);
-                forgotten += 1;
-            }
-        }
-        forgotten
-    }
-
-    /// Finishes an emission that a kill interrupted (call once after [`Windows::open`], before
-    /// folding). Returns true if there was one.
-    pub fn finish_interrupted_emission<K: Sink>(&mut self, sink: &mut K) -> bool {
+    /// Finishes an emission that a kill interrupted (call once after opening, before folding).
+    /// Returns true if there was one.
+    pub fn finish_interrupted<S: Store, K: Sink>(&mut self, rows: &mut Rows<S>, sink: &mut K) -> bool {
         let b = self.sealed + 1;
-        let cursor = self.store.word(store::EMIT_CURSOR);
+        let cursor = rows.store().word(store::EMIT_CURSOR);
         let started = (cursor >> 32) as u32 == b as u32 && cursor as u32 > 0;
         let published = sink
             .last_handed_on()
             .is_some_and(|a| a.window_end_ms == self.cfg.panes.boundary_ms(b));
         if started || published {
-            self.emit_boundary(b, sink);
+            self.emit_boundary(rows, b, sink);
         }
         started || published
     }
 
     /// The first row boundary `b`'s emission has not handed on yet: after the cursor, and after
     /// the last aggregate in the sink if it is of this boundary.
-    fn resume_row<K: Sink>(&self, b: u64, sink: &K) -> u32 {
+    fn resume_row<S: Store, K: Sink>(&self, rows: &Rows<S>, b: u64, sink: &K) -> u32 {
         let mut start = 0u32;
-        let cursor = self.store.word(store::EMIT_CURSOR);
+        let cursor = rows.store().word(store::EMIT_CURSOR);
         if (cursor >> 32) as u32 == b as u32 {
             start = cursor as u32;
         }
         if let Some(last) = sink.last_handed_on() {
             if last.window_end_ms == self.cfg.panes.boundary_ms(b) {
                 let (d, s) = (last.device(), last.sensor());
-                let tag = key_hash(d.bytes(), s.bytes());
-                if let Some(r) = self
-                    .keys
-                    .find(self.store.words(), self.strings.words(), tag, d.bytes(), s.bytes())
-                {
+                if let Some(r) = rows.find(key_hash(d.bytes(), s.bytes()), d.bytes(), s.bytes()) {
                     start = start.max(r + 1);
                 }
             }
@@ -149,23 +158,23 @@ impl<S: Store> Windows<S> {
         start
     }
 
-    fn emit_boundary<K: Sink>(&mut self, b: u64, sink: &mut K) {
+    fn emit_boundary<S: Store, K: Sink>(&mut self, rows: &mut Rows<S>, b: u64, sink: &mut K) {
         let started = std::time::Instant::now();
         let before = self.tally;
         let p = self.cfg.panes.panes;
-        let start = self.resume_row(b, sink);
+        let start = self.resume_row(rows, b, sink);
         let (window_start, window_end) = self.cfg.panes.window_at(b);
-        let hw = self.keys.high_water();
+        let hw = rows.high_water();
         let mut top = 0;
         for r in start..hw {
             let row = r as usize;
-            if !row::in_use(self.store.words(), row, self.shape) {
+            if !rows.in_use(row) {
                 continue;
             }
             // The open pane is b − 1 here; a head that cannot be read (never) is idle.
-            let head = row::header(self.store.words(), row, self.shape).head(self.sealed);
+            let head = rows.header(row).head(self.sealed);
             let Some(head) = head.filter(|h| b < h.saturating_add(1 + self.idle_panes)) else {
-                self.evict(row);
+                rows.evict(row);
                 self.tally.evicted_idle += 1;
                 continue;
             };
@@ -176,43 +185,18 @@ impl<S: Store> Windows<S> {
             if head < lo {
                 continue;
             }
-            let rm = RowMut::new(self.store.words_mut(), row, self.shape);
-            let mut w = Partial::EMPTY;
-            let mut histogram = ExpHistogram::new(self.cfg.histogram_buckets);
-            for q in lo..=head.min(b - 1) {
-                let slot = self.cfg.panes.slot_of(q);
-                w.merge(&rm.panes.get(slot));
-                rm.panes.merge_histogram(slot, &mut histogram);
-            }
-            if w.count == 0 {
-                continue;
-            }
-            let h = &*rm.header;
-            let text = |id| strings::text(self.strings.words(), id);
-            let Some(mut agg) = Aggregate::new(text(h.device()), text(h.sensor()), text(h.unit())) else {
-                continue;
-            };
-            agg.set_statistics(self.cfg.statistics);
-            agg.window_start_ms = window_start;
-            agg.window_end_ms = window_end;
-            agg.count = w.count;
-            agg.sum = w.sum;
-            agg.m2 = w.m2;
-            agg.min = w.min;
-            agg.max = w.max;
-            agg.last = h.last;
-            agg.last_ms = rm.last_ms.as_deref().copied().unwrap_or(0);
-            agg.histogram = histogram;
-            self.batch.push(agg);
-            if self.batch.len() == EMIT_BATCH {
-                self.hand_on(b, r + 1, sink);
+            if let Some(agg) = self.aggregate(rows, row, (lo, head.min(b - 1)), (window_start, window_end)) {
+                self.batch.push(agg);
+                if self.batch.len() == EMIT_BATCH {
+                    self.hand_on(rows, b, r + 1, sink);
+                }
             }
         }
-        self.hand_on(b, hw, sink);
+        self.hand_on(rows, b, hw, sink);
         if start == 0 {
-            self.keys.shrink_high_water(top);
+            rows.shrink_high_water(top);
         }
-        self.set_sealed(b);
+        self.set_sealed(rows, b);
         tracing::debug!(
             window_end_ms = window_end,
             resumed_at_row = start,
@@ -225,8 +209,44 @@ impl<S: Store> Windows<S> {
         );
     }
 
+    /// The aggregate of `row` over panes `lo ..= hi` (window `start .. end`), if it has samples.
+    fn aggregate<S: Store>(
+        &self,
+        rows: &mut Rows<S>,
+        row: usize,
+        (lo, hi): (u64, u64),
+        (start, end): (u64, u64),
+    ) -> Option<Aggregate> {
+        let rm = rows.row_mut(row);
+        let mut w = Partial::EMPTY;
+        let mut histogram = ExpHistogram::new(self.cfg.histogram_buckets);
+        for q in lo..=hi {
+            let slot = self.cfg.panes.slot_of(q);
+            w.merge(&rm.panes.get(slot));
+            rm.panes.merge_histogram(slot, &mut histogram);
+        }
+        if w.count == 0 {
+            return None;
+        }
+        let (last, last_ms) = (rm.header.last, rm.last_ms.as_deref().copied().unwrap_or(0));
+        let h = *rows.header(row);
+        let mut agg = Aggregate::new(rows.text(h.device()), rows.text(h.sensor()), rows.text(h.unit()))?;
+        agg.set_statistics(self.cfg.statistics);
+        agg.window_start_ms = start;
+        agg.window_end_ms = end;
+        agg.count = w.count;
+        agg.sum = w.sum;
+        agg.m2 = w.m2;
+        agg.min = w.min;
+        agg.max = w.max;
+        agg.last = last;
+        agg.last_ms = last_ms;
+        agg.histogram = histogram;
+        Some(agg)
+    }
+
     /// Hands the batch to the sink and records that rows before `next_row` are done for `b`.
-    fn hand_on<K: Sink>(&mut self, b: u64, next_row: u32, sink: &mut K) {
+    fn hand_on<S: Store, K: Sink>(&mut self, rows: &Rows<S>, b: u64, next_row: u32, sink: &mut K) {
         if !self.batch.is_empty() {
             let n = sink.offer(&self.batch);
             self.tally.emitted += n as u64;
@@ -234,15 +254,15 @@ impl<S: Store> Windows<S> {
             self.batch.clear();
             kill_point!();
         }
-        self.store
+        rows.store()
             .set_word(store::EMIT_CURSOR, (u64::from(b as u32) << 32) | u64::from(next_row));
     }
 
     /// Records that every boundary up to `b` is emitted: `b` is the open pane.
-    pub(crate) fn set_sealed(&mut self, b: u64) {
+    fn set_sealed<S: Store>(&mut self, rows: &Rows<S>, b: u64) {
         compiler_fence(Ordering::SeqCst);
         kill_point!();
-        self.store.set_word(store::SEALED, b);
+        rows.store().set_word(store::SEALED, b);
         self.sealed = b;
     }
 
@@ -254,5 +274,15 @@ impl<S: Store> Windows<S> {
     /// The open pane.
     pub fn sealed(&self) -> u64 {
         self.sealed
+    }
+
+    /// The events since the last call.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+
+    /// Heap bytes of the batch.
+    pub fn heap_bytes(&self) -> usize {
+        self.batch.capacity() * std::mem::size_of::<Aggregate>()
     }
 }

@@ -2,23 +2,23 @@
 //! once, whatever instruction aggd is killed at.
 //!
 //! The rows and the bookkeeping words are in shared memory; the key index is rebuilt on start.
-//! The writes of one reading's fold ([`crate::fold`]) are ordered (compiler fences, `Release`
-//! stores of the words):
+//! The writes of one reading's fold ([`crate::rows::Rows::fold`]) are ordered (compiler fences,
+//! `Release` stores of the words):
 //!
 //! 1. find or insert the key (a row is written completely before its key word; a victim's key
 //!    word is cleared before the row is reused);
 //! 2. advance the key's newest pane: clear the panes that fall out of its ring, then store
 //!    `head` (idempotent: redoing it changes nothing);
-//! 3. write the **undo journal** (`Windows::journal`): the target pane's five fields, its
+//! 3. write the **undo journal** ([`record`]): the target pane's five fields, its
 //!    histogram's words if histograms are stored (a fold may downscale and so rewrite all of
 //!    them; they go to the table's last words, after the rows) and the key's `last` and
 //!    `last_ms`, then `J_POS = position + 1`;
 //! 4. fold the value into the pane, `last` and `last_ms`;
-//! 5. store `FOLDED = position + 1` (`Windows::set_folded`).
+//! 5. store `FOLDED = position + 1` ([`set_folded`]).
 //!
-//! On start (`undo`, called by [`Windows::open`]), if `J_POS == FOLDED + 1`, the fold of reading `FOLDED` was between 3 and
-//! 5: the journal is copied back, undoing any part of step 4, and the reading is folded again
-//! from the ring. Otherwise step 4 had not begun (or was complete and `FOLDED` says so).
+//! On start (`undo`, called by [`crate::window::Windows::open`]), if `J_POS == FOLDED + 1`, the
+//! fold of reading `FOLDED` was between 3 and 5: the journal is copied back, undoing any part of
+//! step 4, and the reading is folded again from the ring. Otherwise step 4 had not begun (or was complete and `FOLDED` says so).
 //!
 //! `COUNTED` is the stage's: the position up to which readings are counted in the stats page
 //! (see [`crate::stage`] for how the three positions are reconciled after a restart).
@@ -29,64 +29,61 @@ use crate::pane::PaneWords;
 use crate::pane_histogram::words_per_pane;
 use crate::row::RowMut;
 use crate::store::{self, Store};
-use crate::window::{WindowConfig, Windows};
+use crate::window_config::WindowConfig;
 
-impl<S: Store> Windows<S> {
-    /// Step 3: records how to undo the fold of the reading at ring position `pos` into pane
-    /// slot `slot` of `row`, whose fields are `saved`, whose histogram's words are `histogram`
-    /// and whose `last` and `last_ms` are `last` now.
-    pub(crate) fn journal(
-        &mut self,
-        pos: u64,
-        (row, slot): (usize, usize),
-        saved: PaneWords,
-        histogram: &[u64],
-        last: (f64, u64),
-    ) {
-        compiler_fence(Ordering::SeqCst);
-        let at = self.cfg.rows_words() as usize;
-        self.store.words_mut()[at..at + histogram.len()].copy_from_slice(histogram);
-        // The pane's count is a u32 (`crate::pane`), a row below 2²⁴ and a slot below 2⁸.
-        self.store
-            .set_word(store::J_SLOT, store::j_slot(row as u64, slot as u64, saved[0]));
-        for (i, w) in saved[1..].iter().enumerate() {
-            self.store.set_word(store::J_PANE + i, *w);
-        }
-        self.store.set_word(store::J_LAST, last.0.to_bits());
-        self.store.set_word(store::J_LAST_MS, last.1);
-        kill_point!();
-        self.store.set_word(store::J_POS, pos.wrapping_add(1));
-        compiler_fence(Ordering::SeqCst);
-        kill_point!();
+/// Step 3: records how to undo the fold of the reading at ring position `pos` into pane slot
+/// `slot` of `row`, whose fields are `saved`, whose histogram's words are `histogram` (copied
+/// to the table's words from `journal_at`) and whose `last` and `last_ms` are `last` now.
+pub fn record<S: Store>(
+    store: &mut S,
+    journal_at: usize,
+    pos: u64,
+    (row, slot): (usize, usize),
+    saved: PaneWords,
+    histogram: &[u64],
+    last: (f64, u64),
+) {
+    compiler_fence(Ordering::SeqCst);
+    store.words_mut()[journal_at..journal_at + histogram.len()].copy_from_slice(histogram);
+    // The pane's count is a u32 (`crate::pane`), a row below 2²⁴ and a slot below 2⁸.
+    store.set_word(store::J_SLOT, store::j_slot(row as u64, slot as u64, saved[0]));
+    for (i, w) in saved[1..].iter().enumerate() {
+        store.set_word(store::J_PANE + i, *w);
     }
+    store.set_word(store::J_LAST, last.0.to_bits());
+    store.set_word(store::J_LAST_MS, last.1);
+    kill_point!();
+    store.set_word(store::J_POS, pos.wrapping_add(1));
+    compiler_fence(Ordering::SeqCst);
+    kill_point!();
+}
 
-    /// Step 5: every reading before ring position `pos + 1` is folded.
-    pub(crate) fn set_folded(&self, pos: u64) {
-        kill_point!();
-        self.store.set_word(store::FOLDED, pos.wrapping_add(1));
-    }
+/// Step 5: every reading before ring position `pos + 1` is folded.
+pub fn set_folded<S: Store>(store: &S, pos: u64) {
+    kill_point!();
+    store.set_word(store::FOLDED, pos.wrapping_add(1));
+}
 
-    /// Readings-ring position up to which readings are folded.
-    pub fn folded(&self) -> u64 {
-        self.store.word(store::FOLDED)
-    }
+/// Readings-ring position up to which readings are folded.
+pub fn folded<S: Store>(store: &S) -> u64 {
+    store.word(store::FOLDED)
+}
 
-    /// Readings-ring position up to which readings are counted in the stats page.
-    pub fn counted(&self) -> u64 {
-        self.store.word(store::COUNTED)
-    }
+/// Readings-ring position up to which readings are counted in the stats page.
+pub fn counted<S: Store>(store: &S) -> u64 {
+    store.word(store::COUNTED)
+}
 
-    /// Records that readings before `pos` are counted.
-    pub fn set_counted(&self, pos: u64) {
-        self.store.set_word(store::COUNTED, pos);
-    }
+/// Records that readings before `pos` are counted.
+pub fn set_counted<S: Store>(store: &S, pos: u64) {
+    store.set_word(store::COUNTED, pos);
+}
 
-    /// Starts over at ring position `pos` (the table does not belong to this readings ring).
-    pub fn reset_positions(&self, pos: u64) {
-        self.store.set_word(store::J_POS, 0);
-        self.store.set_word(store::FOLDED, pos);
-        self.store.set_word(store::COUNTED, pos);
-    }
+/// Starts over at ring position `pos` (the table does not belong to this readings ring).
+pub fn reset_positions<S: Store>(store: &S, pos: u64) {
+    store.set_word(store::J_POS, 0);
+    store.set_word(store::FOLDED, pos);
+    store.set_word(store::COUNTED, pos);
 }
 
 /// Undoes the fold of reading `FOLDED` if the journal says it was in progress. Idempotent.

@@ -32,9 +32,11 @@
 //! the key's hash; its newest pane and unit id; its latest value, see [`row`]), 8 bytes for the
 //! time of that value when `last` is chosen, plus, per pane, a 4-byte count and 8 bytes for each
 //! column the chosen statistics need (`[aggd] statistics`, see [`pane::Columns`]):
-//! `24 + 8·l + (4 + 8·k)·P` bytes with `k` from 0 to 4. With the default 12 panes that is
-//! **464 bytes per key** for the full set (`k = 4`, `l = 1`) and **168** for `["count", "mean"]`
-//! (`k = 1`) in the `windows` segment (reserved for all `max_keys`; pages are touched only as
+//! `24 + 8·l + (4 + 8·k)·P` bytes with `k` from 0 to 4, and `(8 + 4·B)·P` more when quantiles or
+//! the histogram are chosen (a histogram of `B = [aggd] histogram_buckets` buckets per pane, see
+//! [`pane_histogram`]). With the default 12 panes that is **464 bytes per key** for the default
+//! set (`k = 4`, `l = 1`), **168** for `["count", "mean"]` (`k = 1`), **936** for `["count",
+//! "quantiles"]` and **1328** for every statistic (`B = 16`) in the `windows` segment (reserved for all `max_keys`; pages are touched only as
 //! rows are used). The key text is stored once per distinct string in the `strings` segment
 //! ([`strings`]: 56 bytes a string, so about 6 bytes per key when each device has 10 sensors),
 //! and the heap holds about 6 bytes per key of indexes ([`key_index`], [`strings`]).
@@ -50,6 +52,7 @@ mod kill;
 pub mod clock;
 pub mod counters;
 pub mod emit;
+pub mod events;
 pub mod fold;
 pub mod journal;
 pub mod key_index;
@@ -59,11 +62,13 @@ pub mod pane_histogram;
 mod prefetch;
 mod probe;
 pub mod row;
+pub mod rows;
 pub mod sink;
 pub mod stage;
 pub mod store;
 pub mod strings;
 pub mod window;
+pub mod window_config;
 
 #[cfg(test)]
 mod reference;

@@ -418,7 +418,7 @@ fn every_kill_point_of_a_fold_is_recovered_exactly() {
         let (mut w, opened) = Windows::open(w.into_store(), cfg, now).ok().unwrap();
         undone += usize::from(opened.journal_undone);
         if opened.journal_undone {
-            let rm = crate::row::RowMut::new(crate::store::Store::words_mut(&mut w.store), 0, w.shape);
+            let rm = w.rows_mut().row_mut(0);
             assert_eq!(
                 (
                     rm.panes.get(cfg.panes.slot_of(cfg.panes.pane_of(T0))).count,

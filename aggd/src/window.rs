@@ -1,140 +1,32 @@
 //! The windows of every key over a [`Store`]: their shape ([`WindowConfig`]), attaching to a
 //! table ([`Windows::open`]: initialise a new one, or recover one a killed process left), and
-//! what the stage reads back (positions, tallies, sizes).
+//! the fold of one reading.
 //!
-//! The work is in one file per concept, each an `impl` block of [`Windows`]:
+//! [`Windows`] puts together three pieces, each a type of its own that owns its state:
 //!
-//! - [`crate::fold`]: which pane a reading goes to, insert and evict, the fold of one value;
-//!   folding returns the boundary that is due ([`Windows::due_before`]) and never emits.
-//! - [`crate::emit`]: emitting due boundaries, the flush of a clean stop, finishing an emission
-//!   a kill interrupted.
-//! - [`crate::journal`]: the undo journal and the readings-ring positions that make every
-//!   reading fold exactly once across a kill.
+//! - [`Rows`] ([`crate::rows`]): the rows, their key text and the indexes over them; find,
+//!   insert, evict, and the fold of one value into a row under the undo journal.
+//! - [`Emission`] ([`crate::emit`]): the open pane, emitting due boundaries, the flush of a clean
+//!   stop, finishing an emission a kill interrupted.
+//! - The positions and the undo journal ([`crate::journal`]): the table's bookkeeping words that
+//!   make every reading fold exactly once across a kill.
 //!
-//! The stage loop ([`crate::stage`]) emits what is due, then folds.
+//! Which pane a reading goes to is [`crate::fold`]'s. The stage loop ([`crate::stage`]) emits
+//! what is due, then folds.
 
-use records::{FixedText, Reading, Statistics};
+use records::{FixedText, Reading};
 
-use crate::clock::Panes;
-use crate::emit::EMIT_BATCH;
-use crate::keys::{Keys, Rebuilt};
+use crate::emit::Emission;
+use crate::keys::Rebuilt;
 use crate::pane::Columns;
-use crate::pane_histogram::words_per_pane;
-use crate::row::{self, key_hash, row_words, RowShape};
+use crate::row::key_hash;
+use crate::rows::Rows;
+use crate::sink::Sink;
 use crate::store::{self, Store, Tables};
-use crate::strings::{self, Interner};
+use crate::{fold, journal};
 
-/// The persistent shape of the windows and the eviction settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowConfig {
-    /// Panes and pane length.
-    pub panes: Panes,
-    /// Rows of the table: most keys tracked at once.
-    pub max_keys: u32,
-    /// A key with no sample for this long is evicted (at least the window length).
-    pub idle_ttl_ms: u64,
-    /// The statistics each aggregate carries; the rows store only the pane columns they need.
-    pub statistics: Statistics,
-    /// Buckets of each pane's and window's histogram (`[aggd] histogram_buckets`; stored only
-    /// if the statistics need histograms).
-    pub histogram_buckets: u32,
-}
-
-impl WindowConfig {
-    /// From the `[aggd]` section (already checked by the config crate).
-    pub fn from_config(aggd: &telemetry_config::Aggd) -> Option<WindowConfig> {
-        Some(WindowConfig {
-            panes: Panes::new(aggd.window_ms, aggd.emit_every_ms)?,
-            max_keys: aggd.max_keys.clamp(1, row::MAX_KEYS),
-            idle_ttl_ms: aggd.idle_ttl_ms.max(aggd.window_ms),
-            statistics: aggd
-                .statistics
-                .iter()
-                .filter_map(|s| Statistics::from_name(s.name()))
-                .fold(Statistics::NONE, |set, s| set | s),
-            histogram_buckets: aggd.histogram_buckets,
-        })
-    }
-
-    /// The layout of the table's rows, derived from the panes and the statistics.
-    pub fn row_shape(&self) -> RowShape {
-        RowShape::of(
-            self.panes.panes as usize,
-            Columns::needed_by(self.statistics),
-            self.histogram_buckets as usize,
-        )
-    }
-
-    /// The table's `SHAPE` word: histogram buckets (0 if none are stored), the pane columns
-    /// *not* stored, panes, rows (see [`crate::store`]).
-    pub fn shape_word(&self) -> u64 {
-        let shape = self.row_shape();
-        ((shape.buckets as u64) << 48)
-            | (shape.columns.omitted_bits() << 40)
-            | (self.panes.panes << 32)
-            | u64::from(self.max_keys)
-    }
-
-    /// Words of the table: the rows, then the undo journal of a pane's histogram (if stored).
-    pub fn words(&self) -> u64 {
-        self.rows_words() + words_per_pane(self.row_shape().buckets) as u64
-    }
-
-    /// Words of the rows.
-    pub fn rows_words(&self) -> u64 {
-        u64::from(self.max_keys) * row_words(self.row_shape()) as u64
-    }
-
-    /// Words of the string table (three texts per row at most).
-    pub fn string_words(&self) -> u64 {
-        strings::words_for(self.max_keys)
-    }
-}
-
-/// Why a reading was not folded (each is an `error.*` counter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reject {
-    /// The value is NaN or infinite (decoded should have refused it).
-    NonFinite,
-    /// The device or sensor id is empty (decoded should have refused it).
-    EmptyId,
-    /// The key's pane already holds `u32::MAX` samples.
-    PaneFull,
-}
-
-impl Reject {
-    /// The reading's verdict from its own fields (everything but [`Reject::PaneFull`]).
-    pub fn check(r: &Reading) -> Result<(), Reject> {
-        if !r.value.is_finite() {
-            Err(Reject::NonFinite)
-        } else if r.device().bytes().is_empty() || r.sensor().bytes().is_empty() {
-            Err(Reject::EmptyId)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Events since the last [`Windows::take_tally`], for the stage's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Aggregates handed on.
-    pub emitted: u64,
-    /// Aggregates the sink refused (ring full).
-    pub dropped: u64,
-    /// Keys forgotten after `idle_ttl_ms` without a sample.
-    pub evicted_idle: u64,
-    /// Keys evicted to make room for a new key.
-    pub evicted_capacity: u64,
-    /// Keys added.
-    pub inserted: u64,
-    /// Readings clamped into the open pane because their pane was already emitted.
-    pub late: u64,
-    /// Readings clamped back to the wall-clock pane because they were stamped in the future.
-    pub early: u64,
-    /// Keys forgotten because the wall clock went back by more than a window.
-    pub evicted_clock: u64,
-}
+pub use crate::events::{Reject, Tally};
+pub use crate::window_config::WindowConfig;
 
 /// What [`Windows::open`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,24 +58,11 @@ pub fn key_of(r: &Reading) -> u64 {
 
 /// The windows of every key, over a [`Store`].
 pub struct Windows<S: Store> {
-    pub(crate) store: S,
-    pub(crate) cfg: WindowConfig,
-    /// Panes per window, as a length.
-    pub(crate) p: usize,
-    /// The rows' layout.
-    pub(crate) shape: RowShape,
-    /// The interned key text.
-    pub(crate) strings: S,
-    /// Reference counts and index of the key text.
-    pub(crate) interner: Interner,
-    /// Boundaries a key may go without a sample before it is evicted.
-    pub(crate) idle_panes: u64,
-    pub(crate) keys: Keys,
-    /// The open pane (a copy of the `SEALED` word).
-    pub(crate) sealed: u64,
-    pub(crate) tally: Tally,
-    /// The emission batch (reused; no allocation per emission).
-    pub(crate) batch: Vec<records::Aggregate>,
+    rows: Rows<S>,
+    emission: Emission,
+    cfg: WindowConfig,
+    /// The fold's events (the emission keeps its own).
+    tally: Tally,
 }
 
 impl<S: Store> Windows<S> {
@@ -191,68 +70,26 @@ impl<S: Store> Windows<S> {
     /// at `now_ms`, or recovers an existing one (undoes an interrupted fold, re-validates and
     /// indexes the rows). Refuses a store of another shape.
     pub fn open(tables: Tables<S>, cfg: WindowConfig, now_ms: u64) -> Result<(Windows<S>, Opened), Mismatch<S>> {
-        let Tables { rows: store, strings } = tables;
-        let p = cfg.panes.panes as usize;
-        let shape = cfg.shape_word();
-        let magic = store.word(store::MAGIC);
-        let mut opened = Opened {
-            fresh: magic == 0,
-            journal_undone: false,
-            rows: Rebuilt::default(),
-            replaced: false,
-        };
-        let reason = if store.words().len() as u64 != cfg.words() {
-            Some(format!("{} words, {} expected", store.words().len(), cfg.words()))
-        } else if magic != 0 && magic != store::MAGIC_VALUE {
-            Some(format!("magic {magic:#x}, {:#x} expected", store::MAGIC_VALUE))
-        } else if magic != 0 && store.word(store::EMIT_EVERY) != cfg.panes.emit_every_ms {
-            Some(format!(
-                "emit_every_ms {} where {} is configured",
-                store.word(store::EMIT_EVERY),
-                cfg.panes.emit_every_ms
-            ))
-        } else if magic != 0 && store.word(store::SHAPE) != shape {
-            let found = store.word(store::SHAPE);
-            let columns = Columns::from_omitted_bits((found >> 40) & 0xff);
-            let described = |columns: Columns, buckets: u64| match buckets {
-                0 => columns.to_string(),
-                b => format!("{columns} of {b} buckets"),
-            };
-            Some(format!(
-                "{} panes × {} keys of pane columns ({}) where {} × {} of ({}) are configured \
-                 (aggd.statistics = {}, aggd.histogram_buckets = {})",
-                (found >> 32) & 0xff,
-                found as u32,
-                described(columns, found >> 48),
-                cfg.panes.panes,
-                cfg.max_keys,
-                described(cfg.row_shape().columns, cfg.row_shape().buckets as u64),
-                cfg.statistics,
-                cfg.histogram_buckets
-            ))
-        } else {
-            None
-        };
-        let reason = reason.or_else(|| {
-            (strings.words().len() as u64 != cfg.string_words()).then(|| {
-                format!(
-                    "{} words of text, {} expected",
-                    strings.words().len(),
-                    cfg.string_words()
-                )
-            })
-        });
-        if let Some(reason) = reason {
+        let Tables {
+            rows: mut store,
+            strings,
+        } = tables;
+        if let Some(reason) = mismatch(&store, &strings, &cfg) {
             return Err(Mismatch {
                 store: Tables { rows: store, strings },
                 reason,
             });
         }
-        let mut store = store;
+        let mut opened = Opened {
+            fresh: store.word(store::MAGIC) == 0,
+            journal_undone: false,
+            rows: Rebuilt::default(),
+            replaced: false,
+        };
         if opened.fresh {
             // A new segment is all zeros: no row is in use. The magic goes last.
             store.set_word(store::EMIT_EVERY, cfg.panes.emit_every_ms);
-            store.set_word(store::SHAPE, shape);
+            store.set_word(store::SHAPE, cfg.shape_word());
             store.set_word(store::SEALED, cfg.panes.pane_of(now_ms));
             for w in [
                 store::FOLDED,
@@ -265,75 +102,173 @@ impl<S: Store> Windows<S> {
             }
             store.set_word(store::MAGIC, store::MAGIC_VALUE);
         } else {
-            opened.journal_undone = crate::journal::undo(&mut store, &cfg);
+            opened.journal_undone = journal::undo(&mut store, &cfg);
         }
         let sealed = store.word(store::SEALED);
-        let rows_used = store.word(store::ROWS_USED);
-        let shape = cfg.row_shape();
-        let (keys, rows) = Keys::rebuild(
-            store.words_mut(),
-            strings.words(),
-            cfg.max_keys,
-            shape,
-            sealed,
-            rows_used,
-        );
-        opened.rows = rows;
-        let words = store.words();
-        let named = (0..keys.high_water() as usize)
-            .map(|r| row::header(words, r, shape))
-            .filter(|h| h.in_use())
-            .flat_map(|h| h.ids());
-        let interner = Interner::rebuild(strings.words(), strings::slots_for(cfg.max_keys), named);
-        Ok((
-            Windows {
-                store,
-                cfg,
-                p,
-                shape,
-                strings,
-                interner,
-                idle_panes: cfg.panes.idle_panes(cfg.idle_ttl_ms).min(row::MAX_IDLE_PANES),
-                keys,
-                sealed,
-                tally: Tally::default(),
-                batch: Vec::with_capacity(EMIT_BATCH),
-            },
-            opened,
-        ))
+        let (rows, rebuilt) = Rows::rebuild(Tables { rows: store, strings }, &cfg, sealed);
+        opened.rows = rebuilt;
+        let windows = Windows {
+            rows,
+            emission: Emission::new(cfg, sealed),
+            cfg,
+            tally: Tally::default(),
+        };
+        Ok((windows, opened))
+    }
+
+    /// The boundary that must be emitted (see [`Windows::emit_through`]) before `r` can be
+    /// folded, if any ([`fold::due_before`]). `now` is the caller's recent wall-clock reading
+    /// (ms), refreshed from `clock` if the reading looks ahead of it.
+    #[inline]
+    pub fn due_before<C: FnMut() -> u64>(&self, r: &Reading, now: &mut u64, clock: &mut C) -> Option<u64> {
+        fold::due_before(&self.cfg.panes, self.emission.sealed(), r, now, clock)
+    }
+
+    /// Folds the reading at ring position `pos` into its key's window, in the open pane (emit
+    /// what [`Windows::due_before`] returns first).
+    pub fn fold(&mut self, pos: u64, r: &Reading) -> Result<(), Reject> {
+        self.fold_keyed(pos, r, key_of(r))
+    }
+
+    /// [`Windows::fold`] with the reading's [`key_of`] already computed (for prefetching).
+    pub fn fold_keyed(&mut self, pos: u64, r: &Reading, tag: u64) -> Result<(), Reject> {
+        let verdict = Reject::check(r).and_then(|()| self.fold_value(pos, r, tag));
+        journal::set_folded(self.rows.store(), pos);
+        verdict
+    }
+
+    fn fold_value(&mut self, pos: u64, r: &Reading, tag: u64) -> Result<(), Reject> {
+        let open = self.emission.sealed();
+        let p = fold::pane_for(&self.cfg.panes, open, r.received_ms, &mut self.tally);
+        let (device, sensor, unit) = (r.device(), r.sensor(), r.unit());
+        let key = (device.bytes(), sensor.bytes(), unit.bytes());
+        let row = match self.rows.find(tag, key.0, key.1) {
+            Some(row) => row,
+            None => {
+                let (row, evicted) = self.rows.insert(tag, key, p, open);
+                self.tally.inserted += 1;
+                self.tally.evicted_capacity += u64::from(evicted);
+                row
+            }
+        } as usize;
+        let panes = self.cfg.panes;
+        let slot_of = |q: u64| panes.slot_of(q);
+        self.rows
+            .fold(pos, (row, p, panes.slot_of(p)), (panes.panes as usize, slot_of), r)
+            .map_err(|_| Reject::PaneFull)
+    }
+
+    /// Starts loading the index slot of the key whose [`key_of`] is `tag`: call a few readings
+    /// ahead of [`Windows::fold_keyed`], so that the cache misses of many readings overlap.
+    #[inline]
+    pub fn prefetch_key(&self, tag: u64) {
+        self.rows.prefetch_key(tag);
+    }
+
+    /// Starts loading the row and pane `r` (whose [`key_of`] is `tag`) will be folded into
+    /// (after [`Windows::prefetch_key`] for it, a little later).
+    #[inline]
+    pub fn prefetch_row(&self, r: &Reading, tag: u64) {
+        let slot = self.cfg.panes.slot_of(self.cfg.panes.pane_of(r.received_ms));
+        self.rows.prefetch_row(tag, slot);
+    }
+
+    /// Starts loading the device text of the row the key whose [`key_of`] is `tag` most likely
+    /// has (after [`Windows::prefetch_row`] for it, a little later: this reads the row).
+    #[inline]
+    pub fn prefetch_text(&self, tag: u64) {
+        self.rows.prefetch_text(tag);
+    }
+
+    /// Emits every boundary up to the wall-clock time `now_ms` ([`Emission::emit_due`]).
+    pub fn emit_due<K: Sink>(&mut self, now_ms: u64, sink: &mut K) {
+        self.emission.emit_due(&mut self.rows, now_ms, sink);
+    }
+
+    /// Emits everything due and then the boundary that closes the open pane, for a clean stop
+    /// ([`Emission::flush`]).
+    pub fn flush<K: Sink>(&mut self, now_ms: u64, sink: &mut K) {
+        self.emission.flush(&mut self.rows, now_ms, sink);
+    }
+
+    /// Emits boundaries up to `target`, making it the open pane ([`Emission::emit_through`]).
+    pub fn emit_through<K: Sink>(&mut self, target: u64, sink: &mut K) {
+        self.emission.emit_through(&mut self.rows, target, sink);
+    }
+
+    /// Finishes an emission that a kill interrupted (call once after [`Windows::open`], before
+    /// folding). Returns true if there was one.
+    pub fn finish_interrupted_emission<K: Sink>(&mut self, sink: &mut K) -> bool {
+        self.emission.finish_interrupted(&mut self.rows, sink)
+    }
+
+    /// Milliseconds from `now_ms` to the next boundary (0 if it has passed).
+    pub fn ms_until_next_boundary(&self, now_ms: u64) -> u64 {
+        self.emission.ms_until_next_boundary(now_ms)
+    }
+
+    /// The open pane.
+    pub fn sealed(&self) -> u64 {
+        self.emission.sealed()
+    }
+
+    /// Readings-ring position up to which readings are folded.
+    pub fn folded(&self) -> u64 {
+        journal::folded(self.rows.store())
+    }
+
+    /// Readings-ring position up to which readings are counted in the stats page.
+    pub fn counted(&self) -> u64 {
+        journal::counted(self.rows.store())
+    }
+
+    /// Records that readings before `pos` are counted.
+    pub fn set_counted(&self, pos: u64) {
+        journal::set_counted(self.rows.store(), pos)
+    }
+
+    /// Starts over at ring position `pos` (the table does not belong to this readings ring).
+    pub fn reset_positions(&self, pos: u64) {
+        journal::reset_positions(self.rows.store(), pos)
     }
 
     /// The events since the last call.
     pub fn take_tally(&mut self) -> Tally {
-        std::mem::take(&mut self.tally)
+        let folded = std::mem::take(&mut self.tally);
+        let emitted = self.emission.take_tally();
+        Tally {
+            emitted: emitted.emitted,
+            dropped: emitted.dropped,
+            evicted_idle: emitted.evicted_idle,
+            evicted_clock: emitted.evicted_clock,
+            ..folded
+        }
     }
 
     /// Keys tracked.
     pub fn keys(&self) -> u32 {
-        self.keys.live()
+        self.rows.live()
     }
 
     /// Bytes of the rows' store (the `windows` table segment).
     pub fn store_bytes(&self) -> usize {
-        self.store.bytes()
+        self.rows.bytes().0
     }
 
     /// Bytes of the key text's store (the `strings` table segment).
     pub fn strings_bytes(&self) -> usize {
-        self.strings.bytes()
+        self.rows.bytes().1
     }
 
     /// Key texts interned.
     pub fn texts(&self) -> usize {
-        self.interner.live()
+        self.rows.texts()
     }
 
     /// Heap bytes that grow with the keys (key index, free set, eviction candidates; the key
     /// text's index and reference counts) plus the emission batch.
     pub fn heap_bytes(&self) -> usize {
-        self.keys.heap_bytes()
-            + self.interner.heap_bytes()
-            + self.batch.capacity() * std::mem::size_of::<records::Aggregate>()
+        self.rows.heap_bytes() + self.emission.heap_bytes()
     }
 
     /// The configuration.
@@ -341,13 +276,62 @@ impl<S: Store> Windows<S> {
         &self.cfg
     }
 
+    /// The rows (tests look at them after a restart).
+    #[cfg(test)]
+    pub(crate) fn rows_mut(&mut self) -> &mut Rows<S> {
+        &mut self.rows
+    }
+
     /// Gives the tables back (tests: a "restarted process" opens them again).
     pub fn into_store(self) -> Tables<S> {
-        Tables {
-            rows: self.store,
-            strings: self.strings,
-        }
+        self.rows.into_tables()
     }
+}
+
+/// Why `store` and `strings` do not hold windows of `cfg`, if they do not.
+fn mismatch<S: Store>(store: &S, strings: &S, cfg: &WindowConfig) -> Option<String> {
+    let magic = store.word(store::MAGIC);
+    let reason = if store.words().len() as u64 != cfg.words() {
+        Some(format!("{} words, {} expected", store.words().len(), cfg.words()))
+    } else if magic != 0 && magic != store::MAGIC_VALUE {
+        Some(format!("magic {magic:#x}, {:#x} expected", store::MAGIC_VALUE))
+    } else if magic != 0 && store.word(store::EMIT_EVERY) != cfg.panes.emit_every_ms {
+        Some(format!(
+            "emit_every_ms {} where {} is configured",
+            store.word(store::EMIT_EVERY),
+            cfg.panes.emit_every_ms
+        ))
+    } else if magic != 0 && store.word(store::SHAPE) != cfg.shape_word() {
+        let found = store.word(store::SHAPE);
+        let columns = Columns::from_omitted_bits((found >> 40) & 0xff);
+        let described = |columns: Columns, buckets: u64| match buckets {
+            0 => columns.to_string(),
+            b => format!("{columns} of {b} buckets"),
+        };
+        Some(format!(
+            "{} panes × {} keys of pane columns ({}) where {} × {} of ({}) are configured \
+             (aggd.statistics = {}, aggd.histogram_buckets = {})",
+            (found >> 32) & 0xff,
+            found as u32,
+            described(columns, found >> 48),
+            cfg.panes.panes,
+            cfg.max_keys,
+            described(cfg.row_shape().columns, cfg.row_shape().buckets as u64),
+            cfg.statistics,
+            cfg.histogram_buckets
+        ))
+    } else {
+        None
+    };
+    reason.or_else(|| {
+        (strings.words().len() as u64 != cfg.string_words()).then(|| {
+            format!(
+                "{} words of text, {} expected",
+                strings.words().len(),
+                cfg.string_words()
+            )
+        })
+    })
 }
 
 #[cfg(test)]

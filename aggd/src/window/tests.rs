@@ -2,8 +2,11 @@
 //! statistics' layouts (the crash tests are in `crate::reference`).
 
 use super::*;
+use crate::clock::Panes;
+use crate::row;
 use crate::sink::{Bounded, Sink};
 use crate::store::MemStore;
+use records::Statistics;
 
 const T0: u64 = 1_700_000_000_000;
 
