@@ -25,6 +25,8 @@
 #   MAX_COUNT_Q0 [3000000]  MAX_COUNT_Q1 [1500000]  messages of a `max` run (~DUR s at the ceiling)
 #   MQTT_MAX_INFLIGHT [1000]  DRAIN_MAX [30]
 #   BATCH_BUDGET_US, NAP_US, NAPS, RAW_RING [config defaults]  pipeline tuning for the runs
+#   STATISTICS [config default]  [aggd] statistics as a TOML array, e.g.
+#              '["count", "sum", "mean", "min", "max", "stddev", "last", "quantiles"]'
 #   REFERENCE [1]  run the Go reference at the same rates (needs shared/reference built, see below)
 #   CEILING_MODES ["null-raw"]  ("" to skip) reference null-subscriber ceiling runs, per QoS
 #   SKIP_PIPELINE [0]  INJECT [1]  INJECT_REPS [3]  INJECT_COUNT [20000000]
@@ -60,6 +62,7 @@ BATCH_BUDGET_US=${BATCH_BUDGET_US:-}
 NAP_US=${NAP_US:-}
 NAPS=${NAPS:-}
 RAW_RING=${RAW_RING:-}
+STATISTICS=${STATISTICS:-}
 REFERENCE=${REFERENCE:-1}
 CEILING_MODES=${CEILING_MODES-"null-raw"}
 SKIP_PIPELINE=${SKIP_PIPELINE:-0}
@@ -244,6 +247,11 @@ write_config() { # write_config FILE PREFIX [EXTRA_TOML...]
     echo "poison_attempts = 0"
     echo "dead_letter_file = \"$(dirname "$f")/dead-letter.jsonl\""
     printf '%s\n' "${@:3}"
+    if [ -n "$STATISTICS" ]; then
+      # Into the extra [aggd] section if the caller opened one, else a section of its own.
+      case " ${*:3} " in *"[aggd]"*) ;; *) echo "[aggd]" ;; esac
+      echo "statistics = $STATISTICS"
+    fi
   } >"$f"
 }
 stats_json() { timeout 5 "$BIN/telemetryctl" --config "$1" stats --json 2>/dev/null; }
