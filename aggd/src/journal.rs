@@ -32,19 +32,10 @@ use crate::store::{self, Store};
 use crate::window_config::WindowConfig;
 
 /// Step 3: records how to undo the fold of the reading at ring position `pos` into pane slot
-/// `slot` of `row`, whose fields are `saved`, whose histogram's words are `histogram` (copied
-/// to the table's words from `journal_at`) and whose `last` and `last_ms` are `last` now.
-pub fn record<S: Store>(
-    store: &mut S,
-    journal_at: usize,
-    pos: u64,
-    (row, slot): (usize, usize),
-    saved: PaneWords,
-    histogram: &[u64],
-    last: (f64, u64),
-) {
+/// `slot` of `row`, whose fields are `saved` and whose `last` and `last_ms` are `last` now. The
+/// caller has copied the pane's histogram words to the table's words after the last row.
+pub fn record<S: Store>(store: &S, pos: u64, (row, slot): (usize, usize), saved: PaneWords, last: (f64, u64)) {
     compiler_fence(Ordering::SeqCst);
-    store.words_mut()[journal_at..journal_at + histogram.len()].copy_from_slice(histogram);
     // The pane's count is a u32 (`crate::pane`), a row below 2²⁴ and a slot below 2⁸.
     store.set_word(store::J_SLOT, store::j_slot(row as u64, slot as u64, saved[0]));
     for (i, w) in saved[1..].iter().enumerate() {

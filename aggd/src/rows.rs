@@ -174,9 +174,11 @@ impl<S: Store> Rows<S> {
         (panes, slot_of): (usize, impl Fn(u64) -> usize),
         r: &Reading,
     ) -> Result<(), PaneFull> {
-        let mut histogram = [0u64; words_per_pane(records::exp_histogram::CAPACITY)];
+        let kept = words_per_pane(self.shape.buckets);
         let (saved, last) = {
-            let mut rm = self.row_mut(row);
+            // The journal of the pane's histogram is after the last row: copied straight there.
+            let (rows, journal) = self.store.words_mut().split_at_mut(self.journal_at);
+            let mut rm = RowMut::new(rows, row, self.shape);
             // A head that cannot be read (never: no head is after the open pane) reads as
             // older than every pane, so the whole ring is cleared.
             let head = rm.header.head(p).unwrap_or(0);
@@ -189,20 +191,10 @@ impl<S: Store> Rows<S> {
                 rm.header.set_head(p);
             }
             let last_ms = rm.last_ms.as_deref().copied().unwrap_or(0);
-            let kept = rm.panes.save_histogram(slot);
-            histogram[..kept.len()].copy_from_slice(kept);
+            journal[..kept].copy_from_slice(rm.panes.save_histogram(slot));
             (rm.panes.save(slot), (rm.header.last, last_ms))
         };
-        let kept = words_per_pane(self.shape.buckets);
-        journal::record(
-            &mut self.store,
-            self.journal_at,
-            pos,
-            (row, slot),
-            saved,
-            &histogram[..kept],
-            last,
-        );
+        journal::record(&self.store, pos, (row, slot), saved, last);
         let mut rm = self.row_mut(row);
         if !rm.panes.fold(slot, r.value) {
             return Err(PaneFull);

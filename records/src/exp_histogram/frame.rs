@@ -181,6 +181,13 @@ impl Frame {
         let negative = v < 0.0;
         let i = index(v.abs()) >> (MAX_SCALE - self.scale) as u32;
         let (same, other) = (self.span(negative), self.span(!negative));
+        let k = i.wrapping_sub(same.offset) as u32;
+        if k < same.len {
+            // Inside the sign's buckets (the common case): one count, no change of frame.
+            let at = self.at(negative, k);
+            counts.set_count(at, counts.count(at) + 1);
+            return;
+        }
         let widened = match same.range_at(0) {
             None => (i, i),
             Some((lo, hi)) => (lo.min(i), hi.max(i)),
