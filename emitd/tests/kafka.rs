@@ -81,6 +81,20 @@ fn every_aggregate_lands_once_keyed_partitioned_in_order_with_headers() {
         );
         assert_eq!(r.json()["instance"], instance.as_str());
         assert_eq!(r.json()["last_ms"], window_end - 1, "the time of last travels too");
+        // Quantiles and the histogram travel in the record's value too (every sample is 2.0).
+        let (v, count) = (r.json(), r.json()["count"].as_u64().unwrap());
+        let p50 = v["p50"].as_f64().unwrap();
+        assert!((p50 - 2.0).abs() <= 0.0055 * 2.0, "p50 {p50}");
+        let counts = &v["histogram"]["positive"]["counts"];
+        assert_eq!(
+            counts
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+                .sum::<u64>(),
+            count
+        );
         // One partition per key, and the key's aggregates in window order within it.
         assert_eq!(
             *partition_of.entry(&r.key).or_insert(r.partition),
