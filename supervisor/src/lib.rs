@@ -1,4 +1,6 @@
-//! The supervisor and `telemetryctl`.
+//! The supervisor (`telemetry-supervisor`). `telemetryctl` is a crate of its own, and neither
+//! depends on the other: what both need to know about the stats page (the supervisor's control
+//! words, the kinds of counters) is in the `pipeline-stats` crate below them.
 //!
 //! The supervisor follows Erlang/OTP's vocabulary: each stage has a child spec, the strategy is
 //! one_for_one (a stage that exits is restarted alone, the others keep their pids), and more
@@ -11,23 +13,19 @@
 //! - `spawn`: starting a stage so that it dies with the supervisor and can wake it when ready;
 //! - `events`: what the loop sleeps on (poll over pidfds, the readiness and shutdown pipes);
 //! - `intensity`: restart intensity and period;
-//! - `lifecycle`: what the supervisor's words in each stage slot of the stats page mean;
 //! - `supervisor`: the event loop (exits, readiness, restarts with backoff, deadlines);
 //! - `liveness`: readiness, hangs (heartbeat, start timeout, no progress), restart requests;
 //! - `stop`: the ordered stop;
 //! - `poison`: taking out a record a stage keeps dying on, into a dead-letter file;
 //! - `notify`: systemd's notify protocol;
-//! - `metrics`: the Prometheus endpoint;
-//! - `ctl`: what `telemetryctl` shows and does (stats table and JSON, conservation, Prometheus text).
+//! - `metrics`: the Prometheus endpoint and its text.
 
 #![deny(missing_docs)]
 
 pub mod child;
 pub mod child_spec;
-pub mod ctl;
 pub mod events;
 pub mod intensity;
-pub mod lifecycle;
 pub mod liveness;
 pub mod metrics;
 pub mod notify;

@@ -18,11 +18,11 @@
 
 use std::time::Instant;
 
+use pipeline_stats::lifecycle::HangReason;
 use shm_ring::StageState;
 use tracing::{info, warn};
 
 use crate::child::Phase;
-use crate::lifecycle::HangReason;
 use crate::supervisor::Supervisor;
 
 impl Supervisor {

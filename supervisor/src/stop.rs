@@ -5,11 +5,11 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use pipeline_stats::lifecycle::ExitStatus;
 use shm_ring::StageState;
 use tracing::{info, warn};
 
 use crate::events;
-use crate::lifecycle::ExitStatus;
 use crate::supervisor::Supervisor;
 
 impl Supervisor {

@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use pipeline_stats::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use records::names::{counter, segment, stage, supervisor_counter};
 use shm_ring::{CounterId, SegmentName, StageState};
 use stage_runtime::{Shutdown, StageCounters};
@@ -24,7 +25,6 @@ use crate::child::{check_interval, nearest, Phase, Run, Supervised, Verdict};
 use crate::child_spec::ChildSpec;
 use crate::events::{self, ReadyPipe};
 use crate::intensity::RestartIntensity;
-use crate::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use crate::notify::Notifier;
 use crate::poison::{DeadLetter, PoisonWatch};
 use crate::spawn::spawn_stage;
