@@ -38,8 +38,8 @@ mkdir -p "$OUT"
 log() { echo "[$(date +%T)] $*" >&2; }
 
 if [ "$BUILD" = 1 ]; then
-  log "building: cargo build --release -p decoded -p aggd -p loadgen -p supervisor"
-  (cd "$ROOT" && cargo build --release -q -p decoded -p aggd -p loadgen -p supervisor)
+  log "building: cargo build --release -p decoded -p aggd -p loadgen -p telemetryctl"
+  (cd "$ROOT" && cargo build --release -q -p decoded -p aggd -p loadgen -p telemetryctl)
 fi
 for b in decoded aggd inject telemetryctl; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (cargo build --release --workspace --bins)" >&2; exit 1; }

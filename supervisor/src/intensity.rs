@@ -35,6 +35,11 @@ impl RestartIntensity {
         self.recent.push_back(now);
         self.recent.len() as u32 <= self.max
     }
+
+    /// The limit in words, for the reason of an escalation.
+    pub fn describe(&self) -> String {
+        format!("more than {} restarts within {} s", self.max, self.period.as_secs())
+    }
 }
 
 #[cfg(test)]
@@ -53,6 +58,7 @@ mod tests {
         assert!(r.allow(t0 + Duration::from_secs(5)));
         assert!(r.allow(t0 + Duration::from_secs(11)), "the first one expired");
         assert!(!r.allow(t0 + Duration::from_secs(12)));
+        assert_eq!(r.describe(), "more than 2 restarts within 10 s");
     }
 
     #[test]

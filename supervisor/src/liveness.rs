@@ -1,10 +1,12 @@
-//! Liveness: is each stage ready, alive and moving? The loop asks on two occasions:
+//! Liveness ([`Liveness`]): is each stage ready, alive and moving? It owns the hang timeout and
+//! the schedule of the periodic look, and judges one stage at a time; the loop acts on what it
+//! finds (`Supervisor::check`). The loop asks on two occasions:
 //!
-//! - a stage wrote to the readiness pipe: `Supervisor::check_ready` looks at the states in the
-//!   stats page and takes every stage that reports `Running` (with its own pid) as started;
-//! - every check interval ([`crate::child::check_interval`]): `Supervisor::check` looks for
-//!   readiness again (in case a wake-up was lost), for exits of children without a pidfd, for
-//!   hangs, and for operators' restart requests.
+//! - a stage wrote to the readiness pipe: every starting stage whose slot in the stats page
+//!   reports `Running` (with its own pid) is ready ([`Liveness::is_ready`]);
+//! - every check interval ([`check_interval`]): readiness again (in case a wake-up was lost),
+//!   exits of children without a pidfd, hangs ([`Liveness::hang`]), and operators' restart
+//!   requests.
 //!
 //! A stage is hung, killed and restarted (counted in `hangs`, with the reason in its slot) when
 //!
@@ -16,118 +18,107 @@
 //! - it is still starting after `start_timeout_ms` ([`HangReason::StartTimeout`]; that deadline
 //!   is the loop's, see `Supervisor::on_time`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use shm_ring::StageState;
-use tracing::{info, warn};
+use pipeline_stats::lifecycle::HangReason;
+use tracing::warn;
 
-use crate::child::Phase;
-use crate::lifecycle::HangReason;
-use crate::supervisor::Supervisor;
+use crate::child::Supervised;
+use crate::page::Page;
 
-impl Supervisor {
-    /// Takes every starting stage that reports `Running` as ready.
-    pub(crate) fn check_ready(&mut self, now: Instant) {
-        for i in 0..self.children.len() {
-            let c = &self.children[i];
-            if !matches!(c.phase, Phase::Starting { .. }) {
-                continue;
-            }
-            let Ok(slot) = self.lifecycle.slot(c.spec.name) else {
-                continue;
-            };
-            // The pid too: the state could still be a predecessor's.
-            if slot.state() == Some(StageState::Running) && slot.pid() == c.pid() {
-                self.became_ready(i, now);
-            }
+/// How often the loop looks at heartbeats, stalls and restart requests: a quarter of the hang
+/// timeout (so a hang is found at most a quarter late), from 50 ms to 1 s.
+pub fn check_interval(hang_timeout: Duration) -> Duration {
+    (hang_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// The hang timeout and the periodic look's schedule.
+pub struct Liveness {
+    hang_timeout: Duration,
+    check_every: Duration,
+    next_check: Instant,
+}
+
+impl Liveness {
+    /// Liveness with `hang_timeout`; the first periodic look is one interval after `now`.
+    pub fn new(hang_timeout: Duration, now: Instant) -> Liveness {
+        let check_every = check_interval(hang_timeout);
+        Liveness {
+            hang_timeout,
+            check_every,
+            next_check: now + check_every,
         }
     }
 
-    fn became_ready(&mut self, i: usize, now: Instant) {
-        let mark = self.progress_mark(i);
-        let c = &mut self.children[i];
-        let start_ms = now.saturating_duration_since(c.run.started).as_millis() as u64;
-        c.phase = Phase::Running { since: now };
-        c.run.ready_at = Some(now);
-        c.run.mark = mark;
-        info!(stage = c.spec.name, pid = c.pid(), start_ms, "ready");
-        self.report();
+    /// How often the periodic look comes (see [`check_interval`]).
+    pub fn check_every(&self) -> Duration {
+        self.check_every
     }
 
-    /// The periodic look. `Err` when reaping an exit exceeded the restart intensity.
-    pub(crate) fn check(&mut self, now: Instant) -> Result<(), String> {
-        self.check_ready(now);
-        for i in 0..self.children.len() {
-            if self.children[i].pidfd.is_none() && self.children[i].process.is_some() {
-                self.reap(i)?;
-            }
-            if matches!(self.children[i].phase, Phase::Running { .. }) {
-                if let Some(reason) = self.hung(i, now) {
-                    self.hang(i, reason);
-                }
-            }
-            self.check_restart_request(i);
+    /// When the periodic look is next due.
+    pub fn next_check(&self) -> Instant {
+        self.next_check
+    }
+
+    /// Whether the periodic look is due at `now`; if so, the next one is scheduled.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if now < self.next_check {
+            return false;
         }
-        Ok(())
+        self.next_check = now + self.check_every;
+        true
     }
 
-    /// Why a running stage is hung, if it is.
-    fn hung(&mut self, i: usize, now: Instant) -> Option<HangReason> {
-        let hang_timeout = self.limits.hang_timeout;
-        let c = &mut self.children[i];
-        let age_ms = self.lifecycle.slot(c.spec.name).ok()?.heartbeat_age_ms().unwrap_or(0);
-        if age_ms > hang_timeout.as_millis() as u64 {
-            warn!(stage = c.spec.name, heartbeat_age_ms = age_ms, "heartbeat too old");
+    /// Whether a starting stage has become ready: its slot reports `Running` with its pid.
+    pub fn is_ready(&self, child: &Supervised, page: &Page) -> bool {
+        child.is_starting() && page.reports_running(child.name(), child.pid())
+    }
+
+    /// Why a running stage is hung at `now`, if it is.
+    pub fn hang(&self, child: &mut Supervised, page: &Page, now: Instant) -> Option<HangReason> {
+        let age_ms = page.heartbeat_age_ms(child.name())?;
+        if age_ms > self.hang_timeout.as_millis() as u64 {
+            warn!(stage = child.name(), heartbeat_age_ms = age_ms, "heartbeat too old");
             return Some(HangReason::Heartbeat);
         }
-        if !c.spec.must_keep_moving() {
-            return None;
-        }
-        let (Some(input), Some(output)) = (&c.input, &c.output) else {
-            return None;
-        };
-        let (written, read) = input.positions();
-        let (out_written, out_read) = output.positions();
-        let room = out_written.wrapping_sub(out_read) < output.capacity();
-        let stalled = c.stall.observe(now, read, written != read, room)?;
-        if stalled <= hang_timeout {
+        let stalled = child.stalled(now)?;
+        if stalled.stalled <= self.hang_timeout {
             return None;
         }
         warn!(
-            stage = c.spec.name,
-            position = read,
-            pending = written.wrapping_sub(read),
-            stalled_ms = stalled.as_millis() as u64,
+            stage = child.name(),
+            position = stalled.position,
+            pending = stalled.pending,
+            stalled_ms = stalled.stalled.as_millis() as u64,
             "input pending and room downstream, but the position does not move"
         );
         Some(HangReason::NoProgress)
     }
+}
 
-    /// Kills a hung stage (it is restarted when its exit is reaped) and counts the hang.
-    pub(crate) fn hang(&mut self, i: usize, reason: HangReason) {
-        let name = self.children[i].spec.name;
-        warn!(
-            stage = name,
-            pid = self.children[i].pid(),
-            reason = reason.as_str(),
-            "hung; killing it"
-        );
-        self.own.add(self.ids.hangs, 1);
-        let _ = self.lifecycle.count_hang(name, reason);
-        self.kill(i);
-        self.children[i].phase = Phase::Killed;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_interval_is_a_quarter_of_the_hang_timeout_within_bounds() {
+        assert_eq!(check_interval(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(check_interval(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(check_interval(Duration::from_millis(100)), Duration::from_millis(50));
     }
 
-    /// An operator's restart request (`telemetryctl restart`): a count that grows.
-    fn check_restart_request(&mut self, i: usize) {
-        let name = self.children[i].spec.name;
-        let requests = self.lifecycle.restart_requests(name).unwrap_or(0);
-        if requests > self.children[i].restart_requests_seen {
-            self.children[i].restart_requests_seen = requests;
-            if self.children[i].process.is_some() {
-                info!(stage = name, "restart requested");
-                self.terminate(i, true);
-            }
-        }
+    #[test]
+    fn the_periodic_look_is_due_once_per_interval() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Duration::from_secs(2), t0);
+        assert_eq!(l.next_check(), t0 + Duration::from_millis(500));
+        assert!(!l.due(t0 + Duration::from_millis(499)));
+        assert!(l.due(t0 + Duration::from_millis(600)));
+        assert_eq!(
+            l.next_check(),
+            t0 + Duration::from_millis(1_100),
+            "from the look, not the plan"
+        );
+        assert!(!l.due(t0 + Duration::from_millis(700)));
     }
 }

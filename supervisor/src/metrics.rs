@@ -11,10 +11,12 @@
 //!   `metrics_write_timeout_ms` after it; each connection serves one request;
 //! - in number: `metrics_max_connections` at once, one more is answered 503 ([`refusal`]).
 //!
-//! It reads the page read-only, so it cannot disturb the pipeline.
+//! It reads the page read-only, so it cannot disturb the pipeline. The text itself is
+//! [`prometheus`]'s.
 
 mod answer;
 mod connection;
+pub mod prometheus;
 mod refusal;
 
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use crate::ctl::prometheus::render_prometheus;
+use self::prometheus::render_prometheus;
 
 /// The largest request head (request line and headers) read: hyper's smallest read buffer, and
 /// what nginx allows a header line by default. A scrape's head is a few hundred bytes.

@@ -1,6 +1,6 @@
-//! Poison records: a record that kills the stage reading it would, restarted, kill it again, in
-//! a loop that ends only at the restart intensity. When a stage dies `poison_attempts` times in
-//! a row while handling the same input record (its ring's processing marker, see
+//! Poison records ([`Poison`]): a record that kills the stage reading it would, restarted, kill it
+//! again, in a loop that ends only at the restart intensity. When a stage dies `poison_attempts`
+//! times in a row while handling the same input record (its ring's processing marker, see
 //! `shm_ring::RingObserver::processing`), the supervisor replaces that one record in place with
 //! an empty one (`shm_ring::Consumer::replace_at`: every position stays as it was), counts it,
 //! and writes the original to a bounded dead-letter file for inspection. The restarted stage
@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use records::names::{segment, supervisor_counter};
+use records::names::segment;
 use records::{Aggregate, RawRecord, Reading};
 use shm_ring::{Consumer, Record, SegmentName};
 use tracing::{error, warn};
 
-use crate::supervisor::Supervisor;
+use crate::child::Supervised;
+use crate::page::Page;
 
 /// Remembers, per stage, the record it last died on and how many times in a row.
 #[derive(Debug, Default)]
@@ -85,35 +86,49 @@ impl DeadLetter {
     }
 }
 
-impl Supervisor {
-    /// After a crash of stage `i`: if it keeps dying on the same input record, take that record
-    /// out.
-    pub(crate) fn check_poison(&mut self, i: usize) {
-        let (name, Some(ring)) = (self.children[i].spec.name, self.children[i].spec.input) else {
+/// The supervisor's poison handling: which record each stage keeps dying on, and where the
+/// records taken out go.
+pub struct Poison {
+    prefix: String,
+    watch: PoisonWatch,
+    dead_letter: DeadLetter,
+}
+
+impl Poison {
+    /// For pipeline `prefix`: a record is taken out after `attempts` deaths on it in a row (0:
+    /// never), into `dead_letter`.
+    pub fn new(prefix: &str, attempts: u32, dead_letter: DeadLetter) -> Poison {
+        Poison {
+            prefix: prefix.to_owned(),
+            watch: PoisonWatch::new(attempts),
+            dead_letter,
+        }
+    }
+
+    /// After a crash of `child` (its process reaped, its input ring's marker as it left it): if
+    /// it keeps dying on the same input record, take that record out, and count it in `page`.
+    pub fn after_crash(&mut self, child: &Supervised, page: &mut Page) {
+        let (name, Some(ring)) = (child.name(), child.spec().input) else {
             return;
         };
-        let position = self.children[i].input.as_ref().and_then(|o| o.processing());
-        if !self.poison.died(name, position) {
+        let position = child.processing();
+        if !self.watch.died(name, position) {
             return;
         }
         let position = position.expect("died() is true only for a position");
-        match take_out(&self.config.pipeline.prefix, ring, position, name) {
+        match take_out(&self.prefix, ring, position, name) {
             Ok(line) => {
                 error!(
                     stage = name,
                     ring, position, "skipped a poison record after repeated crashes on it"
                 );
-                self.own.add(self.ids.poison_skipped, 1);
-                // Per ring too, so that telemetryctl's balance can account for it.
-                if let Ok(id) = self.own.id(&format!("{}.{ring}", supervisor_counter::POISON_SKIPPED)) {
-                    self.own.add(id, 1);
-                }
+                page.count_poison_skipped(ring);
                 match self.dead_letter.write(&line) {
                     Ok(true) => {}
-                    Ok(false) => self.own.add(self.ids.dead_letter_full, 1),
+                    Ok(false) => page.count_dead_letter_full(),
                     Err(e) => {
                         warn!(error = %e, "cannot write the dead-letter file");
-                        self.own.add(self.ids.dead_letter_full, 1);
+                        page.count_dead_letter_full();
                     }
                 }
             }

@@ -1,33 +1,39 @@
-//! The supervision loop: start the stages in order, restart each alone when it exits
-//! (one_for_one), restart it when it hangs, escalate past the restart intensity, restart on an
-//! operator's request, and stop everything in order on SIGTERM.
+//! The supervision loop ([`Supervisor`]): start the stages in order, restart each alone when it
+//! exits (one_for_one), restart it when it hangs, escalate past the restart intensity, restart
+//! on an operator's request, and stop everything in order on SIGTERM.
 //!
 //! The loop sleeps in one `poll(2)` (see [`crate::events`]) until a child exits (its pidfd), a
 //! stage reports ready (the readiness pipe), a signal arrives (the shutdown pipe), or the nearest
 //! deadline passes: a restart that is due, a stop deadline, a start timeout, the periodic look at
-//! heartbeats, stalls and restart requests ([`crate::liveness`]), or systemd's watchdog. It never
-//! polls on a fixed tick: idle, it wakes once per check interval (`hang_timeout_ms / 4`, 50 ms to
-//! 1 s). The per-stage decisions (deadlines, backoff) are in [`crate::child`]; the ordered stop in
-//! [`crate::stop`].
+//! heartbeats, stalls and restart requests ([`crate::liveness`]), or systemd's watchdog
+//! ([`crate::service`]). It never polls on a fixed tick: idle, it wakes once per check interval
+//! (`hang_timeout_ms / 4`, 50 ms to 1 s).
+//!
+//! The loop decides and the pieces it owns keep their own state: each stage's process and phase
+//! ([`crate::child`]), the stats page ([`crate::page`]), the restart intensity
+//! ([`crate::intensity`]), liveness, poison records ([`crate::poison`]) and what systemd is told;
+//! the ordered stop is [`crate::stop`].
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use records::names::{counter, segment, stage, supervisor_counter};
-use shm_ring::{CounterId, SegmentName, StageState};
-use stage_runtime::{Shutdown, StageCounters};
+use pipeline_stats::lifecycle::{ExitStatus, HangReason};
+use shm_ring::StageState;
+use stage_runtime::Shutdown;
 use telemetry_config::Config;
 use tracing::{error, info, warn};
 
-use crate::child::{check_interval, nearest, Phase, Run, Supervised, Verdict};
+use crate::child::{Phase, Supervised, Verdict};
 use crate::child_spec::ChildSpec;
 use crate::events::{self, ReadyPipe};
 use crate::intensity::RestartIntensity;
-use crate::lifecycle::{ExitStatus, HangReason, Lifecycle};
+use crate::liveness::Liveness;
 use crate::notify::Notifier;
-use crate::poison::{DeadLetter, PoisonWatch};
-use crate::spawn::spawn_stage;
+use crate::page::Page;
+use crate::poison::{DeadLetter, Poison};
+use crate::service::Service;
+use crate::stop;
 
 /// How the supervisor ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,54 +44,29 @@ pub enum Outcome {
     Escalated,
 }
 
-/// The supervisor's own counters in the stats page.
-pub(crate) struct Ids {
-    pub(crate) restarts: CounterId,
-    pub(crate) hangs: CounterId,
-    pub(crate) poison_skipped: CounterId,
-    pub(crate) dead_letter_full: CounterId,
+/// The `[supervisor]` durations the loop itself applies (the hang timeout is liveness').
+struct Timeouts {
+    start: Duration,
+    min_uptime: Duration,
+    shutdown: Duration,
 }
 
-/// The `[supervisor]` durations, read once.
-pub(crate) struct Limits {
-    pub(crate) hang_timeout: Duration,
-    pub(crate) start_timeout: Duration,
-    pub(crate) min_uptime: Duration,
-    pub(crate) shutdown_timeout: Duration,
-    /// How often [`crate::liveness`] looks (see [`check_interval`]).
-    pub(crate) check_every: Duration,
-}
-
-impl Limits {
-    fn of(s: &telemetry_config::Supervisor) -> Limits {
-        let ms = Duration::from_millis;
-        Limits {
-            hang_timeout: ms(s.hang_timeout_ms),
-            start_timeout: ms(s.start_timeout_ms),
-            min_uptime: ms(s.min_uptime_ms),
-            shutdown_timeout: ms(s.shutdown_timeout_ms),
-            check_every: check_interval(ms(s.hang_timeout_ms)),
-        }
-    }
+/// The earliest of some deadlines.
+fn nearest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    deadlines.into_iter().flatten().min()
 }
 
 /// The supervisor.
 pub struct Supervisor {
-    pub(crate) config: Config,
     config_path: PathBuf,
-    pub(crate) children: Vec<Supervised>,
-    pub(crate) lifecycle: Lifecycle,
-    pub(crate) own: StageCounters,
-    pub(crate) ids: Ids,
+    children: Vec<Supervised>,
+    page: Page,
     intensity: RestartIntensity,
-    pub(crate) notifier: Notifier,
-    ready_sent: bool,
+    liveness: Liveness,
+    poison: Poison,
+    service: Service,
     ready_pipe: ReadyPipe,
-    pub(crate) limits: Limits,
-    next_check: Instant,
-    next_watchdog: Option<Instant>,
-    pub(crate) poison: PoisonWatch,
-    pub(crate) dead_letter: DeadLetter,
+    timeouts: Timeouts,
 }
 
 impl Supervisor {
@@ -97,49 +78,42 @@ impl Supervisor {
         specs: Vec<ChildSpec>,
         notifier: Notifier,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let page = SegmentName::new(&config.pipeline.prefix, segment::STATS)?;
-        let lifecycle = Lifecycle::open(&page)?;
-        let mut own = StageCounters::attach(&page, stage::SUPERVISOR)?;
-        let ids = Ids {
-            restarts: own.id(supervisor_counter::RESTARTS)?,
-            hangs: own.id(supervisor_counter::HANGS)?,
-            poison_skipped: own.id(supervisor_counter::POISON_SKIPPED)?,
-            dead_letter_full: own.id(supervisor_counter::DEAD_LETTER_FULL)?,
-        };
-        own.set_state(StageState::Running);
-        own.flush();
-        let s = config.supervisor.clone();
-        let limits = Limits::of(&s);
+        let prefix = &config.pipeline.prefix;
+        let page = Page::open(prefix)?;
+        let s = &config.supervisor;
+        let ms = Duration::from_millis;
         let now = Instant::now();
         let children = specs
             .into_iter()
             .map(|spec| {
-                let seen = lifecycle.restart_requests(spec.name).unwrap_or(0);
-                Supervised::new(spec, &config.pipeline.prefix, seen, now)
+                let seen = page.restart_requests(spec.name);
+                Supervised::new(spec, prefix, seen, now)
             })
             .collect();
         Ok(Supervisor {
             intensity: RestartIntensity::new(s.restart_intensity, Duration::from_secs(s.restart_period_s)),
-            next_watchdog: notifier.watchdog_interval().map(|every| now + every),
-            next_check: now + limits.check_every,
+            service: Service::new(notifier, now),
+            liveness: Liveness::new(ms(s.hang_timeout_ms), now),
             ready_pipe: ReadyPipe::new()?,
-            poison: PoisonWatch::new(s.poison_attempts),
-            dead_letter: DeadLetter::new(&s.dead_letter_file, s.dead_letter_max_bytes),
-            config,
+            poison: Poison::new(
+                prefix,
+                s.poison_attempts,
+                DeadLetter::new(&s.dead_letter_file, s.dead_letter_max_bytes),
+            ),
+            timeouts: Timeouts {
+                start: ms(s.start_timeout_ms),
+                min_uptime: ms(s.min_uptime_ms),
+                shutdown: ms(s.shutdown_timeout_ms),
+            },
             config_path,
             children,
-            lifecycle,
-            own,
-            ids,
-            notifier,
-            ready_sent: false,
-            limits,
+            page,
         })
     }
 
     /// Runs until SIGTERM/SIGINT or escalation.
     pub fn run(&mut self, shutdown: &Shutdown) -> Outcome {
-        self.notifier.status("starting stages");
+        self.service.status("starting stages");
         let wake = shutdown
             .wake_pipe()
             .inspect_err(|e| warn!(error = %e, "no shutdown wake-up pipe; waits are cut to 100 ms instead"))
@@ -151,7 +125,7 @@ impl Supervisor {
             }
             Err(reason) => {
                 error!(%reason, "restart intensity exceeded; stopping the pipeline");
-                self.notifier.status(&format!("giving up: {reason}"));
+                self.service.status(&format!("giving up: {reason}"));
                 self.stop_all(&reason);
                 Outcome::Escalated
             }
@@ -166,7 +140,7 @@ impl Supervisor {
                 return Ok(());
             }
             self.on_time(Instant::now())?;
-            self.own.flush();
+            self.page.flush();
             let deadline = self.next_deadline();
             let mut timeout = deadline.saturating_duration_since(Instant::now());
             if wake.is_none() {
@@ -176,14 +150,14 @@ impl Supervisor {
                 .children
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| Some((i, c.pidfd.as_ref()?.as_fd())))
+                .filter_map(|(i, c)| Some((i, c.pidfd()?)))
                 .collect();
             let woken = match events::wait(wake, self.ready_pipe.as_fd(), &pidfds, timeout) {
                 Ok(w) => w,
                 Err(e) => {
                     // Not expected (poll fails only for bad arguments or no memory); do not spin.
                     error!(error = %e, "poll failed");
-                    std::thread::sleep(self.limits.check_every);
+                    std::thread::sleep(self.liveness.check_every());
                     continue;
                 }
             };
@@ -199,11 +173,10 @@ impl Supervisor {
     /// Everything that is due by the clock at `now`.
     fn on_time(&mut self, now: Instant) -> Result<(), String> {
         for i in 0..self.children.len() {
-            let name = self.children[i].spec.name;
-            match self.children[i].phase {
+            match self.children[i].phase() {
                 // Start in order: every stage before this one must be ready.
                 Phase::Pending if self.children[..i].iter().all(Supervised::is_running) => self.start(i)?,
-                Phase::Starting { since } if now >= since + self.limits.start_timeout => {
+                Phase::Starting { since } if now >= since + self.timeouts.start => {
                     // Its wake-up may still be unread in the pipe: look at the page first.
                     self.check_ready(now);
                     if !self.children[i].is_running() {
@@ -211,112 +184,72 @@ impl Supervisor {
                     }
                 }
                 Phase::RestartAt(at) if now >= at => self.start(i)?,
-                Phase::Stopping { deadline, restart } if now >= deadline => {
-                    warn!(stage = name, "did not stop in time; killing it");
-                    self.kill(i);
-                    // Not again at once: only if even SIGKILL has not ended it by then.
-                    self.children[i].phase = Phase::Stopping {
-                        deadline: now + self.limits.shutdown_timeout,
-                        restart,
-                    };
+                Phase::Stopping { deadline, .. } if now >= deadline => {
+                    warn!(stage = self.children[i].name(), "did not stop in time; killing it");
+                    self.children[i].kill_overdue(now + self.timeouts.shutdown);
                 }
                 _ => {}
             }
         }
-        if now >= self.next_check {
+        if self.liveness.due(now) {
             self.check(now)?;
-            self.next_check = now + self.limits.check_every;
         }
-        if self.next_watchdog.is_some_and(|at| now >= at) {
-            self.notifier.watchdog();
-            self.next_watchdog = self.notifier.watchdog_interval().map(|every| now + every);
-        }
+        self.service.on_time(now);
         Ok(())
     }
 
     /// The nearest instant at which [`Supervisor::on_time`] has something to do.
     fn next_deadline(&self) -> Instant {
-        let start_timeout = self.limits.start_timeout;
-        let children = self.children.iter().map(|c| c.deadline(start_timeout));
-        nearest(children.chain([Some(self.next_check), self.next_watchdog])).unwrap_or(self.next_check)
-    }
-
-    /// A stage's progress mark: its input ring's read position, or for a stage without an input
-    /// ring (ingestd) its received counter. Single loads, so that judging an exit never waits
-    /// (a snapshot would, on a stage killed inside a counter update).
-    pub(crate) fn progress_mark(&self, i: usize) -> Option<u64> {
-        let c = &self.children[i];
-        match &c.input {
-            Some(ring) => Some(ring.positions().1),
-            None => self.lifecycle.slot(c.spec.name).ok()?.counter(counter::RECEIVED),
-        }
+        let next_check = self.liveness.next_check();
+        let children = self.children.iter().map(|c| c.deadline(self.timeouts.start));
+        nearest(children.chain([Some(next_check), self.service.next_watchdog()])).unwrap_or(next_check)
     }
 
     /// Spawns a stage. A stage that cannot even be spawned (missing binary, no permission)
     /// counts as a failed start, towards the restart intensity like any exit.
     fn start(&mut self, i: usize) -> Result<(), String> {
         let now = Instant::now();
-        let name = self.children[i].spec.name;
+        let name = self.children[i].name();
         // Before the spawn: a stage quick enough to report Running must not be overwritten.
-        let _ = self.lifecycle.set_state(name, StageState::Starting, 0);
-        let ready_fd = Some(self.ready_pipe.child_end());
-        let c = &mut self.children[i];
-        c.run = Run::new(now);
-        c.stall.reset();
-        match spawn_stage(&c.spec.program, &self.config_path, ready_fd) {
-            Ok(child) => {
-                let pid = child.id();
-                c.pidfd = events::pidfd_open(pid)
-                    .inspect_err(
-                        |e| warn!(stage = name, pid, error = %e, "no pidfd; exits are found by the periodic check"),
-                    )
-                    .ok();
-                c.process = Some(child);
-                c.phase = Phase::Starting { since: now };
+        self.page.set_state(name, StageState::Starting, 0);
+        let ready_fd = self.ready_pipe.child_end();
+        match self.children[i].start(&self.config_path, ready_fd, now) {
+            Ok(pid) => {
                 info!(stage = name, pid, "started");
                 Ok(())
             }
             Err(e) => {
-                error!(stage = name, program = %c.spec.program.display(), error = %e, "cannot start");
+                let program = self.children[i].spec().program.display();
+                error!(stage = name, program = %program, error = %e, "cannot start");
                 self.restart_later(i, &format!("{name} cannot be started ({e})"), Verdict::CrashLoop)
             }
         }
     }
 
     /// A child's pidfd is readable (or, without one, the periodic check asks): reap it.
-    pub(crate) fn reap(&mut self, i: usize) -> Result<(), String> {
-        let status = match self.children[i].process.as_mut().map(std::process::Child::try_wait) {
-            Some(Ok(Some(status))) => status,
-            Some(Ok(None)) | None => return Ok(()),
-            Some(Err(e)) => {
-                error!(stage = self.children[i].spec.name, error = %e, "cannot reap");
-                return Ok(());
-            }
-        };
-        self.on_exit(i, ExitStatus::from_wait(status))
+    fn reap(&mut self, i: usize) -> Result<(), String> {
+        match self.children[i].reap() {
+            Some(exit) => self.on_exit(i, exit),
+            None => Ok(()),
+        }
     }
 
     fn on_exit(&mut self, i: usize, exit: ExitStatus) -> Result<(), String> {
         let now = Instant::now();
-        let name = self.children[i].spec.name;
-        let _ = self.lifecycle.record_exit(name, exit);
-        let mark = self.progress_mark(i);
-        let c = &mut self.children[i];
-        c.process = None;
-        c.pidfd = None;
-        if matches!(c.phase, Phase::Stopping { restart: true, .. }) {
+        let name = self.children[i].name();
+        self.page.record_exit(name, exit);
+        let mark = self.children[i].progress_mark(&self.page);
+        if self.children[i].stopped_to_restart() {
             info!(stage = name, ?exit, "stopped on request; starting it again");
-            self.count_restart(name);
+            self.page.count_restart(name);
             return self.start(i);
         }
-        let verdict = c.run.verdict(now, mark, self.limits.min_uptime);
-        let ready_ms = c
-            .run
-            .ready_at
-            .map(|t| now.saturating_duration_since(t).as_millis() as u64);
+        let c = &self.children[i];
+        let verdict = c.verdict(now, mark, self.timeouts.min_uptime);
+        let ready_ms = c.ready_for(now).map(|d| d.as_millis() as u64);
         warn!(stage = name, ?exit, ?verdict, ready_ms, "exited");
         if exit.crashed() {
-            self.check_poison(i);
+            self.poison.after_crash(&self.children[i], &mut self.page);
         }
         self.restart_later(i, &format!("{name} exited ({exit:?})"), verdict)
     }
@@ -325,15 +258,11 @@ impl Supervisor {
     /// loop), or gives up past the restart intensity.
     fn restart_later(&mut self, i: usize, failure: &str, verdict: Verdict) -> Result<(), String> {
         let now = Instant::now();
-        let name = self.children[i].spec.name;
+        let name = self.children[i].name();
         if !self.intensity.allow(now) {
-            let s = &self.config.supervisor;
-            return Err(format!(
-                "{failure}: more than {} restarts within {} s",
-                s.restart_intensity, s.restart_period_s
-            ));
+            return Err(format!("{failure}: {}", self.intensity.describe()));
         }
-        self.count_restart(name);
+        self.page.count_restart(name);
         let delay = self.children[i].restart_delay(verdict);
         if !delay.is_zero() {
             info!(
@@ -342,48 +271,93 @@ impl Supervisor {
                 "crash loop; backing off"
             );
         }
-        self.children[i].phase = Phase::RestartAt(now + delay);
-        let _ = self.lifecycle.set_state(name, StageState::Backoff, 0);
+        self.children[i].restart_at(now + delay);
+        self.page.set_state(name, StageState::Backoff, 0);
         self.report();
         Ok(())
     }
 
-    fn count_restart(&mut self, name: &str) {
-        self.own.add(self.ids.restarts, 1);
-        let _ = self.lifecycle.count_restart(name);
+    /// The periodic look (see [`crate::liveness`]). `Err` when reaping an exit exceeded the
+    /// restart intensity.
+    fn check(&mut self, now: Instant) -> Result<(), String> {
+        self.check_ready(now);
+        for i in 0..self.children.len() {
+            if self.children[i].pidfd().is_none() && self.children[i].has_process() {
+                self.reap(i)?;
+            }
+            if self.children[i].is_running() {
+                if let Some(reason) = self.liveness.hang(&mut self.children[i], &self.page, now) {
+                    self.hang(i, reason);
+                }
+            }
+            // An operator's restart request (`telemetryctl restart`): a count that grows.
+            let requests = self.page.restart_requests(self.children[i].name());
+            if self.children[i].see_restart_requests(requests) && self.children[i].has_process() {
+                info!(stage = self.children[i].name(), "restart requested");
+                self.children[i].terminate(Instant::now() + self.timeouts.shutdown, true);
+            }
+        }
+        Ok(())
     }
 
-    pub(crate) fn kill(&mut self, i: usize) {
-        if let Some(c) = self.children[i].process.as_mut() {
-            let _ = c.kill();
+    /// Takes every starting stage that reports `Running` as ready.
+    fn check_ready(&mut self, now: Instant) {
+        for i in 0..self.children.len() {
+            if !self.liveness.is_ready(&self.children[i], &self.page) {
+                continue;
+            }
+            let mark = self.children[i].progress_mark(&self.page);
+            let c = &mut self.children[i];
+            let start_ms = c.became_ready(now, mark).as_millis() as u64;
+            info!(stage = c.name(), pid = c.pid(), start_ms, "ready");
+            self.report();
         }
     }
 
-    /// SIGTERM, and a deadline for SIGKILL.
-    pub(crate) fn terminate(&mut self, i: usize, restart: bool) {
-        let pid = self.children[i].pid();
-        if pid != 0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        self.children[i].phase = Phase::Stopping {
-            deadline: Instant::now() + self.limits.shutdown_timeout,
-            restart,
-        };
+    /// Kills a hung stage (it is restarted when its exit is reaped) and counts the hang.
+    fn hang(&mut self, i: usize, reason: HangReason) {
+        let c = &mut self.children[i];
+        warn!(
+            stage = c.name(),
+            pid = c.pid(),
+            reason = reason.as_str(),
+            "hung; killing it"
+        );
+        self.page.count_hang(c.name(), reason);
+        c.kill_as_hung();
     }
 
-    /// Sends READY=1 the first time every stage runs, and a STATUS= line on every change.
-    pub(crate) fn report(&mut self) {
+    /// Tells systemd how many stages run (READY=1 the first time all do).
+    fn report(&mut self) {
         let running = self.children.iter().filter(|c| c.is_running()).count();
-        let status = format!("{running}/{} stages running", self.children.len());
-        if running == self.children.len() && !self.ready_sent {
-            self.notifier.ready(&status);
-            self.ready_sent = true;
-            info!("all stages running");
-        } else {
-            self.notifier.status(&status);
-        }
+        self.service.stages_running(running, self.children.len());
+    }
+
+    /// Stops every stage, upstream first, and marks the supervisor's own slot exited.
+    fn stop_all(&mut self, why: &str) {
+        info!(why, "stopping the pipeline");
+        self.service.stopping(&format!("stopping: {why}"));
+        stop::in_order(
+            &mut self.children,
+            &mut self.page,
+            self.timeouts.shutdown,
+            self.liveness.check_every(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_deadline() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(nearest([None, None]), None);
+        assert_eq!(
+            nearest([Some(t0 + ms(3)), None, Some(t0 + ms(1)), Some(t0 + ms(2))]),
+            Some(t0 + ms(1))
+        );
     }
 }

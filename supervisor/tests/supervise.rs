@@ -7,10 +7,10 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
+use pipeline_stats::lifecycle::{HangReason, StageLifecycle};
 use pipeline_tests::{alive, expectations, loadgen, times, Collector, Expected, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, segment, stage, supervisor_counter};
 use shm_ring::StageState;
-use supervisor::lifecycle::{HangReason, StageLifecycle};
 use test_brokers::{binary, free_port, wait_for, Mosquitto, Nats, Process, TempDir};
 
 /// ingestd keeps a persistent session, so that the broker holds messages for it while it

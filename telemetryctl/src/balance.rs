@@ -49,10 +49,9 @@
 //! flight between moving records and publishing its counters. A running pipeline can therefore
 //! be off by what is in flight; a stopped or idle one balances exactly.
 
+use pipeline_stats::counters::{sum_prefix, value, DROPPED_PREFIX, ERROR_PREFIX};
 use records::names::{counter, http, segment, stage};
 use shm_ring::{StageSnapshot, StatsSnapshot};
-
-use super::counters::{sum_prefix, value, DROPPED_PREFIX, ERROR_PREFIX};
 
 /// Whether a check is inside one stage or between two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,8 +312,8 @@ pub fn compute(stats: &StatsSnapshot, ring_depths: &[(&str, u64)]) -> Balance {
 
 #[cfg(test)]
 mod tests {
-    use super::super::counters::tests::stage as snap;
     use super::*;
+    use pipeline_stats::fixtures::stage as snap;
 
     fn pipeline(decoded_received: u64) -> StatsSnapshot {
         StatsSnapshot {

@@ -84,7 +84,7 @@ pub enum Access {
 /// Turns an error from opening or using the stats page of pipeline `prefix` into a message and
 /// exit code.
 pub fn page_error(err: &shm_ring::Error, prefix: &str, access: Access) -> CtlError {
-    let page = super::sample::page_path(prefix);
+    let page = crate::sample::page_path(prefix);
     let (code, message) = match err {
         shm_ring::Error::NotFound { .. } => (
             EXIT_NOT_RUNNING,

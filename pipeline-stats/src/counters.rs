@@ -1,7 +1,8 @@
-//! How `telemetryctl` groups what it reads: the stages in pipeline order, and each stage's
-//! counters by kind (`received`, `forwarded`, `dropped.<reason>`, `error.<reason>`, gauges
-//! (`gauge.<name>`, values rather than counts), and any other counter, such as emitd's
-//! `nats.connects` or the supervisor's `poison.skipped`).
+//! How the stats page's counters are grouped, by `telemetryctl` and the supervisor's Prometheus
+//! text alike: the stages in pipeline order, and each stage's counters by kind (`received`,
+//! `forwarded`, `dropped.<reason>`, `error.<reason>`, gauges (`gauge.<name>`, values rather than
+//! counts), and any other counter, such as emitd's `nats.connects` or the supervisor's
+//! `poison.skipped`).
 
 use records::names::{counter, gauge, stage};
 use shm_ring::{StageSnapshot, StatsSnapshot};
@@ -100,37 +101,9 @@ pub fn ordered_stages(stats: &StatsSnapshot) -> Vec<&StageSnapshot> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use shm_ring::{StageState, CONTROL_WORDS};
-
-    /// ingestd as the json and prometheus tests see it: 10 received, 8 forwarded, 2 dropped, one
-    /// counter outside the balance (a real one: `records::names::session::CONNECTS`).
-    pub(crate) fn ingestd_sample() -> StageSnapshot {
-        stage(
-            "ingestd",
-            &[
-                ("received", 10),
-                ("forwarded", 8),
-                ("dropped.ring_full", 2),
-                (records::names::session::CONNECTS, 1),
-            ],
-        )
-    }
-
-    /// A stage snapshot for tests.
-    pub(crate) fn stage(name: &str, counters: &[(&str, u64)]) -> StageSnapshot {
-        StageSnapshot {
-            name: name.into(),
-            state: Some(StageState::Running),
-            pid: 100,
-            heartbeat_age_ms: Some(5),
-            started_unix_ms: 1_700_000_000_000,
-            control: [0; CONTROL_WORDS],
-            counters: counters.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
-            consistent: true,
-        }
-    }
+    use crate::fixtures::stage;
 
     #[test]
     fn counters_are_classified_by_name() {

@@ -1,9 +1,8 @@
 //! Human-readable renderings shared by the table and `status`: durations, exit statuses, states,
 //! UTC timestamps, rates, and left/right-aligned text columns.
 
+use pipeline_stats::lifecycle::ExitStatus;
 use shm_ring::StageState;
-
-use crate::lifecycle::ExitStatus;
 
 /// A duration in milliseconds, compactly: `250ms`, `12.3s`, `5m02s`, `1h02m`, `3d04h`.
 pub fn duration_ms(ms: u64) -> String {

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pipeline_stats::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use records::names::{counter, drop_reason, error_reason, segment, stage};
 use records::{Aggregate, ContentType, RawRecord, Reading};
 use serde_json::Value;
 use shm_ring::{
     create, create_stats_page, CounterBatch, PrefixGuard, Producer, RingOptions, SegmentName, StageState, StageWriter,
 };
-use supervisor::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use test_brokers::TempDir;
 
 /// Heartbeat limit for `status` in tests: the heartbeats written just before are always younger.

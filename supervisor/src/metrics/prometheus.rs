@@ -1,5 +1,6 @@
 //! The stats page as Prometheus text (exposition format 0.0.4), for the supervisor's metrics
-//! endpoint (`supervisor.metrics_listen`). A pure function of a snapshot and the ring depths.
+//! endpoint (`supervisor.metrics_listen`). A pure function of a snapshot and the ring depths; the
+//! counters are grouped as `telemetryctl` groups them (`pipeline_stats::counters`).
 //!
 //! | metric | type | labels | value |
 //! |---|---|---|---|
@@ -26,11 +27,10 @@
 
 use std::fmt::Write as _;
 
+use pipeline_stats::counters::{classify, ordered_stages, CounterKind};
+use pipeline_stats::lifecycle::StageLifecycle;
 use records::names::{counter, gauge, stage};
 use shm_ring::{StageState, StatsSnapshot};
-
-use super::counters::{classify, ordered_stages, CounterKind};
-use crate::lifecycle::StageLifecycle;
 
 /// Escapes a label value: backslash, double quote and line feed.
 pub fn escape_label(v: &str) -> String {
@@ -238,8 +238,8 @@ pub fn render_prometheus<S: AsRef<str>>(snapshot: &StatsSnapshot, rings: &[(S, u
 
 #[cfg(test)]
 mod tests {
-    use super::super::counters::tests::{ingestd_sample, stage};
     use super::*;
+    use pipeline_stats::fixtures::{ingestd_sample, stage};
 
     #[test]
     fn label_values_are_escaped() {
@@ -254,7 +254,7 @@ mod tests {
         StageLifecycle {
             restarts: 3,
             hangs: 1,
-            last_exit: crate::lifecycle::ExitStatus::None,
+            last_exit: pipeline_stats::lifecycle::ExitStatus::None,
             last_hang: None,
         }
         .write_to(&mut ingestd);

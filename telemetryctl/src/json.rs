@@ -58,17 +58,16 @@
 //! }
 //! ```
 
+use pipeline_stats::counters::{classify, ordered_stages, value, CounterKind};
+use pipeline_stats::lifecycle::{ExitStatus, StageLifecycle};
 use records::names::counter;
 use serde_json::{json, Map, Value};
 
-use crate::lifecycle::{ExitStatus, StageLifecycle};
-
-use super::balance::Balance;
-use super::counters::{classify, ordered_stages, value, CounterKind};
-use super::format;
-use super::rates::Rates;
-use super::sample::{page_path, Sample};
-use super::table::{uptime_ms, IN_FLIGHT_NOTE};
+use crate::balance::Balance;
+use crate::format;
+use crate::rates::Rates;
+use crate::sample::{page_path, Sample};
+use crate::table::{uptime_ms, IN_FLIGHT_NOTE};
 
 /// The schema version in every document.
 pub const SCHEMA: u64 = 1;
@@ -193,10 +192,10 @@ pub fn document(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Va
 
 #[cfg(test)]
 mod tests {
-    use super::super::balance;
-    use super::super::counters::tests::{ingestd_sample, stage};
-    use super::super::sample::RingView;
     use super::*;
+    use crate::balance;
+    use crate::sample::RingView;
+    use pipeline_stats::fixtures::{ingestd_sample, stage};
     use shm_ring::StatsSnapshot;
     use std::time::Instant;
 
@@ -205,7 +204,7 @@ mod tests {
         StageLifecycle {
             last_exit: ExitStatus::Signal(9),
             hangs: 1,
-            last_hang: Some(crate::lifecycle::HangReason::StartTimeout),
+            last_hang: Some(pipeline_stats::lifecycle::HangReason::StartTimeout),
             ..StageLifecycle::of(&ingestd)
         }
         .write_to(&mut ingestd);
@@ -277,7 +276,7 @@ mod tests {
         let s = sample();
         let mut later = s.stats.clone();
         later.stages[0].counters[0].1 = 20;
-        let r = super::super::rates::compute(&s.stats, &later, std::time::Duration::from_secs(1)).unwrap();
+        let r = crate::rates::compute(&s.stats, &later, std::time::Duration::from_secs(1)).unwrap();
         let b = balance::compute(&later, &s.ring_depths());
         let doc = document(&Sample { stats: later, ..s }, Some(&r), &b);
         assert_eq!(doc["rates_interval_s"], 1.0);

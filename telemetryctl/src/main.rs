@@ -6,10 +6,10 @@
 //! telemetryctl [--config PATH] [--prefix P] restart <ingestd|decoded|aggd|emitd>
 //! ```
 //!
-//! Parsing and wiring only; the logic is in `supervisor::ctl` and the guide in
+//! Parsing and wiring only; the logic is in the library and the guide in
 //! `docs/telemetryctl.md`.
 
-use supervisor::ctl::{args, commands, error};
+use telemetryctl::{args, commands, error};
 
 fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();

@@ -1,21 +1,21 @@
 //! Running a parsed `telemetryctl` command: resolving the configuration and prefix, then
-//! `stats`, `status` or `restart`. Returns the process exit code (see [`super::error`]); prints
+//! `stats`, `status` or `restart`. Returns the process exit code (see [`crate::error`]); prints
 //! results on stdout and errors on stderr.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use pipeline_stats::lifecycle::Lifecycle;
 use records::names::stage;
 use shm_ring::StatsReader;
 use telemetry_config::Config;
 
-use super::args::{Command, Invocation, StatsArgs, USAGE};
-use super::error::{page_error, Access, CtlError, EXIT_OK, EXIT_UNHEALTHY};
-use super::sample::{self, page_name, page_path, Sample};
-use super::trust::{open_page, Owners};
-use super::{balance, health, json, rates, table};
-use crate::lifecycle::Lifecycle;
+use crate::args::{Command, Invocation, StatsArgs, USAGE};
+use crate::error::{page_error, Access, CtlError, EXIT_OK, EXIT_UNHEALTHY};
+use crate::sample::{self, page_name, page_path, Sample};
+use crate::trust::{open_page, Owners};
+use crate::{balance, health, json, rates, table};
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "/etc/telemetry/telemetry.toml";
@@ -81,7 +81,7 @@ pub fn run(inv: &Invocation) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("telemetryctl: {e}");
-            if e.code == super::error::EXIT_USAGE {
+            if e.code == crate::error::EXIT_USAGE {
                 eprintln!("{USAGE}");
             }
             e.code
@@ -112,7 +112,7 @@ fn stats(s: &Settings, a: &StatsArgs) -> Result<i32, CtlError> {
         return Ok(EXIT_OK);
     }
     let shutdown = stage_runtime::Shutdown::install().map_err(|e| CtlError {
-        code: super::error::EXIT_OTHER,
+        code: crate::error::EXIT_OTHER,
         message: format!("cannot install the SIGINT handler: {e}"),
     })?;
     let tty = !a.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -160,7 +160,7 @@ fn status(s: &Settings, max_heartbeat_age_ms: u64) -> Result<i32, CtlError> {
         out.push_str(&format!(
             "ok: {} running, heartbeats younger than {}\n",
             stage::ALL.join(", "),
-            super::format::duration_ms(max_heartbeat_age_ms)
+            crate::format::duration_ms(max_heartbeat_age_ms)
         ));
     } else {
         for p in &problems {
@@ -189,7 +189,7 @@ fn restart(s: &Settings, stage_name: &str) -> Result<i32, CtlError> {
     let name = page_name(&s.prefix).map_err(|e| page_error(&e, &s.prefix, Access::Write))?;
     let lifecycle = Lifecycle::open(&name).map_err(|e| {
         let mut err = page_error(&e, &s.prefix, Access::Write);
-        if err.code == super::error::EXIT_PERMISSION {
+        if err.code == crate::error::EXIT_PERMISSION {
             if let Some(mode) = file_mode(Path::new(&page_path(&s.prefix))) {
                 err.message.push_str(&format!(" [{mode}]"));
             }
@@ -208,13 +208,13 @@ fn restart(s: &Settings, stage_name: &str) -> Result<i32, CtlError> {
                 if let Some(age) = sup.heartbeat_age_ms.filter(|a| *a >= s.hang_timeout_ms) {
                     out.push_str(&format!(
                         "warning: the supervisor's heartbeat is {} old; the restart happens when it runs again\n",
-                        super::format::duration_ms(age)
+                        crate::format::duration_ms(age)
                     ));
                 }
             }
             Some(sup) => out.push_str(&format!(
                 "warning: the supervisor is {}; the restart happens when it runs again\n",
-                super::format::state(sup.state)
+                crate::format::state(sup.state)
             )),
             None => {}
         }
@@ -271,10 +271,10 @@ mod tests {
         );
         assert_eq!(settings(&inv(Some(p), Some("other"))).unwrap().prefix, "other");
         let e = settings(&inv(Some("/nonexistent/x.toml"), None)).unwrap_err();
-        assert_eq!(e.code, super::super::error::EXIT_CONFIG);
+        assert_eq!(e.code, crate::error::EXIT_CONFIG);
         assert!(e.message.contains("cannot read /nonexistent/x.toml"), "{e}");
         let e = settings(&inv(Some(p), Some("../etc"))).unwrap_err();
-        assert_eq!(e.code, super::super::error::EXIT_USAGE);
+        assert_eq!(e.code, crate::error::EXIT_USAGE);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

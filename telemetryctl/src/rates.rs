@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use pipeline_stats::counters::{classify, CounterKind};
 use shm_ring::StatsSnapshot;
 
 /// Per-second rates of every counter present in the later snapshot (gauges have none).
@@ -37,7 +38,7 @@ pub fn compute(prev: &StatsSnapshot, cur: &StatsSnapshot, elapsed: Duration) -> 
     for stage in &cur.stages {
         let before = prev.stage(&stage.name);
         for (name, now) in &stage.counters {
-            if matches!(super::counters::classify(name), super::counters::CounterKind::Gauge(_)) {
+            if matches!(classify(name), CounterKind::Gauge(_)) {
                 continue; // a value, not a count: it has no rate
             }
             let then = before.and_then(|b| b.counter(name)).unwrap_or(0);
@@ -51,8 +52,8 @@ pub fn compute(prev: &StatsSnapshot, cur: &StatsSnapshot, elapsed: Duration) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::counters::tests::stage;
     use super::*;
+    use pipeline_stats::fixtures::stage;
 
     fn stats(stages: Vec<shm_ring::StageSnapshot>) -> StatsSnapshot {
         StatsSnapshot { stages, rings: vec![] }

@@ -8,8 +8,8 @@
 use nix::unistd::{Uid, User};
 use shm_ring::StatsReader;
 
-use super::error::{page_error, Access, CtlError, EXIT_UNTRUSTED};
-use super::sample::{page_name, page_path};
+use crate::error::{page_error, Access, CtlError, EXIT_UNTRUSTED};
+use crate::sample::{page_name, page_path};
 
 /// The owners whose stats page is believed.
 #[derive(Clone, Debug, PartialEq, Eq)]

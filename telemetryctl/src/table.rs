@@ -2,15 +2,15 @@
 //! hangs with the last hang's reason, last exit, received and forwarded; `-` when the counter is not registered), every counter (with its rate per second in
 //! `--watch`), ring depths against capacity, and the conservation balance.
 
+use pipeline_stats::counters::{ordered_stages, sorted_counters};
+use pipeline_stats::lifecycle::StageLifecycle;
 use records::names::counter;
 use shm_ring::StageState;
 
-use super::balance::Balance;
-use super::counters::{ordered_stages, sorted_counters};
-use super::format::{self, columns, Align};
-use super::rates::Rates;
-use super::sample::{page_path, Sample};
-use crate::lifecycle::StageLifecycle;
+use crate::balance::Balance;
+use crate::format::{self, columns, Align};
+use crate::rates::Rates;
+use crate::sample::{page_path, Sample};
 
 /// The sentence under the balance that says how exact it is.
 pub const IN_FLIGHT_NOTE: &str = "note: counters and ring depths are read at slightly different moments, so a running \
@@ -165,11 +165,11 @@ pub fn render(sample: &Sample, rates: Option<&Rates>, balance: &Balance) -> Stri
 
 #[cfg(test)]
 mod tests {
-    use super::super::balance;
-    use super::super::counters::tests::stage;
-    use super::super::sample::RingView;
     use super::*;
-    use crate::lifecycle::ExitStatus;
+    use crate::balance;
+    use crate::sample::RingView;
+    use pipeline_stats::fixtures::stage;
+    use pipeline_stats::lifecycle::ExitStatus;
     use shm_ring::StatsSnapshot;
     use std::time::Instant;
 
@@ -180,7 +180,7 @@ mod tests {
             restarts: 3,
             hangs: 1,
             last_exit: ExitStatus::Signal(9),
-            last_hang: Some(crate::lifecycle::HangReason::Heartbeat),
+            last_hang: Some(pipeline_stats::lifecycle::HangReason::Heartbeat),
         }
         .write_to(&mut decoded);
         decoded.consistent = false;
@@ -257,7 +257,7 @@ mod tests {
         let s = sample();
         let mut later = s.stats.clone();
         later.stages[1].counters[0].1 = 22;
-        let r = super::super::rates::compute(&s.stats, &later, std::time::Duration::from_secs(2)).unwrap();
+        let r = crate::rates::compute(&s.stats, &later, std::time::Duration::from_secs(2)).unwrap();
         let b = balance::compute(&later, &s.ring_depths());
         let text = render(&Sample { stats: later, ..s }, Some(&r), &b);
         assert!(text.contains("rates per second over the last 2.0s"));

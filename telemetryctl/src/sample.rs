@@ -53,7 +53,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The known ring depths, for [`super::balance::compute`].
+    /// The known ring depths, for [`crate::balance::compute`].
     pub fn ring_depths(&self) -> Vec<(&str, u64)> {
         self.rings
             .iter()
@@ -73,7 +73,7 @@ pub fn page_name(prefix: &str) -> Result<SegmentName, shm_ring::Error> {
 }
 
 /// Reads a sample (see the module docs) from a stats page opened read-only and checked
-/// ([`super::trust::open_page`]); rings are observed only if they have the page's owner.
+/// ([`crate::trust::open_page`]); rings are observed only if they have the page's owner.
 pub fn take(prefix: &str, reader: &StatsReader) -> Sample {
     let mut attempt = 0;
     loop {
@@ -177,8 +177,8 @@ fn ring_problem(e: &shm_ring::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::counters::tests::stage;
     use super::*;
+    use pipeline_stats::fixtures::stage;
 
     #[test]
     fn settled_means_same_counters() {

@@ -10,11 +10,11 @@
 //! a stage that the supervisor restarted as hung: the note says how often and why it last was
 //! (`heartbeat`, `start_timeout` or `no_progress`), whether the stage is healthy now or not.
 
+use pipeline_stats::lifecycle::{ExitStatus, StageLifecycle};
 use records::names::{gauge, stage};
 use shm_ring::{StageState, StatsSnapshot};
 
-use super::format;
-use crate::lifecycle::{ExitStatus, StageLifecycle};
+use crate::format;
 
 /// One unhealthy stage and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,9 +118,9 @@ pub fn supervisor_note(stats: &StatsSnapshot, max_heartbeat_age_ms: u64) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use super::super::counters::tests::stage as snap;
     use super::*;
-    use crate::lifecycle::HangReason;
+    use pipeline_stats::fixtures::stage as snap;
+    use pipeline_stats::lifecycle::HangReason;
 
     fn all_running() -> StatsSnapshot {
         StatsSnapshot {
