@@ -67,5 +67,5 @@ pub mod window;
 #[cfg(test)]
 mod reference;
 
-pub use stage::{Segments, Stage, StartError};
+pub use stage::Stage;
 pub use window::{WindowConfig, Windows};
