@@ -106,23 +106,6 @@ impl StageCounters {
         self.state.set(state);
     }
 
-    /// [`StageCounters::attach`], retrying for up to `patience` while a predecessor still holds
-    /// the slot. The old way, for the stages not yet in the frame ([`crate::Context::counters`]
-    /// does this with [`crate::PATIENCE`]).
-    pub fn attach_patiently(
-        page: &SegmentName,
-        stage: &str,
-        patience: std::time::Duration,
-    ) -> Result<Self, shm_ring::Error> {
-        crate::patiently(patience, || Self::attach(page, stage))
-    }
-
-    /// Reports the stage ready (`Running`) and wakes the supervisor. The old way, for the stages
-    /// not yet in the frame (which reports it when [`crate::Stage::start`] returns).
-    pub fn ready(&self) {
-        self.set_state(StageState::Running);
-    }
-
     /// The handle the frame reports the stage's state through.
     pub(crate) fn state_handle(&self) -> StateHandle {
         self.state.clone()
