@@ -21,7 +21,7 @@
 //! | `windows.replaced` | starts that found a windows table of another shape or layout (window settings or `statistics` changed) and replaced it: its windows were dropped |
 
 use records::names::{counter, drop_reason, error_reason, gauge};
-use shm_ring::{CounterId, SegmentName};
+use shm_ring::CounterId;
 use stage_runtime::StageCounters;
 
 use crate::events::{Reject, Tally};
@@ -67,9 +67,9 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Takes the `aggd` slot of the stats page and registers the counters.
-    pub fn attach(page: &SegmentName) -> Result<Counters, shm_ring::Error> {
-        let mut slot = StageCounters::attach(page, records::names::stage::AGGD)?;
+    /// Registers the counters in aggd's slot of the stats page (from the frame:
+    /// `stage_runtime::Context::counters`).
+    pub fn new(mut slot: StageCounters) -> Result<Counters, shm_ring::Error> {
         Ok(Counters {
             received: slot.id(counter::RECEIVED)?,
             forwarded: slot.id(counter::FORWARDED)?,
@@ -136,7 +136,7 @@ impl Counters {
         self.slot.flush();
     }
 
-    /// The stage slot (state, ring depth).
+    /// The stage slot (ring depth).
     pub fn slot(&self) -> &StageCounters {
         &self.slot
     }

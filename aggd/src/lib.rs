@@ -73,5 +73,5 @@ pub mod window_config;
 #[cfg(test)]
 mod reference;
 
-pub use stage::{Segments, Stage, StartError};
+pub use stage::Stage;
 pub use window::{WindowConfig, Windows};

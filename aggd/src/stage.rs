@@ -1,4 +1,6 @@
 //! The stage process: its segments, how it resumes after a restart, and one turn of its loop.
+//! [`Stage`] is aggd's part of the frame every stage runs in (`stage_runtime::Stage`): `main.rs`
+//! only names it.
 //!
 //! # Segments
 //!
@@ -9,7 +11,7 @@
 //!
 //! # The loop
 //!
-//! One turn ([`Stage::step`]) reads a chunk of up to [`CHUNK`] readings in place, folds each
+//! One turn (`step`) reads a chunk of up to [`CHUNK`] readings in place, folds each
 //! (no allocation), publishes the counters, records the counted position, and only then commits
 //! the chunk to the ring. If the chunk drained the ring, every boundary due by the wall clock is
 //! emitted; if the ring has stayed non-empty for a whole emit interval, they are emitted anyway
@@ -44,10 +46,9 @@ use std::time::{Duration, Instant};
 use records::names::segment;
 use records::{Aggregate, Reading};
 use shm_ring::{
-    create_table, create_table_with, Consumer, Created, IfExists, Pages, Producer, SegmentName, StageState, Table,
-    WaitStrategy,
+    create_table, create_table_with, Consumer, Created, IfExists, Pages, Producer, SegmentName, Table, WaitStrategy,
 };
-use stage_runtime::{attach_consumer, attach_producer, unix_ms, wait_strategy};
+use stage_runtime::{unix_ms, Context, Error};
 use telemetry_config::Config;
 use tracing::{info, warn};
 
@@ -68,63 +69,6 @@ const _: () = assert!(PREFETCH_TEXT < PREFETCH_ROW && PREFETCH_ROW < PREFETCH_KE
 /// Longest idle wait: the heartbeat interval (at most a quarter of the hang timeout) and how
 /// soon an idle aggd notices SIGTERM.
 const MAX_IDLE_WAIT_MS: u64 = 250;
-
-/// How long to wait for a role that a predecessor still holds (it may be dying).
-const PATIENCE: Duration = Duration::from_secs(5);
-
-/// The segments aggd uses.
-pub struct Segments {
-    /// Input: readings from decoded.
-    pub readings: SegmentName,
-    /// Output: aggregates for emitd.
-    pub aggregates: SegmentName,
-    /// The stats page.
-    pub stats: SegmentName,
-    /// aggd's own window state.
-    pub windows: SegmentName,
-    /// The key text the window state names.
-    pub strings: SegmentName,
-}
-
-impl Segments {
-    /// The segments of this configuration's pipeline.
-    pub fn of(config: &Config) -> Result<Segments, shm_ring::Error> {
-        let name = |n| stage_runtime::segment(config, n);
-        Ok(Segments {
-            readings: name(segment::READINGS)?,
-            aggregates: name(segment::AGGREGATES)?,
-            stats: name(segment::STATS)?,
-            windows: name(segment::WINDOWS)?,
-            strings: name(segment::STRINGS)?,
-        })
-    }
-}
-
-/// Why aggd could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// The `[aggd]` section does not describe a valid window.
-    Config(String),
-    /// A segment could not be created, opened or attached.
-    Segment(shm_ring::Error),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Config(e) => write!(f, "config: {e}"),
-            StartError::Segment(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<shm_ring::Error> for StartError {
-    fn from(e: shm_ring::Error) -> Self {
-        StartError::Segment(e)
-    }
-}
 
 /// The running stage.
 pub struct Stage {
@@ -148,26 +92,28 @@ pub fn emit_grace(config: &Config) -> Duration {
     config.ingestd.longest_pause() + 2 * naps + Duration::from_millis(50)
 }
 
-impl Stage {
+impl stage_runtime::Stage for Stage {
     /// Opens the windows table, attaches to the rings and the stats page, and resumes where a
     /// predecessor stopped.
-    pub fn start(config: &Config, segments: &Segments) -> Result<Stage, StartError> {
+    fn start(ctx: &mut Context) -> Result<Stage, Error> {
+        let config = ctx.config();
         let cfg = WindowConfig::from_config(&config.aggd).ok_or_else(|| {
-            StartError::Config(format!(
-                "aggd.window_ms = {} is not 1 to 64 × aggd.emit_every_ms = {}",
+            Error::config(format!(
+                "config: aggd.window_ms = {} is not 1 to 64 × aggd.emit_every_ms = {}",
                 config.aggd.window_ms, config.aggd.emit_every_ms
             ))
         })?;
-        let (windows, opened) = open_windows(&segments.windows, &segments.strings, cfg)?;
-        let consumer = attach_consumer::<Reading>(&segments.readings, PATIENCE)?;
-        let producer = attach_producer::<Aggregate>(&segments.aggregates, PATIENCE)?;
-        let counters = retry(|| Counters::attach(&segments.stats))?;
+        let (windows, opened) = open_windows(&ctx.segment(segment::WINDOWS)?, &ctx.segment(segment::STRINGS)?, cfg)?;
+        let consumer = ctx.consumer::<Reading>(segment::READINGS)?;
+        let producer = ctx.producer::<Aggregate>(segment::AGGREGATES)?;
+        let counters = Counters::new(ctx.counters()?)?;
+        let config = ctx.config();
         let mut stage = Stage {
             consumer,
             producer,
             windows,
             counters,
-            wait: wait_strategy(config),
+            wait: ctx.wait_strategy(),
             heartbeat_ms: (config.supervisor.hang_timeout_ms / 4).clamp(10, MAX_IDLE_WAIT_MS),
             lag_grace: Duration::from_millis(cfg.panes.emit_every_ms),
             emit_grace_ms: emit_grace(config).as_millis() as u64,
@@ -206,10 +152,57 @@ impl Stage {
                 "windows table rows failed validation and were freed"
             );
         }
-        stage.counters.slot().ready();
         Ok(stage)
     }
 
+    /// One turn of the loop: fold a chunk, emit what is due, or wait for input.
+    fn step(&mut self) -> Result<(), Error> {
+        let n = self.fold_chunk(unix_ms())?;
+        let grace = self.emit_grace_ms;
+        let due = || unix_ms().saturating_sub(grace);
+        if n < CHUNK {
+            self.undrained_since = None;
+            self.windows.emit_due(due(), &mut self.producer);
+        } else {
+            let since = *self.undrained_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.lag_grace {
+                self.undrained_since = None;
+                self.windows.emit_due(due(), &mut self.producer);
+            }
+        }
+        self.publish()?;
+        if n == 0 {
+            let timeout = self.windows.ms_until_next_boundary(due()).clamp(1, self.heartbeat_ms);
+            self.consumer
+                .wait_for_records(&self.wait, Duration::from_millis(timeout))?;
+        }
+        Ok(())
+    }
+
+    /// Folds what is in the readings ring now, emits the open pane's boundary early so that every
+    /// reading is in an emitted aggregate (see `Windows::flush`), then publishes the counters
+    /// (SIGTERM). The windows stay in the table for the next start.
+    fn drain(mut self) -> Result<(), Error> {
+        let mut left = self.consumer.available()?;
+        while left > 0 {
+            let n = self.fold_chunk(unix_ms())?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        self.windows.flush(unix_ms(), &mut self.producer);
+        self.publish()?;
+        info!(
+            keys = self.windows.keys(),
+            position = self.windows.folded(),
+            "drained the readings ring"
+        );
+        Ok(())
+    }
+}
+
+impl Stage {
     /// Reconciles the ring and table positions, counts readings folded but not yet counted, and
     /// finishes an interrupted emission. Returns whether there was one.
     fn resume(&mut self) -> Result<bool, shm_ring::Error> {
@@ -242,53 +235,6 @@ impl Stage {
         let resumed = self.windows.finish_interrupted_emission(&mut self.producer);
         self.publish()?;
         Ok(resumed)
-    }
-
-    /// One turn of the loop: fold a chunk, emit what is due, or wait for input.
-    pub fn step(&mut self) -> Result<(), shm_ring::Error> {
-        let n = self.fold_chunk(unix_ms())?;
-        let grace = self.emit_grace_ms;
-        let due = || unix_ms().saturating_sub(grace);
-        if n < CHUNK {
-            self.undrained_since = None;
-            self.windows.emit_due(due(), &mut self.producer);
-        } else {
-            let since = *self.undrained_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.lag_grace {
-                self.undrained_since = None;
-                self.windows.emit_due(due(), &mut self.producer);
-            }
-        }
-        self.publish()?;
-        if n == 0 {
-            let timeout = self.windows.ms_until_next_boundary(due()).clamp(1, self.heartbeat_ms);
-            self.consumer
-                .wait_for_records(&self.wait, Duration::from_millis(timeout))?;
-        }
-        Ok(())
-    }
-
-    /// Folds what is in the readings ring now, emits the open pane's boundary early so that every
-    /// reading is in an emitted aggregate (see `Windows::flush`), then publishes the counters
-    /// (SIGTERM). The windows stay in the table for the next start.
-    pub fn drain(&mut self) -> Result<(), shm_ring::Error> {
-        self.counters.slot().set_state(StageState::Stopping);
-        let mut left = self.consumer.available()?;
-        while left > 0 {
-            let n = self.fold_chunk(unix_ms())?;
-            if n == 0 {
-                break;
-            }
-            left = left.saturating_sub(n);
-        }
-        self.windows.flush(unix_ms(), &mut self.producer);
-        self.publish()?;
-        info!(
-            keys = self.windows.keys(),
-            position = self.windows.folded(),
-            "drained the readings ring"
-        );
-        Ok(())
     }
 
     /// Reads one chunk, folds it, counts it, and commits it. Returns its length.
@@ -416,7 +362,8 @@ pub fn open_windows(
     })
 }
 
-/// Retries `f` while another process still holds the role (a predecessor that is exiting).
+/// Retries `f` while another process still holds the role (a predecessor that is exiting), with
+/// the patience every stage attaches with.
 fn retry<T>(f: impl FnMut() -> Result<T, shm_ring::Error>) -> Result<T, shm_ring::Error> {
-    stage_runtime::patiently(PATIENCE, f)
+    stage_runtime::patiently(stage_runtime::PATIENCE, f)
 }

@@ -18,7 +18,8 @@
 //! | [`stage`] | the loop over the rings, backpressure, counters and shutdown |
 //! | [`fault`] | a fault-injection hook for the supervisor's poison tests (inert unless set) |
 //!
-//! `src/main.rs` only wires the configuration, logging, signals and rings to [`stage::Stage`].
+//! `src/main.rs` only names [`stage::Stage`], decoded's part of the frame every stage runs in
+//! (`stage_runtime`).
 
 #![deny(missing_docs)]
 

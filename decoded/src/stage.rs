@@ -1,4 +1,6 @@
-//! The stage loop: raw records in, readings out, every message counted once.
+//! The stage loop: raw records in, readings out, every message counted once. [`Stage`] is
+//! decoded's part of the frame every stage runs in (`stage_runtime::Stage`): `main.rs` only
+//! names it.
 //!
 //! One batch:
 //! 1. read up to [`BATCH`] raw records in place ([`Consumer::read_chunk`], iterated with
@@ -21,8 +23,8 @@
 //! records are counted as they decode. A SIGKILL between steps 4 and 5 counts the errors after
 //! the last forwarded reading twice; the readings themselves are exactly once either way.
 //!
-//! Shutdown: the loop checks its stop flag between batches and at least every [`POLL`]; once it
-//! is set, it drains the raw records queued at that moment and returns. While it waits for room
+//! Shutdown: the frame checks the shutdown flag between batches and at least every [`POLL`]; once
+//! it is set, the stage drains the raw records queued at that moment and returns. While it waits for room
 //! in the readings ring it keeps waiting, even when asked to stop, because the stage downstream is
 //! stopped after this one and frees the room; if it never does, the supervisor's SIGKILL loses
 //! nothing, since unhandled raw records stay queued.
@@ -31,8 +33,8 @@ use std::time::Duration;
 
 use records::names::{counter, segment};
 use records::{RawRecord, Reading};
-use shm_ring::{Consumer, CounterId, Producer, SegmentName, WaitStrategy};
-use stage_runtime::StageCounters;
+use shm_ring::{Consumer, CounterId, Producer, WaitStrategy};
+use stage_runtime::{Context, Error, StageCounters};
 
 use crate::decode::decode;
 use crate::fault::FaultHook;
@@ -43,8 +45,8 @@ use crate::resume::{self, Resume};
 /// Most raw records handled per batch (64 KiB of raw records).
 pub const BATCH: usize = 128;
 
-/// Longest wait for input (or for room downstream) before the loop checks its stop flag and beats
-/// its heartbeat again.
+/// Longest wait for input (or for room downstream) before the frame checks the shutdown flag and
+/// the stage beats its heartbeat again.
 pub const POLL: Duration = Duration::from_millis(200);
 
 /// decoded at work: its two rings, its stats slot and its configuration.
@@ -72,15 +74,32 @@ pub fn decode_raw(raw: &RawRecord, chooser: &FormatChooser, source: u64) -> Resu
     Ok(reading)
 }
 
-/// Takes the stage's writer role in the stats page, retrying for up to `patience` while a
-/// predecessor's role is still being released.
-pub fn attach_counters(page: &SegmentName, stage: &str, patience: Duration) -> Result<StageCounters, shm_ring::Error> {
-    StageCounters::attach_patiently(page, stage, patience)
+impl stage_runtime::Stage for Stage {
+    /// Checks `[decoded]`'s topic filters, then attaches to the stats page and both rings.
+    fn start(ctx: &mut Context) -> Result<Stage, Error> {
+        let chooser = FormatChooser::new(&ctx.config().decoded).map_err(Error::config)?;
+        let counters = ctx.counters()?;
+        let input = ctx.consumer::<RawRecord>(segment::RAW)?;
+        let output = ctx.producer::<Reading>(segment::READINGS)?;
+        Ok(Stage::new(input, output, counters, chooser, ctx.wait_strategy())?)
+    }
+
+    /// One batch, or a wait of at most [`POLL`] for one.
+    fn step(&mut self) -> Result<(), Error> {
+        self.poll(POLL)?;
+        Ok(())
+    }
+
+    /// Handles the raw records queued now.
+    fn drain(mut self) -> Result<(), Error> {
+        let drained = self.drain_queued()?;
+        tracing::info!(drained, "stopping: raw ring drained");
+        Ok(())
+    }
 }
 
 impl Stage {
-    /// Registers the counters, skips the raw records the previous decoded already forwarded, and
-    /// reports the stage as running.
+    /// Registers the counters and skips the raw records the previous decoded already forwarded.
     pub fn new(
         mut input: Consumer<RawRecord>,
         output: Producer<Reading>,
@@ -145,7 +164,6 @@ impl Stage {
         );
 
         counters.set_ring_depth(segment::RAW, queued - skip);
-        counters.ready();
         counters.flush();
         Ok(Stage {
             input,
@@ -160,17 +178,6 @@ impl Stage {
             wait,
             fault: FaultHook::from_env(),
         })
-    }
-
-    /// Runs until `stop()` returns true, then drains the raw records queued at that moment.
-    /// Returns how many were drained.
-    pub fn run(&mut self, stop: impl Fn() -> bool) -> Result<u64, shm_ring::Error> {
-        while !stop() {
-            self.poll(POLL)?;
-        }
-        let drained = self.drain()?;
-        tracing::info!(drained, "stopping: raw ring drained");
-        Ok(drained)
     }
 
     /// Waits up to `timeout` for raw records and handles one batch of them, or, if the readings
@@ -191,7 +198,7 @@ impl Stage {
 
     /// Handles every raw record queued now (not those that arrive meanwhile), waiting for room
     /// in the readings ring as needed. Returns how many.
-    pub fn drain(&mut self) -> Result<u64, shm_ring::Error> {
+    pub fn drain_queued(&mut self) -> Result<u64, shm_ring::Error> {
         let total = self.input.available()? as u64;
         let mut left = total;
         while left > 0 {
@@ -266,7 +273,7 @@ mod tests {
 
     use records::names::{error_reason, stage};
     use records::{ContentType, FixedText};
-    use shm_ring::{create, create_stats_page, PrefixGuard, RingOptions, StatsReader};
+    use shm_ring::{create, create_stats_page, PrefixGuard, RingOptions, SegmentName, StatsReader};
     use telemetry_config::Decoded;
 
     use super::*;
@@ -445,7 +452,12 @@ mod tests {
         let mut stage = rings.stage();
         let worker = {
             let stop = stop.clone();
-            std::thread::spawn(move || stage.run(|| stop.load(Ordering::SeqCst)).unwrap())
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    stage.poll(POLL).unwrap();
+                }
+                stage.drain_queued().unwrap()
+            })
         };
         // The stage fills the ring of 4 and waits; we take readings one at a time.
         let mut out = Consumer::<Reading>::attach(&rings.readings).unwrap();
@@ -498,7 +510,7 @@ mod tests {
         let mut raw = Producer::<RawRecord>::attach(&rings.raw).unwrap();
         raw.push_slice(&(1..=300).map(json).collect::<Vec<_>>()).unwrap();
         let mut stage = rings.stage();
-        assert_eq!(stage.run(|| true).unwrap(), 300);
+        assert_eq!(stage.drain_queued().unwrap(), 300);
         let mut out = Consumer::<Reading>::attach(&rings.readings).unwrap();
         assert_eq!(drain_readings(&mut out).len(), 300);
         assert_eq!(rings.counter(counter::RECEIVED), 300);

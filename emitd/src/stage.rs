@@ -1,6 +1,8 @@
 //! The stage's loop: take aggregates from the ring, offer each to every sink, release them from
 //! the ring once every sink has settled them, and count what became of each. The loop knows the
-//! sinks only through [`Sink`].
+//! sinks only through [`Sink`]. [`Stage`] is emitd's part of the frame every stage runs in
+//! (`stage_runtime::Stage`): it builds the tokio runtime in `start` and blocks on it for each
+//! turn of the loop ([`Work`]) and for the drain; `main.rs` only names it.
 //!
 //! # Records in flight
 //!
@@ -15,8 +17,8 @@
 //!
 //! # Shutdown
 //!
-//! After SIGTERM or SIGINT the loop goes on until the ring is empty and nothing is held, flushes
-//! the sinks' clients and returns, so `main` exits 0. The drain is bounded by 80 % of
+//! After SIGTERM or SIGINT the frame calls `drain`: the loop goes on until the ring is empty and
+//! nothing is held, flushes the sinks' clients and returns, so the process exits 0. The drain is bounded by 80 % of
 //! `[supervisor] shutdown_timeout_ms`, so that the supervisor's SIGKILL does not interrupt it.
 //! While draining, a sink that is not connected is offered nothing (core NATS too, rather than
 //! dropping): what is not released stays in the ring for the next emitd. In core mode, messages
@@ -26,10 +28,12 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures_util::future::select_all;
+use records::names::segment;
 use records::{Aggregate, FixedText};
-use shm_ring::{Consumer, StageState, WaitStrategy};
-use stage_runtime::{Shutdown, StageCounters};
+use shm_ring::{Consumer, WaitStrategy};
+use stage_runtime::{Context, StageCounters};
 use telemetry_config::Config;
+use tokio::runtime::Runtime;
 use tracing::{info, warn};
 
 use crate::ring_wait::wait_for_records;
@@ -44,6 +48,8 @@ use crate::Error;
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 /// Longest sleep while no sink can take anything (waiting for a connection, a stream, acks).
 const TICK: Duration = Duration::from_millis(100);
+/// How long the runtime's blocking pool (a ring wait) gets to finish when emitd exits.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// What the loop needs from the configuration.
 #[derive(Clone, Debug)]
@@ -80,8 +86,90 @@ struct Entry {
     unsafe_id: bool,
 }
 
-/// The running stage.
+/// The running stage: the loop, and the runtime it runs on.
 pub struct Stage {
+    /// `None` only while the stage is dropped (see `Drop`), as is `runtime`.
+    work: Option<Work>,
+    runtime: Option<Runtime>,
+}
+
+impl stage_runtime::Stage for Stage {
+    /// Attaches to the stats page and the aggregates ring, builds the runtime and starts the
+    /// configured sinks (in the background: this does not wait for any server).
+    fn start(ctx: &mut Context) -> Result<Stage, stage_runtime::Error> {
+        let counters = ctx.counters()?;
+        let consumer = ctx.consumer::<Aggregate>(segment::AGGREGATES)?;
+        // One thread runs the NATS client and the loop (librdkafka has its own threads); ring
+        // waits go to the blocking pool.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Setup(format!("tokio runtime: {e}")))?;
+        match runtime.block_on(Work::start(ctx.config(), consumer, counters)) {
+            Ok(work) => Ok(Stage {
+                work: Some(work),
+                runtime: Some(runtime),
+            }),
+            Err(e) => {
+                runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+                Err(for_the_frame(e))
+            }
+        }
+    }
+
+    /// One turn of the loop. Then the runtime runs the sinks' clients' tasks before the frame
+    /// looks at the shutdown flag, as it did when the loop was one long future (a turn that
+    /// never waited would otherwise leave them for the next one).
+    fn step(&mut self) -> Result<(), stage_runtime::Error> {
+        let (work, runtime) = self.parts()?;
+        runtime
+            .block_on(async {
+                work.turn().await?;
+                tokio::task::yield_now().await;
+                Ok(())
+            })
+            .map_err(for_the_frame)
+    }
+
+    fn drain(mut self) -> Result<(), stage_runtime::Error> {
+        let (work, runtime) = self.parts()?;
+        runtime.block_on(work.drain()).map_err(for_the_frame)
+    }
+}
+
+/// emitd's error as the frame classifies it: [`Error::Config`] exits 2, anything else 1.
+fn for_the_frame(e: Error) -> stage_runtime::Error {
+    match e {
+        Error::Config(_) => stage_runtime::Error::config(e),
+        e => e.into(),
+    }
+}
+
+impl Stage {
+    fn parts(&mut self) -> Result<(&mut Work, &Runtime), Error> {
+        match (self.work.as_mut(), self.runtime.as_ref()) {
+            (Some(work), Some(runtime)) => Ok((work, runtime)),
+            _ => Err(Error::Internal("the stage is being dropped")),
+        }
+    }
+}
+
+impl Drop for Stage {
+    /// Drops the loop (its sinks' clients) inside the runtime, then gives the runtime's blocking
+    /// pool [`RUNTIME_SHUTDOWN`] to finish: after a drain, or after an error ended a turn.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            {
+                let _inside = runtime.enter();
+                self.work = None;
+            }
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+        }
+    }
+}
+
+/// The loop's state: what is in flight, the sinks, the counters.
+pub struct Work {
     consumer: Option<Consumer<Aggregate>>,
     /// Ring position of `pending[0]` (the consumer's committed position).
     base: u64,
@@ -90,7 +178,6 @@ pub struct Stage {
     /// Per sink, the next ring position to offer it.
     next: Vec<u64>,
     stats: Stats,
-    shutdown: Shutdown,
     settings: Settings,
     drain_deadline: Option<Instant>,
     idle_polls: u32,
@@ -98,15 +185,10 @@ pub struct Stage {
     events: Vec<(&'static str, u64)>,
 }
 
-impl Stage {
+impl Work {
     /// Starts the configured sinks (in the background: this does not wait for any server) and
     /// prepares the loop over `consumer`, counting into `counters`.
-    pub async fn start(
-        config: &Config,
-        consumer: Consumer<Aggregate>,
-        counters: StageCounters,
-        shutdown: Shutdown,
-    ) -> Result<Stage, Error> {
+    pub async fn start(config: &Config, consumer: Consumer<Aggregate>, counters: StageCounters) -> Result<Work, Error> {
         let settings = Settings::new(config, consumer.capacity());
         let sinks = crate::sinks::start(config, consumer.capacity()).await?;
         if sinks.len() > 32 {
@@ -116,14 +198,13 @@ impl Stage {
         let stats = Stats::new(counters, &names)?;
         info!(sinks = ?names, window = settings.window, "emitd started");
         let base = consumer.position();
-        Ok(Stage {
+        Ok(Work {
             base,
             consumer: Some(consumer),
             pending: VecDeque::new(),
             next: vec![base; sinks.len()],
             sinks,
             stats,
-            shutdown,
             settings,
             drain_deadline: None,
             idle_polls: 0,
@@ -132,34 +213,41 @@ impl Stage {
         })
     }
 
-    /// Runs until a shutdown request has been handled (then `Ok`) or a fatal error.
-    pub async fn run(mut self) -> Result<(), Error> {
-        self.stats.ready();
-        loop {
-            self.check_shutdown();
-            self.poll_sinks().await?;
-            self.commit()?;
-            let depth = self.report()?;
-            if let Some(deadline) = self.drain_deadline {
-                if self.pending.is_empty() && depth == 0 {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    warn!(
-                        in_flight = self.pending.len(),
-                        in_ring = depth,
-                        "drain timed out (a sink away?); what was not delivered stays in the ring"
-                    );
-                    break;
-                }
+    /// One turn: settle what the sinks report, release and count, report; then read and offer
+    /// new records, or wait for something to do. While draining, returns `true` instead once
+    /// nothing is left (or the drain's time is up).
+    pub async fn turn(&mut self) -> Result<bool, Error> {
+        self.poll_sinks().await?;
+        self.commit()?;
+        let depth = self.report()?;
+        if let Some(deadline) = self.drain_deadline {
+            if self.pending.is_empty() && depth == 0 {
+                return Ok(true);
             }
-            let read = self.read_new()?;
-            if read + self.offer_all().await? > 0 {
-                self.idle_polls = 0;
-                continue;
+            if Instant::now() >= deadline {
+                warn!(
+                    in_flight = self.pending.len(),
+                    in_ring = depth,
+                    "drain timed out (a sink away?); what was not delivered stays in the ring"
+                );
+                return Ok(true);
             }
-            self.wait().await?;
         }
+        let read = self.read_new()?;
+        if read + self.offer_all().await? > 0 {
+            self.idle_polls = 0;
+            return Ok(false);
+        }
+        self.wait().await?;
+        Ok(false)
+    }
+
+    /// After a shutdown request: turns until the ring is empty and nothing is held (for at most
+    /// the drain timeout), then flushes the sinks' clients.
+    pub async fn drain(&mut self) -> Result<(), Error> {
+        self.drain_deadline = Some(Instant::now() + self.settings.drain_timeout);
+        info!("shutdown requested: draining the aggregates ring");
+        while !self.turn().await? {}
         self.poll_sinks().await?;
         self.commit()?;
         let left = self
@@ -176,16 +264,8 @@ impl Stage {
             }
         }
         let depth = self.report()?;
-        info!(in_ring = depth, "emitd stopped");
+        info!(in_ring = depth, "emitd drained");
         Ok(())
-    }
-
-    fn check_shutdown(&mut self) {
-        if self.drain_deadline.is_none() && self.shutdown.requested() {
-            self.drain_deadline = Some(Instant::now() + self.settings.drain_timeout);
-            self.stats.set_state(StageState::Stopping);
-            info!("shutdown requested: draining the aggregates ring");
-        }
     }
 
     fn consumer(&mut self) -> Result<&mut Consumer<Aggregate>, Error> {

@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 
 use records::names::{counter, drop_reason, gauge, segment};
-use shm_ring::{CounterId, StageState};
+use shm_ring::CounterId;
 use stage_runtime::StageCounters;
 
 use crate::sink::SinkStatus;
@@ -162,15 +162,5 @@ impl Stats {
     /// heartbeat.
     pub fn flush(&mut self) {
         self.counters.flush();
-    }
-
-    /// Reports the stage's state.
-    pub fn set_state(&self, state: StageState) {
-        self.counters.set_state(state);
-    }
-
-    /// Reports the stage ready and wakes the supervisor (see `StageCounters::ready`).
-    pub fn ready(&self) {
-        self.counters.ready();
     }
 }

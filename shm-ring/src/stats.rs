@@ -361,7 +361,7 @@ pub struct StageWriter {
     index: usize,
 }
 
-/// A handle that only beats a stage's heartbeat, for a stage whose main loop can block in a
+/// A handle that beats a stage's heartbeat, for a stage whose main loop can block in a
 /// place where it cannot beat itself (ingestd waiting on its socket). Give it to a ticker that
 /// beats only while the loop is known to be healthy, or hang detection loses its meaning.
 #[derive(Clone)]
@@ -377,6 +377,12 @@ impl Heartbeat {
             .slot(self.index)
             .heartbeat_ms
             .store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// Sets the stage's state, as [`StageWriter::set_state`] does: for the frame a stage runs in,
+    /// which reports it ready and stopping while the stage's own code holds the writer.
+    pub fn set_state(&self, state: StageState) {
+        self.page.slot(self.index).state.store(state as u32, Ordering::Release);
     }
 }
 

@@ -1,6 +1,7 @@
 //! A stage's counters: registered once by name in the stats page, incremented locally per
 //! record, published once per batch. Also its state, and the wake-up that tells the supervisor
-//! it is ready (see [`crate::ready`]).
+//! it is ready (see [`crate::ready`]), which the frame reports through a state handle while
+//! the stage owns the counters.
 
 use std::os::fd::RawFd;
 
@@ -10,28 +11,43 @@ use shm_ring::{CounterBatch, CounterId, Heartbeat, SegmentName, StageState, Stag
 pub struct StageCounters {
     writer: StageWriter,
     batch: CounterBatch,
+    state: StateHandle,
+}
+
+/// Reports a stage's state in its slot, and wakes the supervisor when that state is `Running`.
+/// [`StageCounters::set_state`] and the frame ([`crate::run`]) both report through one.
+#[derive(Clone)]
+pub(crate) struct StateHandle {
+    slot: Heartbeat,
     /// The supervisor's readiness pipe, when it started this stage.
     ready_fd: Option<RawFd>,
+}
+
+impl StateHandle {
+    pub(crate) fn set(&self, state: StageState) {
+        self.slot.set_state(state);
+        if state == StageState::Running {
+            if let Some(fd) = self.ready_fd {
+                // After the state is stored, so that the supervisor finds it when it looks.
+                crate::ready::wake(fd);
+            }
+        }
+    }
 }
 
 impl StageCounters {
     /// Takes the stage's writer role in the stats page `page`.
     pub fn attach(page: &SegmentName, stage: &str) -> Result<Self, shm_ring::Error> {
-        Ok(StageCounters {
-            writer: StageWriter::attach(page, stage)?,
-            batch: CounterBatch::default(),
+        let writer = StageWriter::attach(page, stage)?;
+        let state = StateHandle {
+            slot: writer.heartbeat_handle(),
             ready_fd: crate::ready::from_env(),
+        };
+        Ok(StageCounters {
+            writer,
+            batch: CounterBatch::default(),
+            state,
         })
-    }
-
-    /// [`StageCounters::attach`], retrying for up to `patience` while a predecessor still holds
-    /// the slot (see [`crate::patiently`]).
-    pub fn attach_patiently(
-        page: &SegmentName,
-        stage: &str,
-        patience: std::time::Duration,
-    ) -> Result<Self, shm_ring::Error> {
-        crate::patiently(patience, || Self::attach(page, stage))
     }
 
     /// Registers (or finds, after a restart) a counter.
@@ -81,22 +97,18 @@ impl StageCounters {
         self.writer.heartbeat_handle()
     }
 
-    /// Reports the stage's state. `Running` means ready: the supervisor is woken as by
-    /// [`StageCounters::ready`].
+    /// Reports the stage's state. `Running` means ready: the supervisor that started the stage
+    /// is woken and takes it as started. The frame reports `Running` when
+    /// [`Stage::start`](crate::Stage::start) returns and `Stopping` before
+    /// [`Stage::drain`](crate::Stage::drain); a stage calls this itself only if it announces its
+    /// own readiness ([`Ready::Announced`](crate::Ready::Announced): ingestd).
     pub fn set_state(&self, state: StageState) {
-        self.writer.set_state(state);
-        if state == StageState::Running {
-            if let Some(fd) = self.ready_fd {
-                // After the state is stored, so that the supervisor finds it when it looks.
-                crate::ready::wake(fd);
-            }
-        }
+        self.state.set(state);
     }
 
-    /// Reports the stage ready (`Running`) and wakes the supervisor that started it, which then
-    /// takes it as started. Call it once the stage has attached everything it needs.
-    pub fn ready(&self) {
-        self.set_state(StageState::Running);
+    /// The handle the frame reports the stage's state through.
+    pub(crate) fn state_handle(&self) -> StateHandle {
+        self.state.clone()
     }
 
     /// Reports the depth of a ring this stage consumes.

@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 use shm_ring::{Consumer, Producer, Record, SegmentName, WaitStrategy};
 use telemetry_config::Config;
 
+/// How long a stage retries attaching to a segment (a ring role, its stats slot, a table) while a
+/// predecessor still holds it or the supervisor is still creating it: the one patience of every
+/// stage ([`Context`](crate::Context) attaches with it). A SIGKILLed predecessor's roles are
+/// released by the kernel as its descriptors close, within milliseconds; a predecessor that is
+/// still exiting (draining, dumping core) may hold them for seconds. 10 s is the supervisor's
+/// own patience when it prepares the segments, and a third of its default start timeout, so a
+/// stage that cannot attach fails and is restarted with backoff long before it is taken for hung.
+/// Waiting costs nothing when the role is free: the first attempt succeeds.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
 /// The segment `name` (see `records::names::segment`) of this configuration's pipeline.
 pub fn segment(config: &Config, name: &str) -> Result<SegmentName, shm_ring::Error> {
     SegmentName::new(&config.pipeline.prefix, name)
