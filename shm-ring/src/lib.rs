@@ -97,7 +97,6 @@
 
 mod clock;
 mod consumer;
-mod control;
 mod dir;
 mod error;
 mod futex;
@@ -114,7 +113,6 @@ mod wait;
 
 pub use clock::unix_ms;
 pub use consumer::{Consumer, PopError, ReadChunk};
-pub use control::{ControlSlot, StatsControl};
 pub use dir::{prepare_dir, SHM_DIR};
 pub use error::{Error, Result};
 pub use layout::LAYOUT_VERSION;
@@ -124,8 +122,9 @@ pub use record::Record;
 pub use ring::{create, Created, IfExists, RingOptions};
 pub use segment::{list, remove, remove_all, remove_segments, Access, Pages, PrefixGuard, SegmentName};
 pub use stats::{
-    create_stats_page, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState, StageWriter,
-    StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
+    create_stats_page, ControlSlot, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState,
+    StageWriter, StatsControl, StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS,
+    MAX_STAGES,
 };
 pub use table::{create_table, create_table_with, Table, USER_WORDS};
 pub use wait::WaitStrategy;

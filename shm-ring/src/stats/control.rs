@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::clock::monotonic_ms;
 use crate::error::{Error, Result};
 use crate::segment::SegmentName;
-use crate::stats::{Page, StageSlot, StageState};
+use crate::stats::layout::{Page, StageSlot};
+use crate::stats::StageState;
 #[cfg(doc)]
 use crate::stats::{StageSnapshot, StatsReader, CONTROL_WORDS};
 
