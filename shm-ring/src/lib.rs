@@ -96,37 +96,29 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod clock;
-mod consumer;
-mod dir;
 mod error;
-mod futex;
 mod layout;
-mod observer;
-mod producer;
-mod protocol;
 mod record;
-mod ring;
-mod segment;
-mod stats;
-mod table;
-mod wait;
+pub mod ring;
+pub mod segment;
+pub mod stats;
+pub mod table;
 
 pub use clock::unix_ms;
-pub use consumer::{Consumer, PopError, ReadChunk};
-pub use dir::{prepare_dir, SHM_DIR};
 pub use error::{Error, Result};
-pub use layout::LAYOUT_VERSION;
-pub use observer::RingObserver;
-pub use producer::{Producer, PushError, WriteChunk};
 pub use record::Record;
-pub use ring::{create, Created, IfExists, RingOptions};
-pub use segment::{list, remove, remove_all, remove_segments, Access, Pages, PrefixGuard, SegmentName};
+pub use ring::{
+    create, Consumer, PopError, Producer, PushError, ReadChunk, RingObserver, RingOptions, WaitStrategy, WriteChunk,
+};
+pub use segment::{
+    list, prepare_dir, remove, remove_all, remove_segments, Access, Created, IfExists, Pages, PrefixGuard, SegmentName,
+    LAYOUT_VERSION, SHM_DIR,
+};
 pub use stats::{
     create_stats_page, ControlSlot, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState,
     StageWriter, StatsControl, StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS,
     MAX_STAGES,
 };
 pub use table::{create_table, create_table_with, Table, USER_WORDS};
-pub use wait::WaitStrategy;
 
 pub use bytemuck;

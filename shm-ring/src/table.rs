@@ -16,10 +16,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
+use crate::layout::shape_of;
 use crate::layout::{self, HeaderFields, KIND_TABLE, LINE, TABLE_ROWS_OFFSET};
 use crate::record::Record;
-use crate::ring::{shape_of, Created, IfExists};
-use crate::segment::{Access, Mapping, Pages, SegmentName};
+use crate::segment::{Access, Created, IfExists, Mapping, Pages, SegmentName};
 
 /// Number of user words in a table's second line.
 pub const USER_WORDS: usize = LINE / 8;

@@ -7,9 +7,9 @@ use crate::clock::monotonic_ms;
 use crate::error::Result;
 use crate::segment::SegmentName;
 use crate::stats::layout::{name_str, read_name, Page, MAX_COUNTERS, MAX_RINGS};
-use crate::stats::{StageState, CONTROL_WORDS};
 #[cfg(doc)]
 use crate::stats::StatsControl;
+use crate::stats::{StageState, CONTROL_WORDS};
 
 /// A read-only view of the page (`O_RDONLY`, `PROT_READ`): works when the supervisor is hung or
 /// gone and needs no write permission.

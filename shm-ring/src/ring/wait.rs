@@ -9,9 +9,9 @@
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+use super::futex;
+use super::protocol::{self, Std};
 use crate::error::Result;
-use crate::futex;
-use crate::protocol::{self, Std};
 
 /// How a producer waits for space or a consumer waits for records.
 ///

@@ -1,28 +1,48 @@
-//! Creating a ring segment, and the typed view of one that producers, consumers and observers
-//! share.
+//! The ring: a lock-free single-producer single-consumer queue of fixed-size
+//! [`Record`]s in a segment of its own. [`create`] makes one (see [`RingOptions`]);
+//! a [`Producer`] and a [`Consumer`], usually in two processes, attach to it; a [`RingObserver`]
+//! watches it read-only; a [`WaitStrategy`] says how a blocked side waits.
+//!
+//! ```
+//! use shm_ring::ring::{create, RingOptions};
+//! use shm_ring::{Consumer, Producer, Record, SegmentName};
+//! # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+//! # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+//! let name = SegmentName::new(&format!("doc-ring-{}", std::process::id()), "samples")?;
+//! let _guard = shm_ring::segment::PrefixGuard::new(name.prefix());
+//! create::<Sample>(&name, &RingOptions::new(8))?;
+//! Producer::<Sample>::attach(&name)?.push_slice(&[Sample { seq: 1 }])?;
+//! assert_eq!(Consumer::<Sample>::attach(&name)?.pop().unwrap(), Sample { seq: 1 });
+//! # Ok::<(), shm_ring::Error>(())
+//! ```
+//!
+//! Inside: `producer.rs` and `consumer.rs` are the two ends; `protocol.rs` is the publish and
+//! sleep protocol they share (checked with loom); `wait.rs` and `futex.rs` are the waiting; this
+//! file creates rings and holds the checked, typed mapping (`RingMap`) that all of them use.
+
+mod consumer;
+mod futex;
+mod observer;
+mod producer;
+mod protocol;
+mod wait;
+
+pub use consumer::{Consumer, PopError, ReadChunk};
+pub use observer::RingObserver;
+pub use producer::{Producer, PushError, WriteChunk};
+pub use wait::WaitStrategy;
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
+use crate::layout::shape_of;
 use crate::layout::{
     self, ConsumerLine, HeaderFields, ProducerLine, RingGeometry, RingShape, WaitLine, KIND_RING, LINE, MAX_CAPACITY,
-    MAX_RECORD_SIZE, RING_SLOTS_OFFSET,
+    RING_SLOTS_OFFSET,
 };
 use crate::record::Record;
-use crate::segment::{Access, Mapping, SegmentName};
-
-/// What [`create`] does when a segment of that name is already there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IfExists {
-    /// Return [`Error::AlreadyExists`].
-    Fail,
-    /// Keep it, with everything queued in it, if its header is valid for this record type and
-    /// capacity; otherwise replace it. This is what a restarted supervisor wants.
-    Adopt,
-    /// Replace it with an empty ring.
-    Replace,
-}
+use crate::segment::{Access, Created, IfExists, Mapping, SegmentName};
 
 /// How to create a ring. `capacity` must be a power of two between 2 and 2^32.
 ///
@@ -73,23 +93,6 @@ impl RingOptions {
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
-}
-
-/// What [`create`] found and did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Created {
-    /// A new, empty ring.
-    New,
-    /// An existing ring was kept; `depth` records were queued in it.
-    Adopted {
-        /// Records queued at the time of adoption.
-        depth: u64,
-    },
-    /// An existing segment was replaced by a new, empty ring; `reason` says why.
-    Replaced {
-        /// Why the old segment could not be kept.
-        reason: String,
-    },
 }
 
 /// Creates the ring segment `name` for records of type `T`. Neither role is taken: the producer
@@ -190,38 +193,6 @@ fn ensure_roles_free<T: Record>(ring: &RingMap<T>, name: &SegmentName) -> Result
         }
     }
     Ok(())
-}
-
-pub(crate) fn shape_of<T: Record>() -> Result<RingShape<'static>> {
-    let shape = RingShape {
-        type_name: T::TYPE_NAME,
-        record_size: std::mem::size_of::<T>(),
-        record_align: std::mem::align_of::<T>(),
-    };
-    if shape.record_size == 0 || shape.record_size > MAX_RECORD_SIZE {
-        return Err(Error::InvalidParameter {
-            reason: format!(
-                "record {} has size {}, outside 1..=1 MiB",
-                T::TYPE_NAME,
-                shape.record_size
-            ),
-        });
-    }
-    if shape.record_align > LINE {
-        return Err(Error::InvalidParameter {
-            reason: format!(
-                "record {} is aligned to {} bytes, more than {LINE}",
-                T::TYPE_NAME,
-                shape.record_align
-            ),
-        });
-    }
-    if T::TYPE_NAME.is_empty() || T::TYPE_NAME.len() > layout::TYPE_NAME_LEN || T::TYPE_NAME.contains('\0') {
-        return Err(Error::InvalidParameter {
-            reason: format!("record type name {:?} must be 1 to 64 bytes without NUL", T::TYPE_NAME),
-        });
-    }
-    Ok(shape)
 }
 
 /// A mapped ring whose header has been checked against `T`.

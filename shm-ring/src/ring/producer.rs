@@ -3,14 +3,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::futex;
+use super::protocol::{self, Std};
+use super::wait::{wait_until, WaitStrategy};
+use super::{checked_depth, RingMap};
 use crate::error::{Error, Result};
-use crate::futex;
 use crate::layout::PRODUCER_LOCK_BYTE;
-use crate::protocol::{self, Std};
 use crate::record::Record;
-use crate::ring::{checked_depth, RingMap};
 use crate::segment::SegmentName;
-use crate::wait::{wait_until, WaitStrategy};
 
 /// The only writer of one ring. At most one live `Producer` exists per ring across all processes.
 ///

@@ -14,7 +14,7 @@
 //!   others;
 //! - to read (an observer such as `telemetryctl`), the directory may belong to another user, but
 //!   the segment must have the same owner as its directory and neither may be writable by group
-//!   or others. Who that owner may be is the caller's decision ([`crate::StatsReader::owner_uid`]).
+//!   or others. Who that owner may be is the caller's decision ([`crate::stats::StatsReader::owner_uid`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
+use super::{check, checked_depth, lines};
 use crate::error::Result;
 use crate::layout::{self, HeaderFields};
-use crate::ring::{check, checked_depth, lines};
 use crate::segment::{Mapping, SegmentName};
 
 /// Watches a ring of any record type through an `O_RDONLY`, `PROT_READ` mapping. It holds no
