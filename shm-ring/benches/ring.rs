@@ -40,7 +40,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use shm_ring::{Consumer, PrefixGuard, Producer, Record, RingOptions, SegmentName, WaitStrategy};
+use shm_ring::ring::{RingOptions, WaitStrategy};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::{Consumer, Producer, Record, SegmentName};
 
 const ROLE_ENV: &str = "SHM_RING_BENCH_ROLE";
 const PREFIX_ENV: &str = "SHM_RING_BENCH_PREFIX";
@@ -609,7 +611,7 @@ fn expected_sum(n: u64) -> u64 {
 /// preempted meanwhile.
 fn shm_throughput<T: BenchRecord>(prefix: &str, run: usize, n: u64, read: &str) -> (f64, u64) {
     let name = SegmentName::new(prefix, &format!("tp{}-{run}-{read}", std::mem::size_of::<T>())).expect("name");
-    shm_ring::create::<T>(&name, &RingOptions::new(CAPACITY as u64)).expect("create ring");
+    shm_ring::ring::create::<T>(&name, &RingOptions::new(CAPACITY as u64)).expect("create ring");
     let mut producer = Producer::<T>::attach(&name).expect("attach producer");
     let mut peer = Peer::spawn(
         "throughput",
@@ -641,7 +643,7 @@ fn shm_throughput<T: BenchRecord>(prefix: &str, run: usize, n: u64, read: &str) 
     let preempted = thread_preemptions() - preempted0;
     let result = peer.finish();
     drop(producer);
-    shm_ring::remove(&name).expect("remove ring");
+    shm_ring::segment::remove(&name).expect("remove ring");
     assert_eq!(result["seen"], n);
     assert_eq!(result["sum"], expected_sum(n), "consumer saw wrong records");
     (
@@ -722,7 +724,7 @@ fn rtrb_throughput<T: Payload>(n: u64) -> (f64, u64, usize) {
 /// itself (slot arithmetic, checks, position stores and fences), without any cross-core traffic.
 fn shm_single_thread<T: BenchRecord>(prefix: &str, n: u64, iter: bool) -> f64 {
     let name = SegmentName::new(prefix, &format!("st{}", std::mem::size_of::<T>())).expect("name");
-    shm_ring::create::<T>(&name, &RingOptions::new(CAPACITY as u64)).expect("create ring");
+    shm_ring::ring::create::<T>(&name, &RingOptions::new(CAPACITY as u64)).expect("create ring");
     let mut producer = Producer::<T>::attach(&name).expect("attach producer");
     let mut consumer = Consumer::<T>::attach(&name).expect("attach consumer");
     let (mut seq, mut sum) = (0u64, 0u64);
@@ -748,7 +750,7 @@ fn shm_single_thread<T: BenchRecord>(prefix: &str, n: u64, iter: bool) -> f64 {
     }
     let ns = (now_ns() - start) as f64 / seq as f64;
     drop((producer, consumer));
-    shm_ring::remove(&name).expect("remove ring");
+    shm_ring::segment::remove(&name).expect("remove ring");
     assert_eq!(sum, expected_sum(seq));
     ns
 }
@@ -925,7 +927,7 @@ fn stream<T: BenchRecord>(prefix: &str, spec: &StreamSpec) -> Stream {
     let bytes = std::mem::size_of::<T>();
     let meter = LoadMeter::start();
     let name = SegmentName::new(prefix, &format!("{}{bytes}", spec.tag)).expect("name");
-    shm_ring::create::<T>(&name, &RingOptions::new(CAPACITY as u64)).expect("create ring");
+    shm_ring::ring::create::<T>(&name, &RingOptions::new(CAPACITY as u64)).expect("create ring");
     let mut producer = Producer::<T>::attach(&name).expect("attach producer");
     let (warmup, count) = (spec.warmup, spec.count);
     let peer = Peer::spawn(
@@ -948,7 +950,7 @@ fn stream<T: BenchRecord>(prefix: &str, spec: &StreamSpec) -> Stream {
         loop {
             match producer.push(r) {
                 Ok(()) => return,
-                Err(shm_ring::PushError::Full(back)) => {
+                Err(shm_ring::ring::PushError::Full(back)) => {
                     r = back;
                     std::hint::spin_loop();
                     // A paced stream never fills the ring unless the consumer has stopped.
@@ -958,7 +960,7 @@ fn stream<T: BenchRecord>(prefix: &str, spec: &StreamSpec) -> Stream {
                         "the consumer child stopped draining"
                     );
                 }
-                Err(shm_ring::PushError::Corrupt(_, e)) => panic!("push: {e}"),
+                Err(shm_ring::ring::PushError::Corrupt(_, e)) => panic!("push: {e}"),
             }
         }
     };
@@ -978,7 +980,7 @@ fn stream<T: BenchRecord>(prefix: &str, spec: &StreamSpec) -> Stream {
     push(T::make(STOP, now_ns()));
     let result = peer.finish();
     drop(producer);
-    shm_ring::remove(&name).expect("remove ring");
+    shm_ring::segment::remove(&name).expect("remove ring");
     let proc_cpu_pct = match (ticks0, ticks1) {
         (Some(a), Some(b)) => 100.0 * (b - a) as f64 / clock_ticks_per_sec() as f64 / ((wall1 - wall0) as f64 / 1e9),
         _ => f64::NAN,

@@ -32,7 +32,9 @@ const WRITER_LOCK_BYTE: u64 = 0;
 /// replaced (unless a live writer holds it: [`Error::RoleHeld`]).
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::segment::{Created, IfExists, PrefixGuard};
+/// # use shm_ring::table::{create_table, Table};
+/// # use shm_ring::{Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Row { key: u64, total: u64 }
 /// # impl Record for Row { const TYPE_NAME: &'static str = "Row/1"; }
 /// let name = SegmentName::new(&format!("doc-table-{}", std::process::id()), "state")?;
@@ -56,7 +58,9 @@ pub fn create_table<T: Record>(name: &SegmentName, rows: u64, if_exists: IfExist
 /// table sized for a worst case that is rarely reached.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::segment::{IfExists, Pages, PrefixGuard};
+/// # use shm_ring::table::create_table_with;
+/// # use shm_ring::{Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Row { key: u64 }
 /// # impl Record for Row { const TYPE_NAME: &'static str = "SparseRow/1"; }
 /// let name = SegmentName::new(&format!("doc-sparse-{}", std::process::id()), "text")?;

@@ -47,14 +47,14 @@ use crate::segment::{Access, Created, IfExists, Mapping, SegmentName};
 /// How to create a ring. `capacity` must be a power of two between 2 and 2^32.
 ///
 /// ```
-/// use shm_ring::{IfExists, RingOptions};
+/// use shm_ring::ring::RingOptions;
+/// use shm_ring::segment::IfExists;
 /// let opts = RingOptions::new(1024).if_exists(IfExists::Adopt);
 /// assert_eq!(opts.capacity(), 1024);
 /// ```
 #[derive(Clone, Debug)]
 pub struct RingOptions {
     capacity: u64,
-    access: Access,
     if_exists: IfExists,
     start_position: u64,
 }
@@ -64,16 +64,9 @@ impl RingOptions {
     pub fn new(capacity: u64) -> Self {
         RingOptions {
             capacity,
-            access: Access::OwnerOnly,
             if_exists: IfExists::Fail,
             start_position: 0,
         }
-    }
-
-    /// The file mode of the segment.
-    pub fn access(mut self, access: Access) -> Self {
-        self.access = access;
-        self
     }
 
     /// What to do with an existing segment of the same name.
@@ -102,14 +95,16 @@ impl RingOptions {
 /// [`Error::RoleHeld`].
 ///
 /// ```
-/// use shm_ring::{create, remove, Created, IfExists, RingOptions, SegmentName};
+/// use shm_ring::ring::{create, RingOptions};
+/// use shm_ring::segment::{remove, Created, IfExists};
+/// use shm_ring::SegmentName;
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
 /// # impl shm_ring::Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
 /// let name = SegmentName::new(&format!("doc-create-{}", std::process::id()), "samples")?;
 /// assert_eq!(create::<Sample>(&name, &RingOptions::new(64))?, Created::New);
 /// let again = RingOptions::new(64).if_exists(IfExists::Adopt);
 /// assert_eq!(create::<Sample>(&name, &again)?, Created::Adopted { depth: 0 });
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Created> {
@@ -125,7 +120,7 @@ pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Creat
     })?;
 
     let mut outcome = Created::New;
-    let mapping = match Mapping::create(name, len, opts.access) {
+    let mapping = match Mapping::create(name, len, Access::OwnerOnly) {
         Ok(m) => m,
         Err(Error::AlreadyExists { .. }) if opts.if_exists != IfExists::Fail => {
             let reason = match RingMap::<T>::open(name, true) {
@@ -146,7 +141,7 @@ pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Creat
             };
             crate::segment::remove(name)?;
             outcome = Created::Replaced { reason };
-            Mapping::create(name, len, opts.access)?
+            Mapping::create(name, len, Access::OwnerOnly)?
         }
         Err(e) => return Err(e),
     };

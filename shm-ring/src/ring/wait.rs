@@ -24,7 +24,7 @@ use crate::error::Result;
 ///
 /// ```
 /// use std::time::Duration;
-/// use shm_ring::WaitStrategy;
+/// use shm_ring::ring::WaitStrategy;
 ///
 /// // Lowest latency, burns a core while waiting: for benchmarks and tests.
 /// let spin = WaitStrategy::spin();

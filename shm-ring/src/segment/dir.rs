@@ -176,9 +176,9 @@ pub(crate) fn untrusted(path: &str, st: Option<&FileStat>, reason: &str) -> Erro
 ///
 /// ```
 /// let prefix = format!("doc-dir-{}", std::process::id());
-/// assert!(shm_ring::prepare_dir(&prefix)?, "made now");
-/// assert!(!shm_ring::prepare_dir(&prefix)?, "found");
-/// shm_ring::remove_all(&prefix)?;
+/// assert!(shm_ring::segment::prepare_dir(&prefix)?, "made now");
+/// assert!(!shm_ring::segment::prepare_dir(&prefix)?, "found");
+/// shm_ring::segment::remove_all(&prefix)?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn prepare_dir(prefix: &str) -> Result<bool> {

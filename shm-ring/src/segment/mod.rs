@@ -137,7 +137,7 @@ pub enum Created {
 
 /// File mode of a new segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// `0600`: only the owner. The default for rings.
     OwnerOnly,
     /// `0640`: the owner's group may read. For the stats page, so that an unprivileged
@@ -173,7 +173,7 @@ pub enum Pages {
 ///
 /// ```
 /// let name = shm_ring::SegmentName::new("doc-remove", "nothing-here")?;
-/// assert_eq!(shm_ring::remove(&name)?, false);
+/// assert_eq!(shm_ring::segment::remove(&name)?, false);
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn remove(name: &SegmentName) -> Result<bool> {
@@ -184,7 +184,9 @@ pub fn remove(name: &SegmentName) -> Result<bool> {
 /// panic. Tests use it so that a failing test leaves nothing in `/dev/shm`.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::ring::{create, RingOptions};
+/// # use shm_ring::segment::{list, PrefixGuard};
+/// # use shm_ring::{Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
 /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
 /// let prefix = format!("doc-guard-{}", std::process::id());
@@ -225,7 +227,7 @@ impl Drop for PrefixGuard {
 /// Lists the segments in `/dev/shm/<prefix>/`.
 ///
 /// ```
-/// assert!(shm_ring::list("doc-list-nothing")?.is_empty());
+/// assert!(shm_ring::segment::list("doc-list-nothing")?.is_empty());
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn list(prefix: &str) -> Result<Vec<SegmentName>> {
@@ -241,7 +243,7 @@ pub fn list(prefix: &str) -> Result<Vec<SegmentName>> {
 /// what it points to. Returns how many segments were removed.
 ///
 /// ```
-/// assert_eq!(shm_ring::remove_all("doc-remove-all-nothing")?, 0);
+/// assert_eq!(shm_ring::segment::remove_all("doc-remove-all-nothing")?, 0);
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn remove_all(prefix: &str) -> Result<usize> {

@@ -218,7 +218,8 @@ impl Page {
 /// the same layout and names (its counters carry on), and replaced otherwise.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::stats::{create_stats_page, CounterBatch, StageWriter, StatsReader};
+/// # use shm_ring::SegmentName;
 /// let name = SegmentName::new(&format!("doc-stats-{}", std::process::id()), "stats")?;
 /// create_stats_page(&name, &["ingestd", "decoded"], &[("raw", 1024)])?;
 /// let mut writer = StageWriter::attach(&name, "ingestd")?;
@@ -228,7 +229,7 @@ impl Page {
 /// writer.flush(&mut batch);
 /// let snap = StatsReader::open(&name)?.snapshot();
 /// assert_eq!(snap.stage("ingestd").unwrap().counter("received"), Some(10));
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn create_stats_page(name: &SegmentName, stages: &[&str], rings: &[(&str, u64)]) -> Result<()> {
