@@ -5,6 +5,33 @@
 //! Because the counters live in shared memory they survive a stage's restart: the new process
 //! re-attaches its slot and keeps counting from where the old one stopped.
 //!
+//! ```
+//! use shm_ring::stats::{create_stats_page, CounterBatch, StageState, StageWriter, StatsControl, StatsReader};
+//! use shm_ring::SegmentName;
+//!
+//! let name = SegmentName::new(&format!("doc-stats-mod-{}", std::process::id()), "stats")?;
+//! let _guard = shm_ring::segment::PrefixGuard::new(name.prefix());
+//! create_stats_page(&name, &["decoded"], &[("raw", 1024)])?;
+//!
+//! // The manager, before it spawns the stage:
+//! StatsControl::open(&name)?.stage("decoded")?.set_state(StageState::Starting, 0);
+//! // The stage:
+//! let mut writer = StageWriter::attach(&name, "decoded")?;
+//! let decoded = writer.counter("decoded")?;
+//! let mut batch = CounterBatch::default();
+//! batch.add(decoded, 3);
+//! writer.flush(&mut batch);
+//! writer.set_ring_depth("raw", 5);
+//! writer.set_state(StageState::Running);
+//! // Any observer, read-only:
+//! let snap = StatsReader::open(&name)?.snapshot();
+//! let stage = snap.stage("decoded").unwrap();
+//! assert_eq!(stage.state, Some(StageState::Running));
+//! assert_eq!((stage.counter("decoded"), stage.consistent), (Some(3), true));
+//! assert_eq!((snap.rings[0].depth, snap.rings[0].capacity), (5, 1024));
+//! # Ok::<(), shm_ring::Error>(())
+//! ```
+//!
 //! # Consistency
 //!
 //! - Every field is a single atomic word, so no single value is ever read torn.
