@@ -252,6 +252,20 @@ pub fn remove_all(prefix: &str) -> Result<usize> {
 
 /// Removes every segment of one prefix but keeps its directory (a clean stop of a pipeline
 /// whose directory was there before it started). Returns how many segments were removed.
+///
+/// ```
+/// # use shm_ring::ring::{create, RingOptions};
+/// # use shm_ring::segment::{remove_segments, PrefixGuard, SHM_DIR};
+/// # use shm_ring::{Record, SegmentName};
+/// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+/// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+/// let prefix = format!("doc-remove-segments-{}", std::process::id());
+/// let _guard = PrefixGuard::new(&prefix);
+/// create::<Sample>(&SegmentName::new(&prefix, "a")?, &RingOptions::new(8))?;
+/// assert_eq!(remove_segments(&prefix)?, 1);
+/// assert!(std::path::Path::new(SHM_DIR).join(&prefix).is_dir(), "the directory stays");
+/// # Ok::<(), shm_ring::Error>(())
+/// ```
 pub fn remove_segments(prefix: &str) -> Result<usize> {
     dir::clear(prefix, false)
 }
