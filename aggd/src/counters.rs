@@ -21,7 +21,7 @@
 //! | `windows.replaced` | starts that found a windows table of another shape or layout (window settings or `statistics` changed) and replaced it: its windows were dropped |
 
 use records::names::{counter, drop_reason, error_reason, gauge};
-use shm_ring::CounterId;
+use shm_ring::stats::CounterId;
 use stage_runtime::StageCounters;
 
 use crate::events::{Reject, Tally};

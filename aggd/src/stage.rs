@@ -45,9 +45,10 @@ use std::time::{Duration, Instant};
 
 use records::names::segment;
 use records::{Aggregate, Reading};
-use shm_ring::{
-    create_table, create_table_with, Consumer, Created, IfExists, Pages, Producer, SegmentName, Table, WaitStrategy,
-};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::segment::{Created, IfExists, Pages};
+use shm_ring::table::{create_table, create_table_with, Table};
+use shm_ring::{Consumer, Producer, SegmentName};
 use stage_runtime::{unix_ms, Context, Error};
 use telemetry_config::Config;
 use tracing::{info, warn};
@@ -352,8 +353,8 @@ pub fn open_windows(
                 warn!(segment = %name, reason = mismatch.reason, "the windows table has another shape; window state starts afresh");
                 replaced = true;
                 drop(mismatch.store);
-                shm_ring::remove(name)?;
-                shm_ring::remove(strings)?;
+                shm_ring::segment::remove(name)?;
+                shm_ring::segment::remove(strings)?;
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Where the window state lives: the `windows` table segment (a `shm_ring::Table` of 64-bit
+//! Where the window state lives: the `windows` table segment (a `shm_ring::table::Table` of 64-bit
 //! words, so that rows can be sized for the configured number of panes) and its bookkeeping
 //! words. [`MemStore`] is the same thing in process memory, for tests.
 //!
@@ -24,7 +24,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::{Pod, Zeroable};
-use shm_ring::{Table, USER_WORDS};
+use shm_ring::table::{Table, USER_WORDS};
 
 /// The table's record: one word. Rows are laid out over words by [`crate::row`].
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]

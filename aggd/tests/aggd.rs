@@ -15,9 +15,10 @@ use std::time::Duration;
 use bytemuck::Zeroable;
 use records::names::{segment, stage};
 use records::{Aggregate, FixedText, Reading, Statistics};
-use shm_ring::{
-    create, create_stats_page, unix_ms, Consumer, PrefixGuard, Producer, RingOptions, SegmentName, StatsReader,
-};
+use shm_ring::ring::{create, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{create_stats_page, StatsReader};
+use shm_ring::{unix_ms, Consumer, Producer, SegmentName};
 use test_brokers::{wait_for, Process, TempDir};
 
 const SIGTERM: i32 = 15;
@@ -258,7 +259,7 @@ fn exact_aggregates_per_key_and_sigterm_exits_0() {
     assert_eq!(p.counter("forwarded"), total);
 
     assert_eq!(p.stop(), Some(0), "SIGTERM exits 0");
-    let left: Vec<String> = shm_ring::list(&p.prefix)
+    let left: Vec<String> = shm_ring::segment::list(&p.prefix)
         .unwrap()
         .iter()
         .map(|n| n.name().to_owned())
@@ -486,7 +487,7 @@ fn a_bad_configuration_exits_2_before_touching_anything() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("config"), "{err}");
     }
-    assert!(shm_ring::list(&prefix).unwrap().is_empty());
+    assert!(shm_ring::segment::list(&prefix).unwrap().is_empty());
 }
 
 #[test]
@@ -550,7 +551,7 @@ fn a_windows_table_of_the_previous_layout_is_replaced_on_first_start() {
         ..telemetry_config::Aggd::default()
     })
     .unwrap();
-    shm_ring::create_table::<OldWord>(&name, cfg.words(), shm_ring::IfExists::Fail).unwrap();
+    shm_ring::table::create_table::<OldWord>(&name, cfg.words(), shm_ring::segment::IfExists::Fail).unwrap();
     let (windows, opened) = aggd::stage::open_windows(&name, &strings, cfg).unwrap();
     assert!(opened.fresh && opened.replaced, "{opened:?}");
     drop(windows);

@@ -39,7 +39,7 @@ impl Default for Pipeline {
     }
 }
 
-/// `[wait]`: how an idle stage waits on its input ring (see `shm_ring::WaitStrategy`).
+/// `[wait]`: how an idle stage waits on its input ring (see `shm_ring::ring::WaitStrategy`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Wait {

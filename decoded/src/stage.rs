@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use records::names::{counter, segment};
 use records::{RawRecord, Reading};
-use shm_ring::{Consumer, CounterId, Producer, WaitStrategy};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::stats::CounterId;
+use shm_ring::{Consumer, Producer};
 use stage_runtime::{Context, Error, StageCounters};
 
 use crate::decode::decode;
@@ -273,7 +275,10 @@ mod tests {
 
     use records::names::{error_reason, stage};
     use records::{ContentType, FixedText};
-    use shm_ring::{create, create_stats_page, PrefixGuard, RingOptions, SegmentName, StatsReader};
+    use shm_ring::ring::{create, RingOptions};
+    use shm_ring::segment::PrefixGuard;
+    use shm_ring::stats::{create_stats_page, StatsReader};
+    use shm_ring::SegmentName;
     use telemetry_config::Decoded;
 
     use super::*;
@@ -486,7 +491,7 @@ mod tests {
         let mut stage = rings.stage();
         // Four readings fit; the raw records they came from, and the rejected one, are committed.
         assert_eq!(stage.poll(Duration::from_secs(10)).unwrap(), 5);
-        let observer = shm_ring::RingObserver::attach(&rings.raw).unwrap();
+        let observer = shm_ring::ring::RingObserver::attach(&rings.raw).unwrap();
         assert_eq!(observer.positions(), (7, 5));
         assert_eq!(rings.counter(counter::RECEIVED), 5);
         // Full: a poll handles nothing, waits out its timeout, and commits nothing.

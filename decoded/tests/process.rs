@@ -16,10 +16,10 @@ use decoded::format::FormatChooser;
 use decoded::stage::decode_raw;
 use records::names::{counter, error_reason, segment, stage};
 use records::{ContentType, FixedText, RawRecord, Reading};
-use shm_ring::{
-    create, create_stats_page, Consumer, PrefixGuard, Producer, RingObserver, RingOptions, SegmentName, StageState,
-    StatsControl, StatsReader,
-};
+use shm_ring::ring::{create, RingObserver, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{create_stats_page, StageState, StatsControl, StatsReader};
+use shm_ring::{Consumer, Producer, SegmentName};
 use telemetry_config::Decoded;
 use test_brokers::{wait_for, Process, TempDir};
 
@@ -512,7 +512,7 @@ fn a_bad_config_exits_2_before_touching_anything() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        shm_ring::list(&prefix).unwrap().is_empty(),
+        shm_ring::segment::list(&prefix).unwrap().is_empty(),
         "no segment was created or opened"
     );
 

@@ -2,7 +2,7 @@
 //!
 //! emitd runs on a tokio current-thread runtime: one thread drives the NATS connection, the
 //! publishes and the acks (librdkafka runs its own threads). The ring's wait is blocking by
-//! design (spin, naps, then a futex sleep; see `shm_ring::WaitStrategy`), and blocking that
+//! design (spin, naps, then a futex sleep; see `shm_ring::ring::WaitStrategy`), and blocking that
 //! thread would stop the connection task from writing what was just published, answering pings
 //! or reconnecting. So an idle emitd hands the consumer to tokio's blocking pool for one wait of
 //! at most a short timeout and takes it back afterwards; the runtime thread stays free meanwhile.
@@ -16,7 +16,8 @@
 
 use std::time::Duration;
 
-use shm_ring::{Consumer, Record, WaitStrategy};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::{Consumer, Record};
 
 /// Waits on the blocking pool until `consumer`'s ring holds at least one record beyond the
 /// committed position, or `timeout` passes. Returns the number ready (0 on timeout).

@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 
 use records::names::{counter, drop_reason, gauge, segment};
-use shm_ring::CounterId;
+use shm_ring::stats::CounterId;
 use stage_runtime::StageCounters;
 
 use crate::sink::SinkStatus;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use records::names::segment;
 use records::RawRecord;
-use shm_ring::{Heartbeat, StageState};
+use shm_ring::stats::{Heartbeat, StageState};
 use stage_runtime::{Context, Error, Ready};
 use tokio::net::unix::pipe;
 use tokio::runtime::Runtime;

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use loadgen::mqtt::varint;
 use records::names::{counter, segment, session, stage};
 use records::RawRecord;
-use shm_ring::{Consumer, SegmentName, StatsReader};
+use shm_ring::stats::StatsReader;
+use shm_ring::{Consumer, SegmentName};
 use test_brokers::{wait_for, Process, TempDir};
 
 const LONG: Duration = Duration::from_secs(60);

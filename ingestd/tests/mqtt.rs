@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use records::names::{counter, drop_reason, segment, session, stage};
 use records::{RawRecord, RAW_TOPIC_MAX};
-use shm_ring::{Consumer, PrefixGuard, SegmentName, StatsReader};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::StatsReader;
+use shm_ring::{Consumer, SegmentName};
 use test_brokers::{wait_for, Mosquitto, Process, TempDir};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -66,7 +68,7 @@ impl Pipeline {
 
     fn running(&self) -> bool {
         let reader = StatsReader::open(&SegmentName::new(&self.prefix, segment::STATS).unwrap()).unwrap();
-        reader.snapshot().stage(stage::INGESTD).unwrap().state == Some(shm_ring::StageState::Running)
+        reader.snapshot().stage(stage::INGESTD).unwrap().state == Some(shm_ring::stats::StageState::Running)
     }
 }
 

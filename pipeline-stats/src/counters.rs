@@ -5,7 +5,7 @@
 //! `poison.skipped`).
 
 use records::names::{counter, gauge, stage};
-use shm_ring::{StageSnapshot, StatsSnapshot};
+use shm_ring::stats::{StageSnapshot, StatsSnapshot};
 
 /// Prefix of the counters of messages a stage dropped (see `records::names::drop_reason`).
 pub const DROPPED_PREFIX: &str = "dropped.";

@@ -2,7 +2,7 @@
 //! crate's, `telemetryctl`'s and the supervisor's Prometheus text): one definition, so that they
 //! all read the same ingestd.
 
-use shm_ring::{StageSnapshot, StageState, CONTROL_WORDS};
+use shm_ring::stats::{StageSnapshot, StageState, CONTROL_WORDS};
 
 /// ingestd as the json and prometheus tests see it: 10 received, 8 forwarded, 2 dropped, one
 /// counter outside the balance (a real one: `records::names::session::CONNECTS`).

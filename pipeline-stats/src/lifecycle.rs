@@ -1,7 +1,7 @@
 //! The supervisor's side of the stats page: what the control words of each stage slot mean.
 //!
 //! shm-ring stores [`CONTROL_WORDS`] atomic words per stage and gives them no meaning (see
-//! `shm_ring::StatsControl`). This module is their only interpreter, for the supervisor that
+//! `shm_ring::stats::StatsControl`). This module is their only interpreter, for the supervisor that
 //! writes them and for `telemetryctl`, which shows them and asks for restarts through them:
 //!
 //! | word | meaning | written by |
@@ -17,7 +17,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::Ordering;
 
-use shm_ring::{SegmentName, StageSnapshot, StageState, StatsControl, CONTROL_WORDS};
+use shm_ring::stats::{StageSnapshot, StageState, StatsControl, CONTROL_WORDS};
+use shm_ring::SegmentName;
 
 /// The control words this module uses, by index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +188,7 @@ impl Lifecycle {
     }
 
     /// The page's slot of `stage`, for its state, pid and heartbeat.
-    pub fn slot(&self, stage: &str) -> Result<shm_ring::ControlSlot<'_>, shm_ring::Error> {
+    pub fn slot(&self, stage: &str) -> Result<shm_ring::stats::ControlSlot<'_>, shm_ring::Error> {
         self.control.stage(stage)
     }
 

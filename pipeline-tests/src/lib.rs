@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use records::names::{segment, stage};
 use records::{Aggregate, RawRecord, Reading};
-use shm_ring::{create, create_stats_page, PrefixGuard, RingOptions, SegmentName, StatsReader, StatsSnapshot};
+use shm_ring::ring::{create, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{create_stats_page, StatsReader, StatsSnapshot};
+use shm_ring::SegmentName;
 use telemetry_config::Config;
 use test_brokers::{binary, Mosquitto, Nats, Process, TempDir};
 
@@ -284,7 +287,7 @@ impl Pipeline {
                 .iter()
                 .filter_map(|s| {
                     let st = snap.as_ref()?.stage(s)?;
-                    (st.state == Some(shm_ring::StageState::Running) && st.pid != 0 && alive(st.pid))
+                    (st.state == Some(shm_ring::stats::StageState::Running) && st.pid != 0 && alive(st.pid))
                         .then(|| (s.to_string(), st.pid))
                 })
                 .collect();

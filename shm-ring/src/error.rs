@@ -187,4 +187,4 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Shorthand for this crate's results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::record::Record;
 
 /// `"SHMRING1"`, little-endian: the value of `magic` once a segment is ready.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
@@ -89,6 +90,39 @@ impl RingShape<'_> {
             self.type_name, self.record_size, self.record_align, LAYOUT_VERSION
         )
     }
+}
+
+/// The shape of `T`, checked against what a segment can hold: size, alignment, type name.
+pub(crate) fn shape_of<T: Record>() -> Result<RingShape<'static>> {
+    let shape = RingShape {
+        type_name: T::TYPE_NAME,
+        record_size: std::mem::size_of::<T>(),
+        record_align: std::mem::align_of::<T>(),
+    };
+    if shape.record_size == 0 || shape.record_size > MAX_RECORD_SIZE {
+        return Err(Error::InvalidParameter {
+            reason: format!(
+                "record {} has size {}, outside 1..=1 MiB",
+                T::TYPE_NAME,
+                shape.record_size
+            ),
+        });
+    }
+    if shape.record_align > LINE {
+        return Err(Error::InvalidParameter {
+            reason: format!(
+                "record {} is aligned to {} bytes, more than {LINE}",
+                T::TYPE_NAME,
+                shape.record_align
+            ),
+        });
+    }
+    if T::TYPE_NAME.is_empty() || T::TYPE_NAME.len() > TYPE_NAME_LEN || T::TYPE_NAME.contains('\0') {
+        return Err(Error::InvalidParameter {
+            reason: format!("record type name {:?} must be 1 to 64 bytes without NUL", T::TYPE_NAME),
+        });
+    }
+    Ok(shape)
 }
 
 /// A ring geometry that has been checked against the mapping it lives in.

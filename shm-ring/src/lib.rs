@@ -1,13 +1,14 @@
 //! Crash-safe, lock-free single-producer single-consumer rings of fixed-size records in POSIX
-//! shared memory (`/dev/shm`), and a stats page that processes share for counters and
-//! heartbeats.
+//! shared memory (`/dev/shm`), a stats page that processes share for counters and heartbeats,
+//! and tables of records that outlive the process writing them.
 //!
 //! The telemetry pipeline runs each stage as its own process so that one can crash or be
 //! restarted while the others keep running. The rings between them therefore live outside every
 //! process: a segment in `/dev/shm` that outlives its producer and its consumer.
 //!
 //! ```
-//! use shm_ring::{create, remove, Consumer, Producer, Record, RingOptions, SegmentName};
+//! use shm_ring::ring::{create, RingOptions};
+//! use shm_ring::{Consumer, Producer, Record, SegmentName};
 //!
 //! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 //! #[repr(C)]
@@ -32,9 +33,22 @@
 //! assert_eq!(chunk.iter().next(), Some(&Reading { seq: 1, value: 21.5 }));
 //! chunk.commit_all();
 //!
-//! shm_ring::remove_all(name.prefix())?;
+//! shm_ring::segment::remove_all(name.prefix())?;
 //! # Ok::<(), shm_ring::Error>(())
 //! ```
+//!
+//! # What is where
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ring`] | the ring: [`create`](ring::create) and its options, the [`Producer`] and [`Consumer`] ends, a read-only [`RingObserver`](ring::RingObserver), [`WaitStrategy`](ring::WaitStrategy) |
+//! | [`stats`] | the stats page: each stage's counters, heartbeat and state, ring gauges, its manager's control words |
+//! | [`table`] | a table: a fixed number of records that survive their writer's restart |
+//! | [`segment`] | what all three live in: [`SegmentName`], the pipeline's directory, what creation does with a taken name, listing and removal |
+//!
+//! The root re-exports only what nearly every user needs: [`Producer`], [`Consumer`], [`Record`],
+//! [`SegmentName`], [`Error`] (the one error type of every module), [`unix_ms`] and `bytemuck`
+//! (whose `Pod` derive a [`Record`] needs).
 //!
 //! # Guarantees when a process dies
 //!
@@ -45,7 +59,7 @@
 //!   its write position (`Release`). A consumer reads only slots below the position it loaded
 //!   (`Acquire`). A producer killed mid-write has published nothing of the record it was writing.
 //! - **At-least-once, with a bounded duplicate window.** A consumer releases records by storing
-//!   its read position after it has handled them ([`ReadChunk::commit`]). If it dies before the
+//!   its read position after it has handled them ([`ReadChunk::commit`](ring::ReadChunk::commit)). If it dies before the
 //!   commit, its successor reads those records again. The duplicates are at most the records
 //!   read but not yet committed: one chunk, if the consumer commits each chunk once it has
 //!   handled it. A stage that must not forward duplicates can use [`Consumer::position`] to
@@ -67,7 +81,7 @@
 //! checked on its descriptor; segments are opened relative to it. To create or write, the
 //! directory and the segment must belong to this process's euid; to read, the segment must
 //! belong to its directory's owner (which the caller may check further:
-//! [`StatsReader::owner_uid`]); nothing writable by group or others is ever used. Anything else
+//! [`StatsReader::owner_uid`](stats::StatsReader::owner_uid)); nothing writable by group or others is ever used. Anything else
 //! is [`Error::ForeignOwner`] or [`Error::Untrusted`], naming the path: never adopted, replaced
 //! or followed.
 //!
@@ -88,7 +102,7 @@
 //!
 //! # Waiting
 //!
-//! See [`WaitStrategy`]: spin, then nap for a latency budget, then sleep on a futex. The peer
+//! See [`WaitStrategy`](ring::WaitStrategy): spin, then nap for a latency budget, then sleep on a futex. The peer
 //! makes the wake system call only when the sleeper has said it sleeps, so under load no system
 //! call is made per record or per batch.
 
@@ -96,38 +110,18 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod clock;
-mod consumer;
-mod control;
-mod dir;
 mod error;
-mod futex;
 mod layout;
-mod observer;
-mod producer;
-mod protocol;
 mod record;
-mod ring;
-mod segment;
-mod stats;
-mod table;
-mod wait;
+pub mod ring;
+pub mod segment;
+pub mod stats;
+pub mod table;
 
 pub use clock::unix_ms;
-pub use consumer::{Consumer, PopError, ReadChunk};
-pub use control::{ControlSlot, StatsControl};
-pub use dir::{prepare_dir, SHM_DIR};
-pub use error::{Error, Result};
-pub use layout::LAYOUT_VERSION;
-pub use observer::RingObserver;
-pub use producer::{Producer, PushError, WriteChunk};
+pub use error::Error;
 pub use record::Record;
-pub use ring::{create, Created, IfExists, RingOptions};
-pub use segment::{list, remove, remove_all, remove_segments, Access, Pages, PrefixGuard, SegmentName};
-pub use stats::{
-    create_stats_page, CounterBatch, CounterId, Heartbeat, RingSnapshot, StageSnapshot, StageState, StageWriter,
-    StatsReader, StatsSnapshot, CONTROL_WORDS, MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
-};
-pub use table::{create_table, create_table_with, Table, USER_WORDS};
-pub use wait::WaitStrategy;
+pub use ring::{Consumer, Producer};
+pub use segment::SegmentName;
 
 pub use bytemuck;

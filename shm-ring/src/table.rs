@@ -16,10 +16,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
+use crate::layout::shape_of;
 use crate::layout::{self, HeaderFields, KIND_TABLE, LINE, TABLE_ROWS_OFFSET};
 use crate::record::Record;
-use crate::ring::{shape_of, Created, IfExists};
-use crate::segment::{Access, Mapping, Pages, SegmentName};
+use crate::segment::{Access, Created, IfExists, Mapping, Pages, SegmentName};
 
 /// Number of user words in a table's second line.
 pub const USER_WORDS: usize = LINE / 8;
@@ -32,7 +32,9 @@ const WRITER_LOCK_BYTE: u64 = 0;
 /// replaced (unless a live writer holds it: [`Error::RoleHeld`]).
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::segment::{Created, IfExists, PrefixGuard};
+/// # use shm_ring::table::{create_table, Table};
+/// # use shm_ring::{Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Row { key: u64, total: u64 }
 /// # impl Record for Row { const TYPE_NAME: &'static str = "Row/1"; }
 /// let name = SegmentName::new(&format!("doc-table-{}", std::process::id()), "state")?;
@@ -56,7 +58,9 @@ pub fn create_table<T: Record>(name: &SegmentName, rows: u64, if_exists: IfExist
 /// table sized for a worst case that is rarely reached.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::segment::{IfExists, Pages, PrefixGuard};
+/// # use shm_ring::table::create_table_with;
+/// # use shm_ring::{Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Row { key: u64 }
 /// # impl Record for Row { const TYPE_NAME: &'static str = "SparseRow/1"; }
 /// let name = SegmentName::new(&format!("doc-sparse-{}", std::process::id()), "text")?;

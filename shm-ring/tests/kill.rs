@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use shm_ring::{create, PrefixGuard, Producer, Record, RingObserver, RingOptions, SegmentName};
+use shm_ring::ring::{create, RingObserver, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::{Producer, Record, SegmentName};
 
 const PEER: &str = env!("CARGO_BIN_EXE_shm-ring-peer");
 const BATCH: usize = 64;

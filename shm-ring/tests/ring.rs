@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use shm_ring::*;
+use shm_ring::ring::{create, PopError, RingObserver, RingOptions, WaitStrategy};
+use shm_ring::segment::{list, prepare_dir, remove_all, Created, IfExists, PrefixGuard};
+use shm_ring::stats::create_stats_page;
+use shm_ring::{Consumer, Error, Producer, Record, SegmentName};
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]

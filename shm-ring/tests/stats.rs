@@ -5,7 +5,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use shm_ring::*;
+use shm_ring::ring::{create, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{
+    create_stats_page, CounterBatch, RingSnapshot, StageState, StageWriter, StatsControl, StatsReader, CONTROL_WORDS,
+    MAX_COUNTERS, MAX_NAME_LEN, MAX_RINGS, MAX_STAGES,
+};
+use shm_ring::{Error, Record, SegmentName};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

@@ -1,7 +1,9 @@
 //! Tables: contents survive the writer, one writer at a time, and wrong or damaged segments are
 //! refused.
 
-use shm_ring::*;
+use shm_ring::segment::{Created, IfExists, PrefixGuard};
+use shm_ring::table::{create_table, Table, USER_WORDS};
+use shm_ring::{Error, Record, SegmentName};
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]

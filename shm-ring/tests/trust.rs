@@ -8,7 +8,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use shm_ring::*;
+use shm_ring::ring::{create, RingObserver, RingOptions};
+use shm_ring::segment::{prepare_dir, remove_all, remove_segments, PrefixGuard, SHM_DIR};
+use shm_ring::stats::{create_stats_page, StatsReader};
+use shm_ring::{Error, Producer, Record, SegmentName};
 
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
@@ -225,8 +228,13 @@ fn a_segment_larger_than_dev_shm_is_no_space_at_creation_and_leaves_nothing() {
 #[test]
 fn a_table_asked_to_allocate_on_first_touch_is_sparse() {
     let (_g, name) = scratch("sparse");
-    shm_ring::create_table_with::<Rec>(&name, 1 << 16, shm_ring::IfExists::Fail, shm_ring::Pages::OnFirstTouch)
-        .unwrap();
+    shm_ring::table::create_table_with::<Rec>(
+        &name,
+        1 << 16,
+        shm_ring::segment::IfExists::Fail,
+        shm_ring::segment::Pages::OnFirstTouch,
+    )
+    .unwrap();
     let meta = std::fs::metadata(name.path()).unwrap();
     // Only the header's page was written.
     assert!(
@@ -236,7 +244,7 @@ fn a_table_asked_to_allocate_on_first_touch_is_sparse() {
         meta.len()
     );
     let reserved = SegmentName::new(name.prefix(), "reserved").unwrap();
-    shm_ring::create_table::<Rec>(&reserved, 1 << 16, shm_ring::IfExists::Fail).unwrap();
+    shm_ring::table::create_table::<Rec>(&reserved, 1 << 16, shm_ring::segment::IfExists::Fail).unwrap();
     let meta = std::fs::metadata(reserved.path()).unwrap();
     assert!(
         meta.blocks() * 512 >= meta.len(),

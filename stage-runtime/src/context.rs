@@ -1,7 +1,8 @@
 //! What a stage's [`start`](crate::Stage::start) gets from the frame: the configuration, the
 //! shutdown flag, and attaching to the pipeline's segments with the one [`PATIENCE`].
 
-use shm_ring::{Consumer, Producer, Record, SegmentName, WaitStrategy};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::{Consumer, Producer, Record, SegmentName};
 use telemetry_config::Config;
 
 use crate::counters::StateHandle;

@@ -5,7 +5,8 @@
 
 use std::os::fd::RawFd;
 
-use shm_ring::{CounterBatch, CounterId, Heartbeat, SegmentName, StageState, StageWriter};
+use shm_ring::stats::{CounterBatch, CounterId, Heartbeat, StageState, StageWriter};
+use shm_ring::SegmentName;
 
 /// A stage's slot in the stats page plus the batch of increments not yet published.
 pub struct StageCounters {
@@ -66,7 +67,7 @@ impl StageCounters {
     ///
     /// ```
     /// # let name = shm_ring::SegmentName::new(&format!("doc-gauge-{}", std::process::id()), "stats").unwrap();
-    /// # shm_ring::create_stats_page(&name, &["emitd"], &[]).unwrap();
+    /// # shm_ring::stats::create_stats_page(&name, &["emitd"], &[]).unwrap();
     /// let mut counters = stage_runtime::StageCounters::attach(&name, "emitd").unwrap();
     /// let backlog = counters.id("gauge.backlog.nats").unwrap();
     /// counters.set_gauge(backlog, 7);
@@ -74,7 +75,7 @@ impl StageCounters {
     /// counters.flush();
     /// assert_eq!(counters.published(backlog), 3);
     /// # drop(counters);
-    /// # shm_ring::remove_all(name.prefix()).unwrap();
+    /// # shm_ring::segment::remove_all(name.prefix()).unwrap();
     /// ```
     pub fn set_gauge(&mut self, id: CounterId, value: u64) {
         // The batch carries increments: the step from what readers will see after the flush.
@@ -92,7 +93,7 @@ impl StageCounters {
         self.writer.flush(&mut self.batch);
     }
 
-    /// A handle that beats the heartbeat from elsewhere (see `shm_ring::Heartbeat`).
+    /// A handle that beats the heartbeat from elsewhere (see `shm_ring::stats::Heartbeat`).
     pub fn heartbeat_handle(&self) -> Heartbeat {
         self.writer.heartbeat_handle()
     }

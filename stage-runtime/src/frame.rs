@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use telemetry_config::Config;
 use tracing::{error, info};
 
@@ -17,7 +17,7 @@ use crate::{init_logging, Context, Error, Shutdown};
 /// blocks on it in each `step` and in `drain`: the frame's loop stays the same for all.
 ///
 /// ```
-/// use shm_ring::{CounterId, StageState, StatsReader};
+/// use shm_ring::stats::{CounterId, StageState, StatsReader};
 /// use stage_runtime::{Context, Error, Shutdown, StageCounters};
 ///
 /// /// Counts ticks; asks for its own shutdown after three, as SIGTERM would.
@@ -53,7 +53,7 @@ use crate::{init_logging, Context, Error, Shutdown};
 ///
 /// let prefix = format!("doc-frame-{}", std::process::id());
 /// let page = shm_ring::SegmentName::new(&prefix, "stats")?;
-/// shm_ring::create_stats_page(&page, &["ticker"], &[])?;
+/// shm_ring::stats::create_stats_page(&page, &["ticker"], &[])?;
 /// let config = telemetry_config::Config::from_toml(&format!("[pipeline]\nprefix = \"{prefix}\"\n"))?;
 ///
 /// // What `stage_runtime::run::<Ticker>("ticker")` does after the command line, logging and signals:
@@ -63,7 +63,7 @@ use crate::{init_logging, Context, Error, Shutdown};
 /// let ticker = snapshot.stage("ticker").unwrap();
 /// assert_eq!(ticker.counter("ticks"), Some(3));
 /// assert_eq!(ticker.state, Some(StageState::Stopping), "reported by the frame before the drain");
-/// shm_ring::remove_all(&prefix)?;
+/// shm_ring::segment::remove_all(&prefix)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Stage: Sized {

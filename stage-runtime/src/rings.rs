@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use shm_ring::{Consumer, Producer, Record, SegmentName, WaitStrategy};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::{Consumer, Producer, Record, SegmentName};
 use telemetry_config::Config;
 
 /// How long a stage retries attaching to a segment (a ring role, its stats slot, a table) while a

@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use shm_ring::{create_stats_page, PrefixGuard, SegmentName, StageState, StatsReader};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{create_stats_page, StageState, StatsReader};
+use shm_ring::SegmentName;
 use stage_runtime::{run_with, Context, Error, Ready, Shutdown, Stage, StageCounters};
 use telemetry_config::Config;
 

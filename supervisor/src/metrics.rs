@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use records::names::segment;
-use shm_ring::{RingObserver, SegmentName, StatsReader};
+use shm_ring::ring::RingObserver;
+use shm_ring::stats::StatsReader;
+use shm_ring::SegmentName;
 use telemetry_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;

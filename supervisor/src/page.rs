@@ -8,7 +8,8 @@
 
 use pipeline_stats::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use records::names::{counter, segment, stage, supervisor_counter};
-use shm_ring::{CounterId, SegmentName, StageState};
+use shm_ring::stats::{CounterId, StageState};
+use shm_ring::SegmentName;
 use stage_runtime::StageCounters;
 
 /// The supervisor's own counters in the stats page.

@@ -1,7 +1,7 @@
 //! Poison records ([`Poison`]): a record that kills the stage reading it would, restarted, kill it
 //! again, in a loop that ends only at the restart intensity. When a stage dies `poison_attempts`
 //! times in a row while handling the same input record (its ring's processing marker, see
-//! `shm_ring::RingObserver::processing`), the supervisor replaces that one record in place with
+//! `shm_ring::ring::RingObserver::processing`), the supervisor replaces that one record in place with
 //! an empty one (`shm_ring::Consumer::replace_at`: every position stays as it was), counts it,
 //! and writes the original to a bounded dead-letter file for inspection. The restarted stage
 //! counts the empty record as bad input (decoded: `error.malformed`), so every message still ends

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use records::names::{segment, stage};
 use records::{Aggregate, RawRecord, Reading};
-use shm_ring::{create, create_stats_page, Created, IfExists, RingOptions, SegmentName};
+use shm_ring::ring::{create, RingOptions};
+use shm_ring::segment::{Created, IfExists};
+use shm_ring::stats::create_stats_page;
+use shm_ring::SegmentName;
 use telemetry_config::Config;
 use tracing::info;
 
@@ -39,7 +42,7 @@ pub struct Prepared {
 /// `patience` for roles still held by stages of a previous supervisor (they die with it, but not
 /// instantly).
 pub fn prepare(config: &Config, patience: Duration) -> Result<Prepared, shm_ring::Error> {
-    let made_dir = shm_ring::prepare_dir(&config.pipeline.prefix)?;
+    let made_dir = shm_ring::segment::prepare_dir(&config.pipeline.prefix)?;
     let deadline = Instant::now() + patience;
     loop {
         match try_prepare(config) {
@@ -123,9 +126,9 @@ fn try_prepare(config: &Config) -> Result<(), shm_ring::Error> {
 /// supervisor made it.
 pub fn remove(config: &Config, prepared: Prepared) -> Result<usize, shm_ring::Error> {
     if prepared.made_dir {
-        shm_ring::remove_all(&config.pipeline.prefix)
+        shm_ring::segment::remove_all(&config.pipeline.prefix)
     } else {
-        shm_ring::remove_segments(&config.pipeline.prefix)
+        shm_ring::segment::remove_segments(&config.pipeline.prefix)
     }
 }
 

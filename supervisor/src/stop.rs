@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use tracing::info;
 
 use crate::child::Supervised;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pipeline_stats::lifecycle::{ExitStatus, HangReason};
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use stage_runtime::Shutdown;
 use telemetry_config::Config;
 use tracing::{error, info, warn};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pipeline_tests::{alive, expectations, Collector, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, stage};
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use test_brokers::{binary, wait_for, Mosquitto, Nats, Process};
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use shm_ring::{PrefixGuard, SHM_DIR};
+use shm_ring::segment::{PrefixGuard, SHM_DIR};
 use test_brokers::{Process, TempDir};
 
 /// How long the supervisor may take to refuse before the test calls it hung (a guard against a
@@ -46,7 +46,7 @@ impl Scene {
     fn new(test: &str) -> Scene {
         let prefix = format!("test-squat-{test}-{}", std::process::id());
         let guard = PrefixGuard::new(&prefix);
-        let _ = shm_ring::remove_all(&prefix);
+        let _ = shm_ring::segment::remove_all(&prefix);
         let s = Scene {
             prefix,
             _guard: guard,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use pipeline_stats::lifecycle::{HangReason, StageLifecycle};
 use pipeline_tests::{alive, expectations, loadgen, times, Collector, Expected, Pipeline, PATIENCE};
 use records::names::{counter, drop_reason, segment, stage, supervisor_counter};
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use test_brokers::{binary, free_port, wait_for, Mosquitto, Nats, Process, TempDir};
 
 /// ingestd keeps a persistent session, so that the broker holds messages for it while it
@@ -312,7 +312,7 @@ fn a_clean_stop_loses_nothing_and_leaves_no_segments() {
     let p = Pipeline::configure("clean-stop", &mqtt, &nats, "");
     // The directory is there before the supervisor, as tmpfiles.d makes it at boot: a clean stop
     // empties it but keeps it, so that no other user can take the name while the pipeline is down.
-    assert!(shm_ring::prepare_dir(&p.prefix).unwrap(), "made here");
+    assert!(shm_ring::segment::prepare_dir(&p.prefix).unwrap(), "made here");
     let collector = Collector::start(&nats.url(), &p.subjects());
     let mut supervisor = p.supervise(&[]);
     let pids = p.wait_running();
@@ -330,8 +330,11 @@ fn a_clean_stop_loses_nothing_and_leaves_no_segments() {
     supervisor.signal(15);
     assert_eq!(supervisor.wait_exit(PATIENCE), Some(0));
     assert!(pids.values().all(|pid| !alive(*pid)), "every stage stopped");
-    assert!(shm_ring::list(&p.prefix).unwrap().is_empty(), "segments removed");
-    let dir = std::path::Path::new(shm_ring::SHM_DIR).join(&p.prefix);
+    assert!(
+        shm_ring::segment::list(&p.prefix).unwrap().is_empty(),
+        "segments removed"
+    );
+    let dir = std::path::Path::new(shm_ring::segment::SHM_DIR).join(&p.prefix);
     assert!(dir.is_dir(), "a directory that was there before the start is kept");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "and left empty");
     // Everything ingestd accepted was aggregated and published before the stages exited.
@@ -374,7 +377,9 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     });
     assert_eq!(supervisor.wait_exit(PATIENCE), Some(0));
     assert!(
-        !std::path::Path::new(shm_ring::SHM_DIR).join(&p.prefix).exists(),
+        !std::path::Path::new(shm_ring::segment::SHM_DIR)
+            .join(&p.prefix)
+            .exists(),
         "the segment directory this supervisor made is removed with the segments"
     );
 }

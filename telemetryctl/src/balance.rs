@@ -51,7 +51,7 @@
 
 use pipeline_stats::counters::{sum_prefix, value, DROPPED_PREFIX, ERROR_PREFIX};
 use records::names::{counter, http, segment, stage};
-use shm_ring::{StageSnapshot, StatsSnapshot};
+use shm_ring::stats::{StageSnapshot, StatsSnapshot};
 
 /// Whether a check is inside one stage or between two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pipeline_stats::lifecycle::Lifecycle;
 use records::names::stage;
-use shm_ring::StatsReader;
+use shm_ring::stats::StatsReader;
 use telemetry_config::Config;
 
 use crate::args::{Command, Invocation, StatsArgs, USAGE};
@@ -204,7 +204,7 @@ fn restart(s: &Settings, stage_name: &str) -> Result<i32, CtlError> {
     if let Ok(reader) = StatsReader::open(&name) {
         let snap = reader.snapshot();
         match snap.stage(stage::SUPERVISOR) {
-            Some(sup) if sup.state == Some(shm_ring::StageState::Running) => {
+            Some(sup) if sup.state == Some(shm_ring::stats::StageState::Running) => {
                 if let Some(age) = sup.heartbeat_age_ms.filter(|a| *a >= s.hang_timeout_ms) {
                     out.push_str(&format!(
                         "warning: the supervisor's heartbeat is {} old; the restart happens when it runs again\n",

@@ -2,7 +2,7 @@
 //! UTC timestamps, rates, and left/right-aligned text columns.
 
 use pipeline_stats::lifecycle::ExitStatus;
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 
 /// A duration in milliseconds, compactly: `250ms`, `12.3s`, `5m02s`, `1h02m`, `3d04h`.
 pub fn duration_ms(ms: u64) -> String {

@@ -12,7 +12,7 @@
 
 use pipeline_stats::lifecycle::{ExitStatus, StageLifecycle};
 use records::names::{gauge, stage};
-use shm_ring::{StageState, StatsSnapshot};
+use shm_ring::stats::{StageState, StatsSnapshot};
 
 use crate::format;
 
@@ -54,7 +54,7 @@ fn problem_of(stats: &StatsSnapshot, name: &str, max_heartbeat_age_ms: u64) -> O
 
 /// A running stage whose server does not accept its connection on some wire (its
 /// `gauge.connected.<wire>` is 0), with the cause of the last failed attempt.
-fn disconnected(s: &shm_ring::StageSnapshot) -> Option<String> {
+fn disconnected(s: &shm_ring::stats::StageSnapshot) -> Option<String> {
     let wires: Vec<String> = s
         .counters
         .iter()

@@ -196,7 +196,7 @@ mod tests {
     use crate::balance;
     use crate::sample::RingView;
     use pipeline_stats::fixtures::{ingestd_sample, stage};
-    use shm_ring::StatsSnapshot;
+    use shm_ring::stats::StatsSnapshot;
     use std::time::Instant;
 
     fn sample() -> Sample {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use pipeline_stats::counters::{classify, CounterKind};
-use shm_ring::StatsSnapshot;
+use shm_ring::stats::StatsSnapshot;
 
 /// Per-second rates of every counter present in the later snapshot (gauges have none).
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +55,7 @@ mod tests {
     use super::*;
     use pipeline_stats::fixtures::stage;
 
-    fn stats(stages: Vec<shm_ring::StageSnapshot>) -> StatsSnapshot {
+    fn stats(stages: Vec<shm_ring::stats::StageSnapshot>) -> StatsSnapshot {
         StatsSnapshot { stages, rings: vec![] }
     }
 

@@ -12,7 +12,9 @@
 use std::time::Instant;
 
 use records::names::segment;
-use shm_ring::{RingObserver, SegmentName, StatsReader, StatsSnapshot};
+use shm_ring::ring::RingObserver;
+use shm_ring::stats::{StatsReader, StatsSnapshot};
+use shm_ring::SegmentName;
 
 /// Attempts at reading a settled sample before showing an unsettled one.
 pub const SETTLE_ATTEMPTS: usize = 5;
@@ -64,7 +66,7 @@ impl Sample {
 
 /// The path of the stats page of pipeline `prefix`, for messages.
 pub fn page_path(prefix: &str) -> String {
-    format!("{}/{prefix}/{}", shm_ring::SHM_DIR, segment::STATS)
+    format!("{}/{prefix}/{}", shm_ring::segment::SHM_DIR, segment::STATS)
 }
 
 /// The stats page's segment name.
@@ -156,7 +158,7 @@ fn observe_rings(prefix: &str, stats: &StatsSnapshot, owner: u32) -> Vec<RingVie
 }
 
 fn o_name(prefix: &str, name: &str) -> String {
-    format!("{}/{prefix}/{name}", shm_ring::SHM_DIR)
+    format!("{}/{prefix}/{name}", shm_ring::segment::SHM_DIR)
 }
 
 /// Why a ring could not be observed, briefly.

@@ -5,7 +5,7 @@
 use pipeline_stats::counters::{ordered_stages, sorted_counters};
 use pipeline_stats::lifecycle::StageLifecycle;
 use records::names::counter;
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 
 use crate::balance::Balance;
 use crate::format::{self, columns, Align};
@@ -170,7 +170,7 @@ mod tests {
     use crate::sample::RingView;
     use pipeline_stats::fixtures::stage;
     use pipeline_stats::lifecycle::ExitStatus;
-    use shm_ring::StatsSnapshot;
+    use shm_ring::stats::StatsSnapshot;
     use std::time::Instant;
 
     fn sample() -> Sample {

@@ -6,7 +6,7 @@
 //! "ok" would be a lie.
 
 use nix::unistd::{Uid, User};
-use shm_ring::StatsReader;
+use shm_ring::stats::StatsReader;
 
 use crate::error::{page_error, Access, CtlError, EXIT_UNTRUSTED};
 use crate::sample::{page_name, page_path};

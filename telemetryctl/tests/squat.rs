@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use records::names::{segment, stage};
-use shm_ring::{create_stats_page, PrefixGuard, SegmentName, SHM_DIR};
+use shm_ring::segment::{PrefixGuard, SHM_DIR};
+use shm_ring::stats::create_stats_page;
+use shm_ring::SegmentName;
 use test_brokers::TempDir;
 
 fn is_root() -> bool {
@@ -32,7 +34,7 @@ impl Scene {
     fn new(test: &str, user: &str) -> Scene {
         let prefix = format!("test-squat-{test}-{}", std::process::id());
         let guard = PrefixGuard::new(&prefix);
-        let _ = shm_ring::remove_all(&prefix);
+        let _ = shm_ring::segment::remove_all(&prefix);
         let s = Scene {
             prefix,
             _guard: guard,

@@ -15,9 +15,10 @@ use pipeline_stats::lifecycle::{ExitStatus, HangReason, Lifecycle};
 use records::names::{counter, drop_reason, error_reason, segment, stage};
 use records::{Aggregate, ContentType, RawRecord, Reading};
 use serde_json::Value;
-use shm_ring::{
-    create, create_stats_page, CounterBatch, PrefixGuard, Producer, RingOptions, SegmentName, StageState, StageWriter,
-};
+use shm_ring::ring::{create, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{create_stats_page, CounterBatch, StageState, StageWriter};
+use shm_ring::{Producer, SegmentName};
 use test_brokers::TempDir;
 
 /// Heartbeat limit for `status` in tests: the heartbeats written just before are always younger.
@@ -37,7 +38,7 @@ impl Fixture {
     fn new(test: &str) -> Fixture {
         let prefix = format!("test-ctl-{test}-{}", std::process::id());
         let guard = PrefixGuard::new(&prefix);
-        let _ = shm_ring::remove_all(&prefix);
+        let _ = shm_ring::segment::remove_all(&prefix);
         let mut stages: Vec<&str> = stage::ALL.to_vec();
         stages.push(stage::SUPERVISOR);
         let f = Fixture {
@@ -475,7 +476,7 @@ fn another_layout_or_a_corrupt_page_is_a_clear_error() {
     patch(
         &f.shm_path(segment::STATS),
         8,
-        &(shm_ring::LAYOUT_VERSION + 1).to_le_bytes(),
+        &(shm_ring::segment::LAYOUT_VERSION + 1).to_le_bytes(),
     );
     for args in [&["stats"][..], &["status"], &["restart", "emitd"]] {
         let r = f.ctl(args);
@@ -485,7 +486,8 @@ fn another_layout_or_a_corrupt_page_is_a_clear_error() {
             "{args:?}: {r:?}"
         );
         assert!(
-            r.stderr.contains(&format!("layout {}", shm_ring::LAYOUT_VERSION + 1)),
+            r.stderr
+                .contains(&format!("layout {}", shm_ring::segment::LAYOUT_VERSION + 1)),
             "{r:?}"
         );
     }
@@ -500,7 +502,7 @@ fn another_layout_or_a_corrupt_page_is_a_clear_error() {
 
     // A ring where the stats page should be.
     let h = Fixture::new("kind");
-    shm_ring::remove(&h.name(segment::STATS)).unwrap();
+    shm_ring::segment::remove(&h.name(segment::STATS)).unwrap();
     create::<RawRecord>(&h.name(segment::STATS), &RingOptions::new(2)).unwrap();
     let r = h.ctl(&["status"]);
     assert_eq!(r.code, 5, "{r:?}");

@@ -15,7 +15,10 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use records::names::{segment, stage};
 use records::{Aggregate, FixedText};
-use shm_ring::{PrefixGuard, Producer, RingObserver, RingOptions, SegmentName, StageSnapshot, StatsReader};
+use shm_ring::ring::{RingObserver, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{StageSnapshot, StatsReader};
+use shm_ring::{Producer, SegmentName};
 use test_brokers::{wait_for, Process, TempDir};
 
 /// A hang guard, never a speed requirement.
@@ -72,10 +75,10 @@ impl Pipeline {
     ) -> Pipeline {
         let prefix = format!("test-emitd-{name}-{}", std::process::id());
         let guard = PrefixGuard::new(&prefix);
-        let _ = shm_ring::remove_all(&prefix);
+        let _ = shm_ring::segment::remove_all(&prefix);
         let aggregates = SegmentName::new(&prefix, segment::AGGREGATES).unwrap();
-        shm_ring::create::<Aggregate>(&aggregates, &RingOptions::new(ring)).unwrap();
-        shm_ring::create_stats_page(
+        shm_ring::ring::create::<Aggregate>(&aggregates, &RingOptions::new(ring)).unwrap();
+        shm_ring::stats::create_stats_page(
             &SegmentName::new(&prefix, segment::STATS).unwrap(),
             &stage::ALL,
             &[

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use records::names::counter;
 use records::RawRecord;
-use shm_ring::{CounterId, Producer};
+use shm_ring::stats::CounterId;
+use shm_ring::Producer;
 use stage_runtime::StageCounters;
 use tracing::warn;
 

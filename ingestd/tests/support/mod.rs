@@ -14,7 +14,10 @@ use std::time::Duration;
 use records::names::segment;
 use records::names::stage;
 use records::{ContentType, RawRecord};
-use shm_ring::{create, create_stats_page, Consumer, PrefixGuard, RingOptions, SegmentName, StatsReader};
+use shm_ring::ring::{create, RingOptions};
+use shm_ring::segment::PrefixGuard;
+use shm_ring::stats::{create_stats_page, StatsReader};
+use shm_ring::{Consumer, SegmentName};
 use test_brokers::{free_port, wait_for, Process, TempDir};
 
 /// A hang guard, never a speed assertion.
@@ -109,7 +112,7 @@ impl Ingestd {
         self
     }
 
-    pub fn stats(&self) -> shm_ring::StageSnapshot {
+    pub fn stats(&self) -> shm_ring::stats::StageSnapshot {
         let reader = StatsReader::open(&SegmentName::new(&self.prefix, segment::STATS).unwrap()).unwrap();
         reader.snapshot().stage(stage::INGESTD).unwrap().clone()
     }
@@ -119,7 +122,7 @@ impl Ingestd {
     }
 
     pub fn running(&self) -> bool {
-        self.stats().state == Some(shm_ring::StageState::Running)
+        self.stats().state == Some(shm_ring::stats::StageState::Running)
     }
 
     pub fn consumer(&self) -> Consumer<RawRecord> {

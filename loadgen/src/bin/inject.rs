@@ -36,9 +36,10 @@ use loadgen::{cbor, readings};
 use records::names::{counter, segment, stage};
 use records::{Aggregate, ContentType, RawRecord, Reading};
 use shm_ring::bytemuck::Zeroable;
-use shm_ring::{
-    create, create_stats_page, unix_ms, IfExists, Producer, RingOptions, SegmentName, StatsReader, WaitStrategy,
-};
+use shm_ring::ring::{create, RingOptions, WaitStrategy};
+use shm_ring::segment::IfExists;
+use shm_ring::stats::{create_stats_page, StatsReader};
+use shm_ring::{unix_ms, Producer, SegmentName};
 use telemetry_config::Config;
 
 struct Args {
@@ -199,7 +200,7 @@ fn run(a: &Args) -> Result<(), String> {
     let config = Config::load(std::path::Path::new(&a.config)).map_err(|e| e.to_string())?;
     let prefix = config.pipeline.prefix.clone();
     if a.remove {
-        let n = shm_ring::remove_all(&prefix).map_err(|e| e.to_string())?;
+        let n = shm_ring::segment::remove_all(&prefix).map_err(|e| e.to_string())?;
         println!("inject removed={n} prefix={prefix}");
         return Ok(());
     }

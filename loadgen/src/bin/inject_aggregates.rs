@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use records::names::{counter, segment, stage};
 use records::Aggregate;
-use shm_ring::{Producer, SegmentName, StatsReader, WaitStrategy};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::stats::StatsReader;
+use shm_ring::{Producer, SegmentName};
 use telemetry_config::Config;
 
 struct Args {

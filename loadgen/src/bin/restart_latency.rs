@@ -13,7 +13,8 @@
 use std::time::{Duration, Instant};
 
 use records::names::segment;
-use shm_ring::{SegmentName, StageState, StatsReader};
+use shm_ring::stats::{StageState, StatsReader};
+use shm_ring::SegmentName;
 use telemetry_config::Config;
 
 struct Args {

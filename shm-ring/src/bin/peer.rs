@@ -16,7 +16,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shm_ring::{Consumer, Producer, Record, SegmentName, WaitStrategy};
+use shm_ring::ring::WaitStrategy;
+use shm_ring::{Consumer, Producer, Record, SegmentName};
 
 macro_rules! records {
     ($($name:ident = $bytes:literal),*) => {$(

@@ -16,7 +16,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use pipeline_stats::lifecycle::ExitStatus;
-use shm_ring::RingObserver;
+use shm_ring::ring::RingObserver;
 use stage_runtime::Backoff;
 use tracing::{error, warn};
 

@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use pipeline_stats::counters::{classify, ordered_stages, CounterKind};
 use pipeline_stats::lifecycle::StageLifecycle;
 use records::names::{counter, gauge, stage};
-use shm_ring::{StageState, StatsSnapshot};
+use shm_ring::stats::{StageState, StatsSnapshot};
 
 /// Escapes a label value: backslash, double quote and line feed.
 pub fn escape_label(v: &str) -> String {

@@ -14,7 +14,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use records::names::http;
 use records::{ContentType, RawRecord};
-use shm_ring::CounterId;
+use shm_ring::stats::CounterId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use records::names::http;
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use telemetry_config::Ingestd;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;

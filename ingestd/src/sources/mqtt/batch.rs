@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use records::names::{drop_reason, gauge, session};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::AsyncClient;
-use shm_ring::CounterId;
+use shm_ring::stats::CounterId;
 use telemetry_config::WhenRingFull;
 use tracing::{info, warn};
 

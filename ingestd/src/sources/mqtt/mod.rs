@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
-use shm_ring::StageState;
+use shm_ring::stats::StageState;
 use stage_runtime::Backoff;
 use telemetry_config::Config;
 use tracing::{error, info, warn};

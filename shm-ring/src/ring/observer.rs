@@ -3,16 +3,17 @@
 
 use std::sync::atomic::Ordering;
 
+use super::{check, checked_depth, lines};
 use crate::error::Result;
 use crate::layout::{self, HeaderFields};
-use crate::ring::{check, checked_depth, lines};
 use crate::segment::{Mapping, SegmentName};
 
 /// Watches a ring of any record type through an `O_RDONLY`, `PROT_READ` mapping. It holds no
 /// role and takes no lock, so any number of observers can watch while the pipeline runs.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::ring::{create, RingObserver, RingOptions};
+/// # use shm_ring::{Producer, Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
 /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
 /// let name = SegmentName::new(&format!("doc-observer-{}", std::process::id()), "samples")?;
@@ -21,7 +22,7 @@ use crate::segment::{Mapping, SegmentName};
 /// let observer = RingObserver::attach(&name)?;
 /// assert_eq!(observer.record_type(), "Sample/1");
 /// assert_eq!((observer.depth()?, observer.capacity()), (3, 16));
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct RingObserver {
@@ -39,7 +40,7 @@ impl RingObserver {
         Ok(RingObserver { map, header })
     }
 
-    /// The uid that owns the ring and its directory (see [`crate::StatsReader::owner_uid`]).
+    /// The uid that owns the ring and its directory (see [`crate::stats::StatsReader::owner_uid`]).
     pub fn owner_uid(&self) -> u32 {
         self.map.owner()
     }
@@ -77,7 +78,7 @@ impl RingObserver {
 
     /// The position of the record the consumer is handling, or was handling when it died, if
     /// that record is still in the ring (not committed). `None` when the consumer is between
-    /// chunks or has not used [`ReadChunk::iter`](crate::ReadChunk::iter).
+    /// chunks or has not used [`ReadChunk::iter`](crate::ring::ReadChunk::iter).
     pub fn processing(&self) -> Option<u64> {
         let (_, c, _) = lines(&self.map);
         let marker = c.processing.load(Ordering::Relaxed);

@@ -3,19 +3,20 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::futex;
+use super::protocol::{self, Std};
+use super::wait::{wait_until, WaitStrategy};
+use super::{checked_depth, RingMap};
 use crate::error::{Error, Result};
-use crate::futex;
 use crate::layout::PRODUCER_LOCK_BYTE;
-use crate::protocol::{self, Std};
 use crate::record::Record;
-use crate::ring::{checked_depth, RingMap};
 use crate::segment::SegmentName;
-use crate::wait::{wait_until, WaitStrategy};
 
 /// The only writer of one ring. At most one live `Producer` exists per ring across all processes.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::ring::{create, RingOptions};
+/// # use shm_ring::{Error, Producer, Record, SegmentName};
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
 /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
 /// let name = SegmentName::new(&format!("doc-producer-{}", std::process::id()), "samples")?;
@@ -25,7 +26,7 @@ use crate::wait::{wait_until, WaitStrategy};
 /// assert!(matches!(Producer::<Sample>::attach(&name), Err(Error::RoleHeld { .. })));
 /// assert!(producer.push(Sample { seq: 1 }).is_ok());
 /// assert_eq!(producer.free_slots()?, 3);
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct Producer<T: Record> {
@@ -90,7 +91,8 @@ impl<T: Record> Producer<T> {
     /// skips nor repeats work (for example, a stage stores its input position in each record).
     ///
     /// ```
-    /// # use shm_ring::*;
+    /// # use shm_ring::ring::{create, RingOptions};
+    /// # use shm_ring::{Producer, Record, SegmentName};
     /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
     /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
     /// # let name = SegmentName::new(&format!("doc-last-{}", std::process::id()), "samples")?;
@@ -101,7 +103,7 @@ impl<T: Record> Producer<T> {
     /// drop(producer); // or killed
     /// let producer = Producer::<Sample>::attach(&name)?;
     /// assert_eq!(producer.last_published(), Some(Sample { seq: 41 }));
-    /// # shm_ring::remove_all(name.prefix())?;
+    /// # shm_ring::segment::remove_all(name.prefix())?;
     /// # Ok::<(), shm_ring::Error>(())
     /// ```
     pub fn last_published(&self) -> Option<T> {
@@ -120,7 +122,9 @@ impl<T: Record> Producer<T> {
     /// batch and recording it leaves this ahead.
     ///
     /// ```
-    /// # use shm_ring::*;
+    /// # use shm_ring::ring::{create, RingOptions};
+    /// # use shm_ring::segment::PrefixGuard;
+    /// # use shm_ring::{Producer, Record, SegmentName};
     /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
     /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
     /// # let name = SegmentName::new(&format!("doc-published-{}", std::process::id()), "samples")?;
@@ -146,7 +150,9 @@ impl<T: Record> Producer<T> {
     /// record at the same moment (`Consumer::replace_at`): use the copies as hints only.
     ///
     /// ```
-    /// # use shm_ring::*;
+    /// # use shm_ring::ring::{create, RingOptions};
+    /// # use shm_ring::segment::PrefixGuard;
+    /// # use shm_ring::{Producer, Record, SegmentName};
     /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
     /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
     /// # let name = SegmentName::new(&format!("doc-recent-{}", std::process::id()), "samples")?;
@@ -235,7 +241,8 @@ impl<T: Record> Producer<T> {
     /// [`WriteChunk::commit`]; dropping the chunk publishes nothing.
     ///
     /// ```
-    /// # use shm_ring::*;
+    /// # use shm_ring::ring::{create, RingOptions};
+    /// # use shm_ring::{Producer, Record, SegmentName};
     /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
     /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
     /// # let name = SegmentName::new(&format!("doc-chunk-{}", std::process::id()), "samples")?;
@@ -249,7 +256,7 @@ impl<T: Record> Producer<T> {
     /// }
     /// chunk.commit_all(); // one store publishes all five
     /// assert_eq!(producer.free_slots()?, 3);
-    /// # shm_ring::remove_all(name.prefix())?;
+    /// # shm_ring::segment::remove_all(name.prefix())?;
     /// # Ok::<(), shm_ring::Error>(())
     /// ```
     pub fn write_chunk(&mut self, max: usize) -> Result<WriteChunk<'_, T>> {

@@ -14,7 +14,7 @@
 //!   others;
 //! - to read (an observer such as `telemetryctl`), the directory may belong to another user, but
 //!   the segment must have the same owner as its directory and neither may be writable by group
-//!   or others. Who that owner may be is the caller's decision ([`crate::StatsReader::owner_uid`]).
+//!   or others. Who that owner may be is the caller's decision ([`crate::stats::StatsReader::owner_uid`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -176,9 +176,9 @@ pub(crate) fn untrusted(path: &str, st: Option<&FileStat>, reason: &str) -> Erro
 ///
 /// ```
 /// let prefix = format!("doc-dir-{}", std::process::id());
-/// assert!(shm_ring::prepare_dir(&prefix)?, "made now");
-/// assert!(!shm_ring::prepare_dir(&prefix)?, "found");
-/// shm_ring::remove_all(&prefix)?;
+/// assert!(shm_ring::segment::prepare_dir(&prefix)?, "made now");
+/// assert!(!shm_ring::segment::prepare_dir(&prefix)?, "found");
+/// shm_ring::segment::remove_all(&prefix)?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn prepare_dir(prefix: &str) -> Result<bool> {

@@ -1,14 +1,10 @@
-//! Shared memory segments: naming, exclusive creation with every page reserved, opening
-//! (read-write or read-only) with owner and mode checks, mapping, removal, and the per-role locks
-//! that keep a ring to one producer and one consumer.
-//!
-//! Rings, tables and the stats page are all built on [`Mapping`]. A segment is a file in its
-//! pipeline's directory `/dev/shm/<prefix>/` (see [`crate::dir`] for why and for the trust
-//! rules); nothing here knows what is inside it.
+//! A mapped segment ([`Mapping`]): exclusive creation with every page reserved (or sparse, for
+//! a table that asks), opening read-write or read-only after the owner and mode checks of
+//! [`super::dir`], the mapping itself, and the per-byte OFD locks that hold roles (a ring's
+//! producer and consumer, a stage's writer, a table's writer).
 
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::ptr::NonNull;
 
 use nix::errno::Errno;
@@ -17,111 +13,11 @@ use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::stat::{fchmod, fstat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::dir::{self, PrefixDir, Purpose};
+use super::dir::{self, PrefixDir, Purpose};
+use super::{Access, Pages, SegmentName};
 use crate::error::{Error, Result};
 
-/// Longest prefix or name we accept; the whole object name must stay well below `NAME_MAX` (255).
-const MAX_PART_LEN: usize = 100;
-
-/// The name of one segment: a prefix shared by all segments of one pipeline (the name of its
-/// directory in `/dev/shm`), and the segment's own name (a file in that directory). It displays
-/// as the file's path, which every error names.
-///
-/// Both parts may only use `[A-Za-z0-9_-]` (the prefix may also contain `.`, but not start with
-/// one), so a name can never reach outside its directory or be confused with another pipeline's.
-///
-/// ```
-/// let name = shm_ring::SegmentName::new("plant-a", "raw")?;
-/// assert_eq!(name.to_string(), "/dev/shm/plant-a/raw");
-/// assert!(shm_ring::SegmentName::new("plant-a", "../etc").is_err());
-/// # Ok::<(), shm_ring::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SegmentName {
-    prefix: String,
-    name: String,
-}
-
-impl SegmentName {
-    /// Checks both parts and joins them.
-    pub fn new(prefix: &str, name: &str) -> Result<Self> {
-        check_part(prefix, true)?;
-        check_part(name, false)?;
-        Ok(SegmentName {
-            prefix: prefix.to_owned(),
-            name: name.to_owned(),
-        })
-    }
-
-    /// The pipeline prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The segment's own name, without the prefix.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The segment's file: `/dev/shm/<prefix>/<name>`.
-    pub fn path(&self) -> PathBuf {
-        dir::dir_path(&self.prefix).join(&self.name)
-    }
-}
-
-impl std::fmt::Display for SegmentName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", dir::SHM_DIR, self.prefix, self.name)
-    }
-}
-
-pub(crate) fn check_part(part: &str, dots_allowed: bool) -> Result<()> {
-    let reject = |reason| {
-        Err(Error::InvalidName {
-            name: part.to_owned(),
-            reason,
-        })
-    };
-    if part.is_empty() {
-        return reject("empty");
-    }
-    if part.len() > MAX_PART_LEN {
-        return reject("longer than 100 bytes");
-    }
-    if part.starts_with('.') {
-        return reject("starts with a dot");
-    }
-    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots_allowed && c == '.');
-    if !part.chars().all(ok) {
-        return reject(if dots_allowed {
-            "only A-Z a-z 0-9 _ - . are allowed"
-        } else {
-            "only A-Z a-z 0-9 _ - are allowed"
-        });
-    }
-    Ok(())
-}
-
-/// File mode of a new segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// `0600`: only the owner. The default for rings.
-    OwnerOnly,
-    /// `0640`: the owner's group may read. For the stats page, so that an unprivileged
-    /// `telemetryctl` in that group can observe.
-    GroupRead,
-}
-
-impl Access {
-    fn mode(self) -> Mode {
-        match self {
-            Access::OwnerOnly => Mode::from_bits_truncate(0o600),
-            Access::GroupRead => Mode::from_bits_truncate(0o640),
-        }
-    }
-}
-
-/// A mapped segment. Unmapped on drop; the file in `/dev/shm/<prefix>/` stays until [`remove`].
+/// A mapped segment. Unmapped on drop; the file in `/dev/shm/<prefix>/` stays until [`remove`](super::remove).
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
@@ -178,7 +74,7 @@ impl Mapping {
     }
 
     /// Opens an existing segment, after checking its directory and the file on their descriptors
-    /// (see [`crate::dir`]): to write, both must be ours; to read, the file must have its
+    /// (see [`super::dir`]): to write, both must be ours; to read, the file must have its
     /// directory's owner, and neither may be writable by group or others. A read-only open uses
     /// `O_RDONLY` and `PROT_READ`, so it needs no write permission on the file.
     pub(crate) fn open(name: &SegmentName, writable: bool) -> Result<Mapping> {
@@ -280,20 +176,6 @@ fn io_errno(seg: &str, op: &'static str, e: std::io::Error) -> Error {
     Error::os(seg, op, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
-/// How a new segment's pages are allocated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pages {
-    /// Every page at creation (`posix_fallocate`): a full `/dev/shm` is an error then, never a
-    /// SIGBUS later. What rings, the stats page and tables get unless they ask otherwise.
-    Reserved,
-    /// On first touch (a sparse file, `ftruncate`): for a table sized for the worst case and
-    /// used by a small part of it (aggd's interned key text), where reserving would pay memory
-    /// for pages that are never written. A page that cannot be allocated when first written
-    /// is a SIGBUS in the writer: only for tables whose writer survives a restart (a poison
-    /// record is skipped, the table adopted).
-    OnFirstTouch,
-}
-
 /// Gives the new file its size without allocating its pages (they are allocated, zeroed, on
 /// first touch).
 fn size_sparse(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
@@ -306,7 +188,7 @@ fn size_sparse(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
 /// Gives the new file its size with every page allocated (`posix_fallocate`). tmpfs allocates
 /// pages of a sparse file on first write, and one it cannot allocate then is a SIGBUS in
 /// whichever process touches it; reserved here, a full `/dev/shm` is an error at creation.
-pub(crate) fn reserve(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
+fn reserve(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
     let off_len = libc::off_t::try_from(len).map_err(|_| Error::InvalidParameter {
         reason: format!("segment length {len} is too large"),
     })?;
@@ -321,108 +203,5 @@ pub(crate) fn reserve(fd: &OwnedFd, seg: &str, len: usize) -> Result<()> {
             errno,
         }),
         Err(e) => Err(Error::os(seg, "posix_fallocate", e)),
-    }
-}
-
-/// Removes one segment. Processes that have it mapped keep their mapping.
-/// Returns `false` if it did not exist.
-///
-/// ```
-/// let name = shm_ring::SegmentName::new("doc-remove", "nothing-here")?;
-/// assert_eq!(shm_ring::remove(&name)?, false);
-/// # Ok::<(), shm_ring::Error>(())
-/// ```
-pub fn remove(name: &SegmentName) -> Result<bool> {
-    dir::remove_entry(&name.prefix, &name.name)
-}
-
-/// Removes every segment of a prefix, and its directory, when dropped, including during a
-/// panic. Tests use it so that a failing test leaves nothing in `/dev/shm`.
-///
-/// ```
-/// # use shm_ring::*;
-/// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
-/// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
-/// let prefix = format!("doc-guard-{}", std::process::id());
-/// {
-///     let _guard = PrefixGuard::new(&prefix);
-///     create::<Sample>(&SegmentName::new(&prefix, "a")?, &RingOptions::new(8))?;
-///     assert_eq!(list(&prefix)?.len(), 1);
-/// }
-/// assert!(list(&prefix)?.is_empty());
-/// assert!(!std::path::Path::new("/dev/shm").join(&prefix).exists());
-/// # Ok::<(), shm_ring::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct PrefixGuard {
-    prefix: String,
-}
-
-impl PrefixGuard {
-    /// Guards `prefix`. Nothing is checked or removed until drop.
-    pub fn new(prefix: &str) -> Self {
-        PrefixGuard {
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    /// The guarded prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-}
-
-impl Drop for PrefixGuard {
-    fn drop(&mut self) {
-        let _ = remove_all(&self.prefix);
-    }
-}
-
-/// Lists the segments in `/dev/shm/<prefix>/`.
-///
-/// ```
-/// assert!(shm_ring::list("doc-list-nothing")?.is_empty());
-/// # Ok::<(), shm_ring::Error>(())
-/// ```
-pub fn list(prefix: &str) -> Result<Vec<SegmentName>> {
-    check_part(prefix, true)?;
-    dir::segment_names(prefix)?
-        .into_iter()
-        .map(|n| SegmentName::new(prefix, &n))
-        .collect()
-}
-
-/// Removes every segment of one prefix and its directory, for example when a test ends or a
-/// package is purged. Nothing is followed: a symlink in the directory's place is removed, not
-/// what it points to. Returns how many segments were removed.
-///
-/// ```
-/// assert_eq!(shm_ring::remove_all("doc-remove-all-nothing")?, 0);
-/// # Ok::<(), shm_ring::Error>(())
-/// ```
-pub fn remove_all(prefix: &str) -> Result<usize> {
-    dir::clear(prefix, true)
-}
-
-/// Removes every segment of one prefix but keeps its directory (a clean stop of a pipeline
-/// whose directory was there before it started). Returns how many segments were removed.
-pub fn remove_segments(prefix: &str) -> Result<usize> {
-    dir::clear(prefix, false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_checked() {
-        assert!(SegmentName::new("a.b", "c").is_ok());
-        assert!(SegmentName::new("a", "c.d").is_err());
-        assert!(SegmentName::new("", "c").is_err());
-        assert!(SegmentName::new("a", "").is_err());
-        assert!(SegmentName::new("a/b", "c").is_err());
-        assert!(SegmentName::new(".hidden", "c").is_err());
-        assert!(SegmentName::new("a", &"x".repeat(101)).is_err());
-        assert!(SegmentName::new("a", "ü").is_err());
     }
 }

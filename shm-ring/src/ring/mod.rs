@@ -1,40 +1,60 @@
-//! Creating a ring segment, and the typed view of one that producers, consumers and observers
-//! share.
+//! The ring: a lock-free single-producer single-consumer queue of fixed-size
+//! [`Record`]s in a segment of its own. [`create`] makes one (see [`RingOptions`]);
+//! a [`Producer`] and a [`Consumer`], usually in two processes, attach to it; a [`RingObserver`]
+//! watches it read-only; a [`WaitStrategy`] says how a blocked side waits.
+//!
+//! ```
+//! use shm_ring::ring::{create, RingOptions};
+//! use shm_ring::{Consumer, Producer, Record, SegmentName};
+//! # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
+//! # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
+//! let name = SegmentName::new(&format!("doc-ring-{}", std::process::id()), "samples")?;
+//! let _guard = shm_ring::segment::PrefixGuard::new(name.prefix());
+//! create::<Sample>(&name, &RingOptions::new(8))?;
+//! Producer::<Sample>::attach(&name)?.push_slice(&[Sample { seq: 1 }])?;
+//! assert_eq!(Consumer::<Sample>::attach(&name)?.pop().unwrap(), Sample { seq: 1 });
+//! # Ok::<(), shm_ring::Error>(())
+//! ```
+//!
+//! Inside: `producer.rs` and `consumer.rs` are the two ends; `protocol.rs` is the publish and
+//! sleep protocol they share (checked with loom); `wait.rs` and `futex.rs` are the waiting; this
+//! file creates rings and holds the checked, typed mapping (`RingMap`) that all of them use.
+
+mod consumer;
+mod futex;
+mod observer;
+mod producer;
+mod protocol;
+mod wait;
+
+pub use consumer::{Consumer, PopError, ReadChunk};
+pub use observer::RingObserver;
+pub use producer::{Producer, PushError, WriteChunk};
+pub use wait::WaitStrategy;
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
+use crate::layout::shape_of;
 use crate::layout::{
     self, ConsumerLine, HeaderFields, ProducerLine, RingGeometry, RingShape, WaitLine, KIND_RING, LINE, MAX_CAPACITY,
-    MAX_RECORD_SIZE, RING_SLOTS_OFFSET,
+    RING_SLOTS_OFFSET,
 };
 use crate::record::Record;
-use crate::segment::{Access, Mapping, SegmentName};
-
-/// What [`create`] does when a segment of that name is already there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IfExists {
-    /// Return [`Error::AlreadyExists`].
-    Fail,
-    /// Keep it, with everything queued in it, if its header is valid for this record type and
-    /// capacity; otherwise replace it. This is what a restarted supervisor wants.
-    Adopt,
-    /// Replace it with an empty ring.
-    Replace,
-}
+use crate::segment::{Access, Created, IfExists, Mapping, SegmentName};
 
 /// How to create a ring. `capacity` must be a power of two between 2 and 2^32.
 ///
 /// ```
-/// use shm_ring::{IfExists, RingOptions};
+/// use shm_ring::ring::RingOptions;
+/// use shm_ring::segment::IfExists;
 /// let opts = RingOptions::new(1024).if_exists(IfExists::Adopt);
 /// assert_eq!(opts.capacity(), 1024);
 /// ```
 #[derive(Clone, Debug)]
 pub struct RingOptions {
     capacity: u64,
-    access: Access,
     if_exists: IfExists,
     start_position: u64,
 }
@@ -44,16 +64,9 @@ impl RingOptions {
     pub fn new(capacity: u64) -> Self {
         RingOptions {
             capacity,
-            access: Access::OwnerOnly,
             if_exists: IfExists::Fail,
             start_position: 0,
         }
-    }
-
-    /// The file mode of the segment.
-    pub fn access(mut self, access: Access) -> Self {
-        self.access = access;
-        self
     }
 
     /// What to do with an existing segment of the same name.
@@ -75,23 +88,6 @@ impl RingOptions {
     }
 }
 
-/// What [`create`] found and did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Created {
-    /// A new, empty ring.
-    New,
-    /// An existing ring was kept; `depth` records were queued in it.
-    Adopted {
-        /// Records queued at the time of adoption.
-        depth: u64,
-    },
-    /// An existing segment was replaced by a new, empty ring; `reason` says why.
-    Replaced {
-        /// Why the old segment could not be kept.
-        reason: String,
-    },
-}
-
 /// Creates the ring segment `name` for records of type `T`. Neither role is taken: the producer
 /// and consumer [`attach`](crate::Producer::attach) afterwards, usually from other processes.
 ///
@@ -99,14 +95,16 @@ pub enum Created {
 /// [`Error::RoleHeld`].
 ///
 /// ```
-/// use shm_ring::{create, remove, Created, IfExists, RingOptions, SegmentName};
+/// use shm_ring::ring::{create, RingOptions};
+/// use shm_ring::segment::{remove, Created, IfExists};
+/// use shm_ring::SegmentName;
 /// # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
 /// # impl shm_ring::Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
 /// let name = SegmentName::new(&format!("doc-create-{}", std::process::id()), "samples")?;
 /// assert_eq!(create::<Sample>(&name, &RingOptions::new(64))?, Created::New);
 /// let again = RingOptions::new(64).if_exists(IfExists::Adopt);
 /// assert_eq!(create::<Sample>(&name, &again)?, Created::Adopted { depth: 0 });
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Created> {
@@ -122,7 +120,7 @@ pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Creat
     })?;
 
     let mut outcome = Created::New;
-    let mapping = match Mapping::create(name, len, opts.access) {
+    let mapping = match Mapping::create(name, len, Access::OwnerOnly) {
         Ok(m) => m,
         Err(Error::AlreadyExists { .. }) if opts.if_exists != IfExists::Fail => {
             let reason = match RingMap::<T>::open(name, true) {
@@ -143,7 +141,7 @@ pub fn create<T: Record>(name: &SegmentName, opts: &RingOptions) -> Result<Creat
             };
             crate::segment::remove(name)?;
             outcome = Created::Replaced { reason };
-            Mapping::create(name, len, opts.access)?
+            Mapping::create(name, len, Access::OwnerOnly)?
         }
         Err(e) => return Err(e),
     };
@@ -190,38 +188,6 @@ fn ensure_roles_free<T: Record>(ring: &RingMap<T>, name: &SegmentName) -> Result
         }
     }
     Ok(())
-}
-
-pub(crate) fn shape_of<T: Record>() -> Result<RingShape<'static>> {
-    let shape = RingShape {
-        type_name: T::TYPE_NAME,
-        record_size: std::mem::size_of::<T>(),
-        record_align: std::mem::align_of::<T>(),
-    };
-    if shape.record_size == 0 || shape.record_size > MAX_RECORD_SIZE {
-        return Err(Error::InvalidParameter {
-            reason: format!(
-                "record {} has size {}, outside 1..=1 MiB",
-                T::TYPE_NAME,
-                shape.record_size
-            ),
-        });
-    }
-    if shape.record_align > LINE {
-        return Err(Error::InvalidParameter {
-            reason: format!(
-                "record {} is aligned to {} bytes, more than {LINE}",
-                T::TYPE_NAME,
-                shape.record_align
-            ),
-        });
-    }
-    if T::TYPE_NAME.is_empty() || T::TYPE_NAME.len() > layout::TYPE_NAME_LEN || T::TYPE_NAME.contains('\0') {
-        return Err(Error::InvalidParameter {
-            reason: format!("record type name {:?} must be 1 to 64 bytes without NUL", T::TYPE_NAME),
-        });
-    }
-    Ok(shape)
 }
 
 /// A mapped ring whose header has been checked against `T`.

@@ -3,14 +3,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::futex;
+use super::protocol::{self, Std};
+use super::wait::{wait_until, WaitStrategy};
+use super::{checked_depth, RingMap};
 use crate::error::{Error, Result};
-use crate::futex;
 use crate::layout::CONSUMER_LOCK_BYTE;
-use crate::protocol::{self, Std};
 use crate::record::Record;
-use crate::ring::{checked_depth, RingMap};
 use crate::segment::SegmentName;
-use crate::wait::{wait_until, WaitStrategy};
 
 /// The only reader of one ring. At most one live `Consumer` exists per ring across all processes.
 ///
@@ -18,7 +18,8 @@ use crate::wait::{wait_until, WaitStrategy};
 /// reading and committing leaves them in the ring for its successor (at-least-once delivery).
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::ring::{create, PopError, RingOptions};
+/// # use shm_ring::{Consumer, Producer, Record, SegmentName};
 /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
 /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
 /// let name = SegmentName::new(&format!("doc-consumer-{}", std::process::id()), "samples")?;
@@ -29,7 +30,7 @@ use crate::wait::{wait_until, WaitStrategy};
 /// assert_eq!(consumer.pop().unwrap(), Sample { seq: 1 });
 /// assert_eq!(consumer.pop().unwrap(), Sample { seq: 2 });
 /// assert!(matches!(consumer.pop(), Err(PopError::Empty)));
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct Consumer<T: Record> {
@@ -131,7 +132,8 @@ impl<T: Record> Consumer<T> {
     /// [`ReadChunk::commit`]; dropping the chunk releases nothing, so they are read again.
     ///
     /// ```
-    /// # use shm_ring::*;
+    /// # use shm_ring::ring::{create, RingOptions};
+    /// # use shm_ring::{Consumer, Producer, Record, SegmentName};
     /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
     /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
     /// # let name = SegmentName::new(&format!("doc-read-chunk-{}", std::process::id()), "samples")?;
@@ -144,7 +146,7 @@ impl<T: Record> Consumer<T> {
     /// assert_eq!(seqs, [7, 8, 9]);
     /// chunk.commit(2); // the 9 stays for the next read
     /// assert_eq!(consumer.read_chunk(usize::MAX)?.len(), 1);
-    /// # shm_ring::remove_all(name.prefix())?;
+    /// # shm_ring::segment::remove_all(name.prefix())?;
     /// # Ok::<(), shm_ring::Error>(())
     /// ```
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, T>> {
@@ -199,7 +201,9 @@ impl<T: Record> Consumer<T> {
     /// record in its place, which the stage then counts as bad input.
     ///
     /// ```
-    /// # use shm_ring::*;
+    /// # use shm_ring::ring::{create, RingOptions};
+    /// # use shm_ring::segment::PrefixGuard;
+    /// # use shm_ring::{Consumer, Producer, Record, SegmentName};
     /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)] #[repr(C)] struct Sample { seq: u64 }
     /// # impl Record for Sample { const TYPE_NAME: &'static str = "Sample/1"; }
     /// # let name = SegmentName::new(&format!("doc-replace-at-{}", std::process::id()), "samples")?;
@@ -280,7 +284,7 @@ impl<T: Record> ReadChunk<'_, T> {
     /// The records, in order. As it yields each one, it records that record's position in the
     /// ring (one store to the consumer's own cache line), so that if the process dies while
     /// handling it, a supervisor can tell which record it died on (see
-    /// [`RingObserver::processing`](crate::RingObserver::processing)).
+    /// [`RingObserver::processing`](crate::ring::RingObserver::processing)).
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         let marker = &self.ring.consumer_line().processing;
         let start = *self.consumer_read;

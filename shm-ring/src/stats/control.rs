@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::clock::monotonic_ms;
 use crate::error::{Error, Result};
 use crate::segment::SegmentName;
-use crate::stats::{Page, StageSlot, StageState};
+use crate::stats::layout::{Page, StageSlot};
+use crate::stats::StageState;
 #[cfg(doc)]
 use crate::stats::{StageSnapshot, StatsReader, CONTROL_WORDS};
 
@@ -20,7 +21,8 @@ use crate::stats::{StageSnapshot, StatsReader, CONTROL_WORDS};
 /// [`StageSnapshot::control`]. Opening needs write access to the page.
 ///
 /// ```
-/// # use shm_ring::*;
+/// # use shm_ring::stats::{create_stats_page, StageState, StatsControl, StatsReader};
+/// # use shm_ring::SegmentName;
 /// # use std::sync::atomic::Ordering;
 /// let name = SegmentName::new(&format!("doc-control-{}", std::process::id()), "stats")?;
 /// create_stats_page(&name, &["decoded"], &[])?;
@@ -31,7 +33,7 @@ use crate::stats::{StageSnapshot, StatsReader, CONTROL_WORDS};
 /// let snap = StatsReader::open(&name)?.snapshot();
 /// let s = snap.stage("decoded").unwrap();
 /// assert_eq!((s.state, s.control[0]), (Some(StageState::Starting), 1));
-/// shm_ring::remove_all(name.prefix())?;
+/// shm_ring::segment::remove_all(name.prefix())?;
 /// # Ok::<(), shm_ring::Error>(())
 /// ```
 pub struct StatsControl {

@@ -9,9 +9,9 @@
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+use super::futex;
+use super::protocol::{self, Std};
 use crate::error::Result;
-use crate::futex;
-use crate::protocol::{self, Std};
 
 /// How a producer waits for space or a consumer waits for records.
 ///
@@ -24,7 +24,7 @@ use crate::protocol::{self, Std};
 ///
 /// ```
 /// use std::time::Duration;
-/// use shm_ring::WaitStrategy;
+/// use shm_ring::ring::WaitStrategy;
 ///
 /// // Lowest latency, burns a core while waiting: for benchmarks and tests.
 /// let spin = WaitStrategy::spin();
