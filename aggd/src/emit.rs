@@ -31,7 +31,7 @@
 
 use std::sync::atomic::{compiler_fence, Ordering};
 
-use records::{Aggregate, ExpHistogram, FixedText};
+use records::{Aggregate, FixedText};
 
 use crate::events::Tally;
 use crate::pane::Partial;
@@ -219,18 +219,23 @@ impl Emission {
     ) -> Option<Aggregate> {
         let rm = rows.row_mut(row);
         let mut w = Partial::EMPTY;
-        let mut histogram = ExpHistogram::new(self.cfg.histogram_buckets);
         for q in lo..=hi {
-            let slot = self.cfg.panes.slot_of(q);
-            w.merge(&rm.panes.get(slot));
-            rm.panes.merge_histogram(slot, &mut histogram);
+            w.merge(&rm.panes.get(self.cfg.panes.slot_of(q)));
         }
         if w.count == 0 {
             return None;
         }
         let (last, last_ms) = (rm.header.last, rm.last_ms.as_deref().copied().unwrap_or(0));
         let h = *rows.header(row);
-        let mut agg = Aggregate::new(rows.text(h.device()), rows.text(h.sensor()), rows.text(h.unit()))?;
+        let (device, sensor, unit) = (rows.text(h.device()), rows.text(h.sensor()), rows.text(h.unit()));
+        let mut agg = Aggregate::with_histogram_budget(device, sensor, unit, self.cfg.histogram_buckets)?;
+        if rows.shape().buckets > 0 {
+            // Merged in place: the aggregate is the one copy of the window's histogram.
+            let rm = rows.row_mut(row);
+            for q in lo..=hi {
+                rm.panes.merge_histogram(self.cfg.panes.slot_of(q), &mut agg.histogram);
+            }
+        }
         agg.set_statistics(self.cfg.statistics);
         agg.window_start_ms = start;
         agg.window_end_ms = end;
@@ -241,7 +246,6 @@ impl Emission {
         agg.max = w.max;
         agg.last = last;
         agg.last_ms = last_ms;
-        agg.histogram = histogram;
         Some(agg)
     }
 

@@ -189,6 +189,7 @@ pub const fn pane_words(panes: usize, columns: Columns, buckets: usize) -> usize
 
 impl<'a> Panes<'a> {
     /// Carves the columns out of the `pane_words(panes, columns, buckets)` words `words`.
+    #[inline]
     pub fn new(words: &'a mut [u64], panes: usize, columns: Columns, buckets: usize) -> Panes<'a> {
         let (counts, mut rest) = words.split_at_mut(panes.div_ceil(2));
         let mut column = |c: Columns| -> &'a mut [f64] {

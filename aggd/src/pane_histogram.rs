@@ -33,6 +33,7 @@ pub struct Histograms<'a> {
 
 impl<'a> Histograms<'a> {
     /// The column over `words` (`panes × words_per_pane(buckets)` words, or none).
+    #[inline]
     pub fn new(words: &'a mut [u64], buckets: usize) -> Histograms<'a> {
         debug_assert!(buckets == 0 || buckets >= MIN_BUDGET as usize);
         Histograms {

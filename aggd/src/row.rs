@@ -47,7 +47,8 @@ pub const MAX_IDLE_PANES: u64 = 1 << 38;
 /// Skipping the open pane forward by this many panes or more forgets every row first.
 pub const SKIP_FORGETS: u64 = 1 << 39;
 
-/// The layout of every row of a table: panes per row and the pane columns stored.
+/// The layout of every row of a table: panes per row and the pane columns stored. The row's
+/// length is computed once, here: every row access needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowShape {
     /// Panes per window.
@@ -56,32 +57,32 @@ pub struct RowShape {
     pub columns: Columns,
     /// Buckets of each pane's histogram, if [`Columns::HISTOGRAM`] is stored.
     pub buckets: usize,
+    /// Words of one row.
+    words: usize,
 }
 
 impl RowShape {
     /// Rows of `panes` panes with every column, histograms of 16 buckets.
     pub const fn full(panes: usize) -> RowShape {
-        RowShape {
-            panes,
-            columns: Columns::ALL,
-            buckets: 16,
-        }
+        RowShape::of(panes, Columns::ALL, 16)
     }
 
     /// Rows of `panes` panes with the columns of `columns`, histograms of `buckets` buckets
     /// if stored.
     pub const fn of(panes: usize, columns: Columns, buckets: usize) -> RowShape {
+        let buckets = if columns.has(Columns::HISTOGRAM) { buckets } else { 0 };
         RowShape {
             panes,
             columns,
-            buckets: if columns.has(Columns::HISTOGRAM) { buckets } else { 0 },
+            buckets,
+            words: HEADER_WORDS + columns.row_words() + pane_words(panes, columns, buckets),
         }
     }
 
     /// Words of one row.
     #[inline]
     pub const fn words(self) -> usize {
-        self.panes_at() + pane_words(self.panes, self.columns, self.buckets)
+        self.words
     }
 
     /// Where the pane columns start in a row (after the header and the per-row words).

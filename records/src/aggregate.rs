@@ -77,7 +77,16 @@ impl Aggregate {
         a.sensor_len = text::store(&mut a.sensor, sensor)?;
         a.unit_len = text::store(&mut a.unit, unit)?;
         a.statistics = Statistics::ALL.bits();
-        a.histogram = ExpHistogram::new(Aggregate::HISTOGRAM_BUDGET);
+        a.histogram.empty_zeroed(Aggregate::HISTOGRAM_BUDGET);
+        Some(a)
+    }
+
+    /// An empty aggregate like [`Aggregate::new`], whose histogram keeps at most `budget`
+    /// buckets.
+    #[inline]
+    pub fn with_histogram_budget(device: &[u8], sensor: &[u8], unit: &[u8], budget: u32) -> Option<Self> {
+        let mut a = Aggregate::new(device, sensor, unit)?;
+        a.histogram.empty_zeroed(budget);
         Some(a)
     }
 

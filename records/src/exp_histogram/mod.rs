@@ -105,6 +105,14 @@ impl ExpHistogram {
         h
     }
 
+    /// Empties it and sets its budget, writing one word: for a histogram whose counts are
+    /// known to be 0 (a zeroed one, as in a new `Aggregate`).
+    #[inline]
+    pub(crate) fn empty_zeroed(&mut self, budget: u32) {
+        debug_assert!(self.counts.iter().all(|&c| c == 0) && self.zero_count == 0);
+        self.frame = Frame::empty(budget).to_word();
+    }
+
     /// Where the buckets are.
     pub fn frame(&self) -> Frame {
         Frame::from_word(self.frame)
