@@ -35,8 +35,36 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<telemetry_config::ConfigError> for Error {
+    /// The key and the problem, without the `config: ` prefix [`Error::Config`] adds.
+    fn from(e: telemetry_config::ConfigError) -> Self {
+        if e.key.is_empty() {
+            Error::Config(e.problem)
+        } else {
+            Error::Config(format!("{}: {}", e.key, e.problem))
+        }
+    }
+}
+
 impl From<shm_ring::Error> for Error {
     fn from(e: shm_ring::Error) -> Self {
         Error::Ring(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_error_says_config_once() {
+        let e = telemetry_config::ConfigError {
+            key: "emitd.kafka.key_file".into(),
+            problem: "mode 0644 is readable by others".into(),
+        };
+        assert_eq!(
+            Error::from(e).to_string(),
+            "config: emitd.kafka.key_file: mode 0644 is readable by others"
+        );
     }
 }

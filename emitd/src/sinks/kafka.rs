@@ -180,13 +180,11 @@ fn client_config(config: &Config) -> Result<ClientConfig, Error> {
     // Secrets are read here, through the checked descriptor (telemetry_config::read_secret),
     // and handed over as values: librdkafka never opens the secret files by path.
     if !k.key_file.is_empty() {
-        let pem = telemetry_config::read_secret("emitd.kafka.key_file", &k.key_file)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let pem = telemetry_config::read_secret("emitd.kafka.key_file", &k.key_file)?;
         c.set("ssl.key.pem", pem);
     }
     if sasl {
-        let password = telemetry_config::read_secret("emitd.kafka.sasl_password_file", &k.sasl_password_file)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let password = telemetry_config::read_secret("emitd.kafka.sasl_password_file", &k.sasl_password_file)?;
         c.set("sasl.mechanisms", &k.sasl_mechanism)
             .set("sasl.username", &k.sasl_username)
             .set("sasl.password", password);
