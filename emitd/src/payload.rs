@@ -24,6 +24,7 @@
 //! ids come out as valid JSON.
 
 use bytes::{BufMut, BytesMut};
+use records::exp_histogram::SignCounts;
 use records::statistics::quantile_field;
 use records::{Aggregate, ExpHistogram, FixedText, Statistics};
 use serde::ser::{SerializeMap, Serializer};
@@ -64,7 +65,7 @@ pub struct Body<'a> {
     /// The quantiles, as (field, value), if chosen.
     pub quantiles: Option<(&'a [(String, f64)], &'a ExpHistogram)>,
     /// The histogram, if chosen.
-    pub histogram: Option<Otlp>,
+    pub histogram: Option<Otlp<'a>>,
 }
 
 impl Serialize for Body<'_> {
@@ -117,9 +118,10 @@ impl Serialize for Body<'_> {
     }
 }
 
-/// An exponential histogram in OTLP's `ExponentialHistogramDataPoint` form.
+/// An exponential histogram in OTLP's `ExponentialHistogramDataPoint` form, read from the
+/// aggregate in place.
 #[derive(Debug, Serialize)]
-pub struct Otlp {
+pub struct Otlp<'a> {
     /// `γ = 2^(2^-scale)`.
     pub scale: i8,
     /// Samples within this of 0 are counted in `zero_count` (0: exactly 0).
@@ -127,23 +129,41 @@ pub struct Otlp {
     /// Samples equal to 0.
     pub zero_count: u64,
     /// Positive buckets.
-    pub positive: OtlpBuckets,
+    pub positive: OtlpBuckets<'a>,
     /// Negative buckets, by magnitude.
-    pub negative: OtlpBuckets,
+    pub negative: OtlpBuckets<'a>,
 }
 
 /// One sign's buckets: `counts[k]` is bucket `offset + k`, `(γ^i, γ^(i+1)]`.
-#[derive(Debug, Serialize)]
-pub struct OtlpBuckets {
+#[derive(Debug)]
+pub struct OtlpBuckets<'a> {
     /// The first bucket's index.
     pub offset: i32,
     /// Consecutive buckets' counts.
-    pub counts: Vec<u64>,
+    pub counts: SignCounts<'a>,
 }
 
-impl Otlp {
+impl Serialize for OtlpBuckets<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("offset", &self.offset)?;
+        map.serialize_entry("counts", &Seq(self.counts.clone()))?;
+        map.end()
+    }
+}
+
+/// A sequence serialized from an iterator, without collecting it.
+struct Seq<I>(I);
+
+impl<I: Iterator<Item = u64> + Clone> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+impl Otlp<'_> {
     /// The OTLP form of `h`.
-    pub fn of(h: &ExpHistogram) -> Otlp {
+    pub fn of(h: &ExpHistogram) -> Otlp<'_> {
         let sign = |(offset, counts)| OtlpBuckets { offset, counts };
         Otlp {
             scale: h.scale(),

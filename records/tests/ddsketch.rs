@@ -91,10 +91,9 @@ fn buckets_and_quantiles_agree_with_ddsketch() {
         assert_eq!(dd["zero"].as_u64(), Some(h.zero_count), "n = {n}");
         for (name, (offset, counts)) in [("positive", h.positive()), ("negative", h.negative())] {
             let ours: BTreeMap<i64, u64> = counts
-                .iter()
                 .enumerate()
-                .filter(|(_, c)| **c != 0)
-                .map(|(k, c)| (i64::from(offset) + k as i64 + 1, *c))
+                .filter(|&(_, c)| c != 0)
+                .map(|(k, c)| (i64::from(offset) + k as i64 + 1, c))
                 .collect();
             let theirs: BTreeMap<i64, u64> = dd[name]
                 .as_object()

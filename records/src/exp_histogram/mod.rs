@@ -74,7 +74,7 @@ fn trim_zeros((offset, counts): (i32, &[u64])) -> (Option<i32>, &[u64]) {
 /// for v in 1..200 { h.fold(f64::from(v)) }
 /// assert_eq!(h.scale(), 0, "a ratio of 230 does not: one bucket a power of two");
 /// let (offset, counts) = h.positive();
-/// assert_eq!((offset, counts.len(), counts.iter().sum::<u64>()), (-1, 9, 230));
+/// assert_eq!((offset, counts.len(), counts.sum::<u64>()), (-1, 9, 230));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
@@ -179,8 +179,9 @@ impl ExpHistogram {
     /// use records::ExpHistogram;
     /// let mut h = ExpHistogram::new(16);
     /// [-2.0, 0.0, 3.0, 3.5].map(|v| h.fold(v));
-    /// let (p, n) = (h.positive(), h.negative());
-    /// let back = ExpHistogram::from_otlp(h.scale(), h.zero_count, (p.0, &p.1), (n.0, &n.1), 16);
+    /// let ((po, p), (no, n)) = (h.positive(), h.negative());
+    /// let (p, n): (Vec<u64>, Vec<u64>) = (p.collect(), n.collect());
+    /// let back = ExpHistogram::from_otlp(h.scale(), h.zero_count, (po, &p), (no, &n), 16);
     /// assert_eq!(back, Some(h));
     /// assert_eq!(ExpHistogram::from_otlp(6, 0, (0, &[1; 17]), (0, &[]), 16), None, "over budget");
     /// assert_eq!(ExpHistogram::from_otlp(6, 0, (1 << 20, &[1]), (0, &[]), 16), None, "no such bucket");
@@ -222,20 +223,56 @@ impl ExpHistogram {
         Some(h)
     }
 
-    /// The positive buckets: the first one's index and the counts, in OTLP's order.
-    pub fn positive(&self) -> (i32, Vec<u64>) {
+    /// The positive buckets: the first one's index and the counts, in OTLP's order, read in
+    /// place (no allocation: emitd serializes them for every aggregate).
+    pub fn positive(&self) -> (i32, SignCounts<'_>) {
         self.side(false)
     }
 
     /// The negative buckets, by magnitude: the first one's index and the counts.
-    pub fn negative(&self) -> (i32, Vec<u64>) {
+    pub fn negative(&self) -> (i32, SignCounts<'_>) {
         self.side(true)
     }
 
-    fn side(&self, negative: bool) -> (i32, Vec<u64>) {
-        let f = self.frame();
-        let span = if negative { f.negative } else { f.positive };
-        let counts = (0..span.len).map(|k| f.bucket(&self.counts[..], negative, k)).collect();
+    fn side(&self, negative: bool) -> (i32, SignCounts<'_>) {
+        let frame = self.frame();
+        let span = if negative { frame.negative } else { frame.positive };
+        let counts = SignCounts {
+            frame,
+            counts: &self.counts,
+            negative,
+            next: 0,
+            len: span.len,
+        };
         (if span.len == 0 { 0 } else { span.offset }, counts)
     }
 }
+
+/// One sign's bucket counts, from its first bucket up ([`ExpHistogram::positive`],
+/// [`ExpHistogram::negative`]).
+#[derive(Clone, Debug)]
+pub struct SignCounts<'a> {
+    frame: Frame,
+    counts: &'a [u64],
+    negative: bool,
+    next: u32,
+    len: u32,
+}
+
+impl Iterator for SignCounts<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.len).then(|| {
+            self.next += 1;
+            self.frame.bucket(self.counts, self.negative, self.next - 1)
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.len - self.next) as usize;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for SignCounts<'_> {}
