@@ -62,9 +62,9 @@ pub struct RowShape {
 }
 
 impl RowShape {
-    /// Rows of `panes` panes with every column, histograms of 16 buckets.
+    /// Rows of `panes` panes with every column, histograms of the default budget.
     pub const fn full(panes: usize) -> RowShape {
-        RowShape::of(panes, Columns::ALL, 16)
+        RowShape::of(panes, Columns::ALL, records::Aggregate::HISTOGRAM_BUDGET as usize)
     }
 
     /// Rows of `panes` panes with the columns of `columns`, histograms of `buckets` buckets

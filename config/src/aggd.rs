@@ -112,7 +112,7 @@ impl Default for Aggd {
             idle_ttl_ms: 600_000,
             statistics: Statistic::DEFAULT.to_vec(),
             quantiles: vec![0.5, 0.9, 0.99],
-            histogram_buckets: 16,
+            histogram_buckets: records::Aggregate::HISTOGRAM_BUDGET,
         }
     }
 }
