@@ -184,9 +184,10 @@ proptest! {
             feed(&mut m, e, 5_000, &mut out);
         }
         prop_assert_eq!(m.counts().timed_out, 1);
+        prop_assert_eq!(m.live_instances(), k - 1, "edge-0 is not waited for");
         let late_before = m.counts().late;
         for e in silent {
-            feed(&mut m, e, 6_000, &mut out);
+            feed(&mut m, e, 5_500, &mut out);
         }
         let last = last_revisions(&out);
         prop_assert_eq!(last.len(), single.len());
@@ -196,6 +197,18 @@ proptest! {
         }
         let revisions: u64 = last.values().map(|o| u64::from(o.revision)).sum();
         prop_assert_eq!(revisions, m.counts().late - late_before, "one revision per late partial");
+        prop_assert_eq!(m.live_instances(), k, "edge-0 is waited for again from its next message");
+        // A merger restarted with the merged windows restored takes a late partial as the next
+        // revision of what was restored, and a redelivered one as a duplicate.
+        let mut restarted = Merger::new(1_000, u64::MAX, 0);
+        last.values().for_each(|o| restarted.restore((*o).clone()));
+        if let Some(((device, end), o)) = last.iter().next() {
+            let again = o.instances[0].clone();
+            let (key, w) = (device.as_bytes()[3] - b'0', end / WINDOW_MS - 1);
+            let own = aggregates(samples.iter().filter(|s| name(s.3) == again))[&(key, w)];
+            let verdict = restarted.partial(Partial { instance: again, aggregate: own }, 7_000);
+            prop_assert!(matches!(verdict, Verdict::Duplicate), "{:?}", verdict);
+        }
         // A redelivered partial changes nothing.
         for (key, a) in aggregates(samples.iter().filter(|s| s.3 == 0)) {
             let again = Partial { instance: name(0), aggregate: a };
